@@ -1,0 +1,68 @@
+"""The typed values that travel from a source into the pipeline.
+
+Every time in whaled derives from a sample index: a block carries the index of its first
+sample since the stream's origin, so ``time = origin + index / rate``. Lost audio never
+shifts that formula: the source advances the index across the loss (re-anchored to the
+clock for live capture) and says so with a :class:`Gap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a source knows about its stream before the first block arrives."""
+
+    rate_hz: int
+    channels: tuple[int, ...]  # device channel numbers (1-based) carried by each column
+    origin_utc: datetime  # the UTC time of sample index 0
+    origin_from: str  # where origin_utc came from: "file name", "flag", "mtime", "clock"
+    name: str  # a short human description of the source
+
+    def utc_at(self, sample_index: float) -> datetime:
+        return self.origin_utc + timedelta(seconds=sample_index / self.rate_hz)
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """Consecutive audio frames: float32, shape (frames, channels), full scale = 1.0."""
+
+    first_sample: int  # index of samples[0] since the stream's origin, at the source rate
+    samples: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def end_sample(self) -> int:
+        return self.first_sample + self.frames
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Audio the source could not deliver: [first_sample, end_sample) at the source rate."""
+
+    first_sample: int
+    end_sample: int
+    reason: str  # "queue full", "overflow", "device lost", "stall", ...
+
+    @property
+    def samples(self) -> int:
+        return self.end_sample - self.first_sample
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The source has nothing more to give (end of a file, --duration reached)."""
+
+    end_sample: int
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,167 @@
+"""The model artifact: a TorchScript archive that describes itself.
+
+This is the one module that knows the on-disk format. The archive holds a scripted module
+that maps a float32 batch of raw windows, shape (batch, window_samples), to probabilities,
+shape (batch, labels), and a JSON metadata file readable without torch:
+
+    unzip -p model.pt '*/extra/whaled.json'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+METADATA_NAME = "whaled.json"
+HASH_HEX_CHARS = 12  # enough to tell models apart in logs and metrics
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Event-tracker thresholds on the model's probability (hysteresis: on >= off)."""
+
+    on: float = 0.5
+    off: float = 0.35
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    sample_rate_hz: int
+    window_samples: int
+    labels: tuple[str, ...]
+    thresholds: Thresholds = Thresholds()
+    version: str = "0"
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # training data, metrics, command
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate_hz
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["labels"] = list(self.labels)
+        return json.dumps(doc, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        try:
+            doc = json.loads(text)
+            if int(doc["format_version"]) > FORMAT_VERSION:
+                raise ModelError(f"model format {doc['format_version']} is newer than this "
+                                 f"whaled understands ({FORMAT_VERSION})")
+            labels = tuple(str(label) for label in doc["labels"])
+            if not labels:
+                raise ValueError("no labels")
+            return cls(
+                sample_rate_hz=int(doc["sample_rate_hz"]),
+                window_samples=int(doc["window_samples"]),
+                labels=labels,
+                thresholds=Thresholds(**doc.get("thresholds", {})),
+                version=str(doc.get("version", "0")),
+                format_version=int(doc["format_version"]),
+                extra=dict(doc.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
+            raise ModelError(f"model metadata is invalid ({error!r})") from None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    module: torch.jit.ScriptModule
+    metadata: ModelMetadata
+    path: Path
+    content_hash: str  # first hex digits of the file's SHA-256
+    device: torch.device
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:HASH_HEX_CHARS]
+
+
+def save_model(module: torch.nn.Module, metadata: ModelMetadata, path: Path) -> str:
+    """Script ``module`` (in eval mode, on the CPU) and write it with its metadata.
+
+    Returns the content hash of the written file.
+    """
+    was_training = module.training
+    module = module.cpu().eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        scripted = torch.jit.script(module)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.jit.save(scripted, str(tmp), _extra_files={METADATA_NAME: metadata.to_json()})
+    tmp.replace(path)
+    module.train(was_training)
+    return file_hash(path)
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """Read only the metadata (a zip member), without loading the network."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
+            if not names:
+                raise ModelError(f"{path}: not a whaled model (no extra/{METADATA_NAME} inside)")
+            return ModelMetadata.from_json(archive.read(names[0]).decode())
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except (zipfile.BadZipFile, IsADirectoryError, PermissionError) as error:
+        raise ModelError(f"{path}: not a TorchScript archive ({error})") from None
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load and check a model; raise :class:`ModelError` with one line on any problem."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    torch_device = torch.device(device)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=torch_device)
+    except (RuntimeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ModelError(f"{path}: cannot load the TorchScript module ({first_line})") from None
+    module.eval()
+    probe = torch.zeros(1, metadata.window_samples, device=torch_device)
+    try:
+        with torch.inference_mode():
+            out = module(probe)
+    except RuntimeError as error:
+        raise ModelError(f"{path}: the model fails on a silent window ({error})") from None
+    if tuple(out.shape) != (1, len(metadata.labels)):
+        raise ModelError(f"{path}: the model returns shape {tuple(out.shape)} for one window, "
+                         f"expected (1, {len(metadata.labels)}) for labels {metadata.labels}")
+    return LoadedModel(module, metadata, path, file_hash(path), torch_device)
+
+
+def pick_torch_device(requested: str) -> torch.device:
+    """``auto`` means CUDA when available, else the CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ModelError(f"unknown torch device {requested!r} (use auto, cpu, cuda or cuda:N)")\
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"torch device {requested!r} asked for, but CUDA is not available")
+    return device

@@ -1,0 +1,76 @@
+"""The detector network: raw 2-s windows in, one probability per label out.
+
+The spectrogram and its normalisation live inside the module, so training and serving share
+one code path and the STFT runs wherever the model runs (GPU when there is one). The layout
+follows the 2013 talk: a log spectrogram image into a small CNN, dropout before the
+classifier and a light dropout on the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SAMPLE_RATE_HZ = 2000
+WINDOW_SECONDS = 2.0
+WINDOW_SAMPLES = int(SAMPLE_RATE_HZ * WINDOW_SECONDS)  # 4000 samples in a 2-s window
+N_FFT = 256  # 128 ms frames, 7.8 Hz bins at 2 kHz
+STFT_HOP_SAMPLES = 32  # 16 ms: 118 frames in a 2-s window
+LOW_BIN = 3  # 23 Hz: below the lowest upcall start (~50 Hz)
+N_BINS = 64  # up to 523 Hz: the call and its first harmonic
+LOG_FLOOR = 1e-10  # power floor before the logarithm
+
+
+class Spectrogram(nn.Module):
+    """Log power spectrogram with per-frequency background removal (median over time)."""
+
+    def __init__(self, n_fft: int = N_FFT, hop_samples: int = STFT_HOP_SAMPLES,
+                 low_bin: int = LOW_BIN, n_bins: int = N_BINS) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_samples = hop_samples
+        self.low_bin = low_bin
+        self.n_bins = n_bins
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames)
+        audio = audio - audio.mean(dim=1, keepdim=True)
+        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples, window=self.window,
+                          center=False, return_complex=True)
+        power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
+        log_power = torch.log10(power + LOG_FLOOR)
+        background = log_power.median(dim=2, keepdim=True).values
+        whitened = log_power - background
+        return whitened.unsqueeze(1)
+
+
+class UpcallNet(nn.Module):
+    """Spectrogram -> three 3x3 conv layers -> global pooling -> dropout -> linear -> sigmoid."""
+
+    def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
+                 input_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.spectrogram = Spectrogram()
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(4 * width, n_labels)
+
+    def logits(self, audio: torch.Tensor) -> torch.Tensor:
+        image = self.input_dropout(self.spectrogram(audio))
+        maps = self.features(image)
+        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        return self.classifier(self.dropout(pooled))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(audio))
+
+    def conv_parameters(self) -> list[nn.Parameter]:
+        """The parameters that take weight decay (the talk: decay on convolutions only)."""
+        return [m.weight for m in self.features if isinstance(m, nn.Conv2d)]

@@ -1,0 +1,224 @@
+"""Where audio comes from: recordings replayed as if live, and the simulated hydrophone.
+
+A source is one method wide: ``read(timeout_seconds)`` returns what is available now, a list
+of :class:`Block`, :class:`Gap` and finally :class:`EndOfStream`. ``close()`` releases it.
+The PortAudio source lives in :mod:`detector.capture`; :class:`ListSource` is the fake that
+unit tests and demos drive the pipeline with.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from detector.blocks import Block, EndOfStream, Gap, StreamInfo, utc_now
+from detector.synthetic import SyntheticHydrophone
+
+log = logging.getLogger("whaled.source")
+
+Item = Block | Gap | EndOfStream
+FILE_NAME_STAMP = re.compile(r"(?<!\d)(\d{8})[_T-]?(\d{6})(?!\d)")
+SYNTHETIC_EPOCH_SECONDS = 3600  # the simulated stream is scheduled an hour at a time
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc")
+
+
+class SourceError(Exception):
+    """A source that cannot start; the message is one line for the operator."""
+
+
+class Source(Protocol):
+    info: StreamInfo
+
+    def read(self, timeout_seconds: float) -> list[Item]: ...
+
+    def close(self) -> None: ...
+
+
+def origin_from_name(path: Path) -> datetime | None:
+    """``NOPP6_EST_20090329_121500.wav`` -> 2009-03-29 12:15:00 UTC."""
+    match = FILE_NAME_STAMP.search(path.stem)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match[1] + match[2], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def select_channels(available: int, wanted: Sequence[int]) -> tuple[int, ...]:
+    """1-based channel numbers; empty ``wanted`` means all of them."""
+    chosen = tuple(wanted) or tuple(range(1, available + 1))
+    bad = [c for c in chosen if not 1 <= c <= available]
+    if bad:
+        raise SourceError(f"channel {bad[0]} asked for, but the input has {available} channel(s)")
+    return chosen
+
+
+class Pacer:
+    """Releases stream time at ``speed`` times the wall clock (0: as fast as possible)."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._start = time.monotonic()
+
+    def wait_until(self, stream_seconds: float, timeout_seconds: float) -> bool:
+        """Sleep until ``stream_seconds`` is due; False when the timeout comes first."""
+        if self.speed <= 0:
+            return True
+        delay = self._start + stream_seconds / self.speed - time.monotonic()
+        if delay > timeout_seconds:
+            time.sleep(max(timeout_seconds, 0.0))
+            return False
+        if delay > 0:
+            time.sleep(delay)
+        return True
+
+
+class FileSource:
+    """A recording replayed in blocks, paced at ``speed`` times real time (0: unpaced)."""
+
+    def __init__(self, path: Path, *, block_frames: int, speed: float = 0.0,
+                 channels: Sequence[int] = (), origin: datetime | None = None,
+                 duration_seconds: float | None = None) -> None:
+        import soundfile
+
+        self.path = Path(path)
+        try:
+            self._file = soundfile.SoundFile(str(self.path))
+        except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+            raise SourceError(f"cannot read {self.path}: {_one_line(error)}") from None
+        rate = int(self._file.samplerate)
+        self._columns = [c - 1 for c in select_channels(self._file.channels, channels)]
+        stamp = origin_from_name(self.path)
+        if origin is not None:
+            origin_utc, origin_from = origin, "flag"
+        elif stamp is not None:
+            origin_utc, origin_from = stamp, "file name"
+        else:
+            mtime = self.path.stat().st_mtime
+            origin_utc, origin_from = datetime.fromtimestamp(mtime, UTC), "mtime"
+        self.info = StreamInfo(rate, tuple(c + 1 for c in self._columns), origin_utc,
+                               origin_from, f"file:{self.path.name}")
+        self._block_frames = block_frames
+        self._limit = (self._file.frames if duration_seconds is None
+                       else min(self._file.frames, int(duration_seconds * rate)))
+        self._position = 0
+        self._pacer = Pacer(speed)
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        if self._position >= self._limit:
+            return [EndOfStream(self._position)]
+        frames = min(self._block_frames, self._limit - self._position)
+        if not self._pacer.wait_until((self._position + frames) / self.info.rate_hz,
+                                      timeout_seconds):
+            return []
+        try:
+            data = self._file.read(frames, dtype="float32", always_2d=True)
+        except (RuntimeError, OSError) as error:
+            log.error("read error in %s at sample %d: %s", self.path, self._position,
+                      _one_line(error))
+            return [EndOfStream(self._position)]
+        if len(data) == 0:
+            return [EndOfStream(self._position)]
+        block = Block(self._position, np.ascontiguousarray(data[:, self._columns]))
+        self._position += len(data)
+        return [block]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class SyntheticSource:
+    """The simulated hydrophone as a live device: real-time paced unless ``speed`` says not."""
+
+    def __init__(self, *, rate_hz: int, block_frames: int, speed: float = 1.0,
+                 channels: int = 1, seed: int = 1, origin: datetime | None = None,
+                 duration_seconds: float | None = None) -> None:
+        self.info = StreamInfo(rate_hz, tuple(range(1, channels + 1)), origin or utc_now(),
+                               "flag" if origin else "clock", "synthetic")
+        self._block_frames = block_frames
+        self._seed = seed
+        self._n_channels = channels
+        self._limit = None if duration_seconds is None else int(duration_seconds * rate_hz)
+        self._position = 0
+        self._pacer = Pacer(speed)
+        self._epochs: dict[tuple[int, int], SyntheticHydrophone] = {}
+
+    def hydrophone(self, channel: int, epoch: int) -> SyntheticHydrophone:
+        key = (channel, epoch)
+        if key not in self._epochs:
+            self._epochs = {k: v for k, v in self._epochs.items() if k[1] >= epoch - 1}
+            phone = SyntheticHydrophone(self.info.rate_hz, SYNTHETIC_EPOCH_SECONDS,
+                                        seed=self._seed * 1_000_003 + 7919 * channel + epoch)
+            self._epochs[key] = phone
+            for call in phone.upcalls:
+                at = epoch * SYNTHETIC_EPOCH_SECONDS * self.info.rate_hz + call.start_sample
+                log.debug("synthetic upcall on channel %d at %s (%.2f s)", channel + 1,
+                          self.info.utc_at(at).isoformat(), len(call.wave) / self.info.rate_hz)
+        return self._epochs[key]
+
+    def upcall_times(self, channel: int, until_seconds: float) -> list[tuple[float, float]]:
+        """(start, end) seconds since the origin of every upcall placed on ``channel``."""
+        rate = self.info.rate_hz
+        spans = []
+        for epoch in range(int(until_seconds // SYNTHETIC_EPOCH_SECONDS) + 1):
+            offset = epoch * SYNTHETIC_EPOCH_SECONDS
+            for call in self.hydrophone(channel, epoch).upcalls:
+                start = offset + call.start_sample / rate
+                if start < until_seconds:
+                    spans.append((start, offset + call.end_sample / rate))
+        return spans
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        frames = self._block_frames
+        if self._limit is not None:
+            if self._position >= self._limit:
+                return [EndOfStream(self._position)]
+            frames = min(frames, self._limit - self._position)
+        if not self._pacer.wait_until((self._position + frames) / self.info.rate_hz,
+                                      timeout_seconds):
+            return []
+        out = np.empty((frames, self._n_channels), np.float32)
+        epoch_samples = SYNTHETIC_EPOCH_SECONDS * self.info.rate_hz
+        for channel in range(self._n_channels):
+            pos = self._position
+            while pos < self._position + frames:
+                epoch, offset = divmod(pos, epoch_samples)
+                n = min(epoch_samples - offset, self._position + frames - pos)
+                chunk = self.hydrophone(channel, epoch).chunk(offset, n)
+                out[pos - self._position:pos - self._position + n, channel] = chunk
+                pos += n
+        block = Block(self._position, out)
+        self._position += frames
+        return [block]
+
+    def close(self) -> None:
+        self._epochs.clear()
+
+
+class ListSource:
+    """The in-package fake: hands out prepared items, a few per read."""
+
+    def __init__(self, info: StreamInfo, items: Sequence[Item], per_read: int = 1) -> None:
+        self.info = info
+        self._items = list(items)
+        self._per_read = per_read
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        taken, self._items = self._items[:self._per_read], self._items[self._per_read:]
+        return taken
+
+    def close(self) -> None:
+        self._items.clear()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
