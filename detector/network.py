@@ -31,6 +31,7 @@ class Spectrogram(nn.Module):
         self.hop_samples = hop_samples
         self.low_bin = low_bin
         self.n_bins = n_bins
+        self.log_floor = LOG_FLOOR  # an attribute: TorchScript cannot read a float global
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ class Spectrogram(nn.Module):
         spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples, window=self.window,
                           center=False, return_complex=True)
         power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
-        log_power = torch.log10(power + LOG_FLOOR)
+        log_power = torch.log10(power + self.log_floor)
         background = log_power.median(dim=2, keepdim=True).values
         whitened = log_power - background
         return whitened.unsqueeze(1)
