@@ -34,6 +34,7 @@ class Block:
 
     first_sample: int  # index of samples[0] since the stream's origin, at the source rate
     samples: np.ndarray
+    arrival_monotonic: float = 0.0  # time.monotonic() when the source delivered it; 0: unknown
 
     @property
     def frames(self) -> int:

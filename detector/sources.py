@@ -127,7 +127,8 @@ class FileSource:
             return [EndOfStream(self._position)]
         if len(data) == 0:
             return [EndOfStream(self._position)]
-        block = Block(self._position, np.ascontiguousarray(data[:, self._columns]))
+        block = Block(self._position, np.ascontiguousarray(data[:, self._columns]),
+                      time.monotonic())
         self._position += len(data)
         return [block]
 
@@ -195,7 +196,7 @@ class SyntheticSource:
                 chunk = self.hydrophone(channel, epoch).chunk(offset, n)
                 out[pos - self._position:pos - self._position + n, channel] = chunk
                 pos += n
-        block = Block(self._position, out)
+        block = Block(self._position, out, time.monotonic())
         self._position += frames
         return [block]
 

@@ -1,0 +1,120 @@
+"""The ``whaled`` command line: listen, devices, train, evaluate, inspect."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Streaming detector of North Atlantic right whale upcalls.")
+
+
+def _channels(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of channel numbers")\
+            from None
+
+
+@app.command()
+def listen(
+    device: Annotated[str | None, typer.Option(
+        help="Audio input: a PortAudio device (hw:1,0, pulse, an index), file:PATH to "
+             "replay a recording, or synthetic for the built-in simulated hydrophone. "
+             "(default: synthetic)")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="TorchScript model archive. (default: models/upcall.pt)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML config file; flags override it (see deploy/whaled.example.toml).")] = None,
+    out: Annotated[str | None, typer.Option(
+        help="Directory for detections.jsonl and the Raven selection tables. "
+             "(default: detections)")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Stop after this many seconds of audio (any source). (default: run until "
+             "stopped)")] = None,
+    speed: Annotated[float | None, typer.Option(
+        help="Pace of file: and synthetic sources, times real time; 0 = as fast as "
+             "possible. (default: 1)")] = None,
+    rate: Annotated[int | None, typer.Option(
+        help="Capture rate in Hz (2000-192000). (default: the device's own)")] = None,
+    channels: Annotated[str | None, typer.Option(
+        help="Comma-separated 1-based channels to detect on, each separately. "
+             "(default: 1 for devices, all for files)")] = None,
+    origin: Annotated[str | None, typer.Option(
+        help="UTC start of a file: recording (ISO 8601); otherwise from the file name's "
+             "YYYYMMDD_HHMMSS stamp, else the file's modification time.")] = None,
+    torch_device: Annotated[str | None, typer.Option(
+        help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda, "
+             "cuda:N. (default: auto)")] = None,
+    hop: Annotated[float | None, typer.Option(
+        help="Seconds between window starts. (default: 0.25)")] = None,
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection. (default: the model's)")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which an open detection closes. (default: the model's)")] = None,
+    block_seconds: Annotated[float | None, typer.Option(
+        help="Audio per capture callback or replayed block. (default: 0.1)")] = None,
+    metrics_address: Annotated[str | None, typer.Option(
+        help="Address of the Prometheus endpoint. (default: 127.0.0.1)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Port of the Prometheus endpoint; 0 disables it. (default: 9872)")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the synthetic source. (default: 1)")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="DEBUG, INFO, WARNING or ERROR. (default: INFO)")] = None,
+) -> None:
+    """Listen continuously and report upcalls to the log, files and Prometheus."""
+    from detector import config as config_module
+    from detector.daemon import KNOWN_STARTUP_ERRORS, fail
+    from detector.daemon import listen as run_listen
+
+    overrides: dict[str, Any] = {
+        "device": device, "model": str(model) if model else None, "out": out,
+        "duration_seconds": duration, "speed": speed, "sample_rate_hz": rate,
+        "channels": _channels(channels), "origin_utc": origin, "torch_device": torch_device,
+        "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
+        "block_seconds": block_seconds, "metrics_address": metrics_address,
+        "metrics_port": metrics_port, "seed": seed, "log_level": log_level,
+    }
+    try:
+        settings = config_module.load(config, overrides)
+        setup_logging(settings.log_level)
+        run_listen(settings)
+    except KNOWN_STARTUP_ERRORS as error:
+        fail(str(error))
+
+
+@app.command()
+def devices() -> None:
+    """List PortAudio input devices: index, name, host API, channels, default rate."""
+    from detector.capture import format_devices, list_input_devices
+
+    typer.echo(format_devices(list_input_devices()))
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(),
+                        format="%(levelname)s %(name)s %(message)s", force=True)
+
+
+def _register_model_commands() -> None:
+    from detector import model_commands
+
+    app.command("train")(model_commands.train)
+    app.command("evaluate")(model_commands.evaluate)
+    app.command("inspect")(model_commands.inspect)
+
+
+def main() -> None:
+    try:
+        _register_model_commands()
+    except ImportError:  # the train extra is not installed
+        pass
+    app()

@@ -1,0 +1,141 @@
+"""The daemon's settings: one TOML file (``--config``), command-line flags override it.
+
+Every key, its unit and its default is documented in ``deploy/whaled.example.toml``, which a
+test loads. An unknown key or a bad value is a :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "upcall.pt"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # audio input
+    device: str = "synthetic"  # PortAudio device (hw:1,0, pulse, an index), file:PATH, synthetic
+    sample_rate_hz: int = 0  # capture rate; 0: the device's default (synthetic: 2000)
+    channels: tuple[int, ...] = ()  # 1-based channels to detect on; empty: all (devices: 1)
+    block_seconds: float = 0.1  # audio per capture callback or replayed block
+    queue_seconds: float = 60.0  # capture backlog held before blocks are dropped
+    speed: float = 1.0  # file: and synthetic pacing, times real time; 0: as fast as possible
+    origin_utc: str = ""  # ISO 8601 origin for file: replay when the name carries no stamp
+    duration_seconds: float = 0.0  # stop after this much audio; 0: run until stopped
+    seed: int = 1  # synthetic source
+    # model and inference
+    model: str = ""  # TorchScript archive; empty: the model shipped in models/
+    torch_device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:N
+    torch_threads: int = 0  # intra-op CPU threads; 0: torch's default
+    model_rate_hz: int = 2000  # the rate this deployment expects; another model is refused
+    window_seconds: float = 2.0  # the window this deployment expects; another model is refused
+    hop_seconds: float = 0.25  # between window starts
+    max_batch_windows: int = 256  # largest batch sent to the model at once
+    # event tracker; negative thresholds: the model's own defaults
+    on_threshold: float = -1.0
+    off_threshold: float = -1.0
+    min_duration_seconds: float = 0.0
+    merge_gap_seconds: float = 0.5
+    max_duration_seconds: float = 10.0
+    # outputs
+    out: str = "detections"  # directory for detections.jsonl and detections.selections.txt
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9872  # 0 disables the Prometheus endpoint
+    log_level: str = "INFO"
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model) if self.model else DEFAULT_MODEL
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is tuple:
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"config key {key!r}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def validate(settings: Settings) -> Settings:
+    s = settings
+    checks = [
+        ("block_seconds", 0.001 <= s.block_seconds <= 10.0, "between 0.001 and 10"),
+        ("queue_seconds", s.queue_seconds >= 1.0, "at least 1"),
+        ("speed", s.speed >= 0.0, "0 or more"),
+        ("duration_seconds", s.duration_seconds >= 0.0, "0 or more"),
+        ("sample_rate_hz", s.sample_rate_hz == 0 or 2000 <= s.sample_rate_hz <= 192000,
+         "0 or 2000-192000"),
+        ("hop_seconds", 0.01 <= s.hop_seconds <= 60.0, "between 0.01 and 60"),
+        ("model_rate_hz", 1000 <= s.model_rate_hz <= 192000, "1000-192000"),
+        ("window_seconds", 0.1 <= s.window_seconds <= 60.0, "between 0.1 and 60"),
+        ("max_batch_windows", s.max_batch_windows >= 1, "at least 1"),
+        ("on_threshold", s.on_threshold < 0 or s.on_threshold <= 1, "at most 1"),
+        ("off_threshold", s.off_threshold < 0 or s.off_threshold <= 1, "at most 1"),
+        ("min_duration_seconds", s.min_duration_seconds >= 0, "0 or more"),
+        ("merge_gap_seconds", s.merge_gap_seconds >= 0, "0 or more"),
+        ("max_duration_seconds", s.max_duration_seconds > 0, "more than 0"),
+        ("metrics_port", 0 <= s.metrics_port <= 65535, "0-65535"),
+        ("channels", all(c >= 1 for c in s.channels), "1-based channel numbers"),
+        ("torch_threads", s.torch_threads >= 0, "0 or more"),
+        ("log_level", s.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
+         "DEBUG, INFO, WARNING or ERROR"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"config key {key!r}: {getattr(s, key)!r} is invalid ({expected})")
+    if 0 <= s.on_threshold < s.off_threshold and s.off_threshold >= 0:
+        raise ConfigError(f"config key 'off_threshold': {s.off_threshold} is above "
+                          f"on_threshold {s.on_threshold}")
+    if s.origin_utc:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(s.origin_utc.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"config key 'origin_utc': {s.origin_utc!r} is not ISO 8601")\
+                from None
+    return s
+
+
+def merge(settings: Settings, values: dict[str, Any], where: str) -> Settings:
+    """Apply ``values`` (from a TOML file or flags) over ``settings``, checking each key."""
+    defaults = {f.name: f.default for f in fields(Settings)}
+    changes = {}
+    for key, value in values.items():
+        if key not in defaults:
+            raise ConfigError(f"unknown config key {key!r} in {where}")
+        changes[key] = _coerce(key, value, defaults[key])
+    return validate(replace(settings, **changes))
+
+
+def load(path: Path | None, overrides: dict[str, Any]) -> Settings:
+    """Defaults, then the TOML file, then the flags that were given."""
+    settings = Settings()
+    if path is not None:
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        settings = merge(settings, doc, str(path))
+    return merge(settings, {k: v for k, v in overrides.items() if v is not None}, "flags")

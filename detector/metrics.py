@@ -1,0 +1,93 @@
+"""Prometheus metrics: every stage observed, labelled counters present at 0 from start-up.
+
+Each run owns a fresh :class:`CollectorRegistry` (tests read it with ``get_sample_value``);
+``serve`` exposes it over HTTP for Prometheus to scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from detector import __version__
+
+GAP_REASONS = ("queue_full", "overflow", "device_lost", "stall", "nonfinite")
+SINKS = ("jsonl", "raven", "log")
+INFERENCE_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                             2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, channels: Sequence[int],
+                 labels: Sequence[str]) -> None:
+        self.registry = registry
+        r = registry
+        self.samples = Counter("whaled_samples_captured", "Audio frames received from the "
+                               "source, at the capture rate", registry=r)
+        self.audio_seconds = Counter("whaled_audio_seconds", "Seconds of audio received",
+                                     registry=r)
+        self.windows = Counter("whaled_windows_scored", "Windows scored by the model",
+                               ["channel"], registry=r)
+        self.detections = Counter("whaled_detections", "Detections emitted",
+                                  ["label", "channel"], registry=r)
+        self.gaps = Counter("whaled_gaps", "Audio gaps (lost audio) by reason", ["reason"],
+                            registry=r)
+        self.gap_seconds = Counter("whaled_gap_seconds", "Seconds of audio lost, by reason",
+                                   ["reason"], registry=r)
+        self.dropped_blocks = Counter("whaled_dropped_blocks", "Capture blocks dropped because "
+                                      "the queue was full", registry=r)
+        self.overflows = Counter("whaled_input_overflows", "Input overflows reported by the "
+                                 "audio device", registry=r)
+        self.nonfinite = Counter("whaled_nonfinite_samples", "NaN or Inf samples replaced by "
+                                 "silence before the model", ["channel"], registry=r)
+        self.clipped = Counter("whaled_clipped_samples", "Samples at or beyond full scale",
+                               ["channel"], registry=r)
+        self.level = Gauge("whaled_input_level_dbfs", "RMS input level of the latest block",
+                           ["channel"], registry=r)
+        self.peak = Gauge("whaled_input_peak_dbfs", "Peak input level of the latest block",
+                          ["channel"], registry=r)
+        self.backlog = Gauge("whaled_backlog_seconds", "Delay between a block's arrival and "
+                             "the end of its processing", registry=r)
+        self.inference = Histogram("whaled_inference_duration_seconds", "Wall time of one "
+                                   "model batch", buckets=INFERENCE_BUCKETS_SECONDS, registry=r)
+        self.last_detection = Gauge("whaled_last_detection_timestamp_seconds", "UTC time "
+                                    "(Unix seconds) of the latest detection's peak", ["label"],
+                                    registry=r)
+        self.sink_errors = Counter("whaled_sink_errors", "Failed writes of detection outputs",
+                                   ["sink"], registry=r)
+        self.stream_position = Gauge("whaled_stream_position_seconds", "Stream time of the "
+                                     "latest processed sample, since the stream's origin",
+                                     registry=r)
+        self.model = Info("whaled_model", "Identity of the model in use", registry=r)
+        self.build = Info("whaled_build", "whaled version", registry=r)
+        self.build.info({"version": __version__})
+        for channel in channels:
+            c = str(channel)
+            self.windows.labels(c)
+            self.nonfinite.labels(c)
+            self.clipped.labels(c)
+            for label in labels:
+                self.detections.labels(label, c)
+        for label in labels:
+            self.last_detection.labels(label)
+        for reason in GAP_REASONS:
+            self.gaps.labels(reason)
+            self.gap_seconds.labels(reason)
+        for sink in SINKS:
+            self.sink_errors.labels(sink)
+
+    def set_model(self, content_hash: str, version: str, path: str, rate_hz: int,
+                  window_seconds: float, labels: Sequence[str]) -> None:
+        self.model.info({"hash": content_hash, "version": version, "path": path,
+                         "sample_rate_hz": str(rate_hz), "window_seconds": str(window_seconds),
+                         "labels": ",".join(labels)})
+
+
+def serve(registry: CollectorRegistry, address: str, port: int) -> WSGIServer:
+    """Start the /metrics endpoint in a daemon thread; OSError when the port is taken."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server

@@ -1,0 +1,258 @@
+"""The main loop: source -> resample -> windows -> model -> event trackers -> sinks.
+
+Built once at start-up (:func:`build`, which fails with one line for anything external),
+then :meth:`Pipeline.run` until the source ends or the stop flag is set. Every time comes
+from sample indices; a backlog goes through the model as one batch; a gap closes open events
+and starts a new segment so no window spans it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from detector.blocks import Block, EndOfStream, Gap
+from detector.config import Settings
+from detector.events import Detection, Event, EventTracker, TrackerSettings
+from detector.metrics import Metrics
+from detector.model import LoadedModel, Thresholds
+from detector.resample import Resampler
+from detector.scoring import Scorer
+from detector.sinks import GapRecord, Record, Sink
+from detector.sources import FileSource, Source
+from detector.windows import Windower
+
+log = logging.getLogger("whaled.pipeline")
+READ_TIMEOUT_SECONDS = 0.2  # how often the loop looks at the stop flag when no audio comes
+CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
+LEVEL_FLOOR_DBFS = -200.0
+
+
+@dataclass
+class RunSummary:
+    samples: int = 0
+    windows: int = 0
+    detections: list[Detection] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+
+def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
+    default = loaded.metadata.thresholds
+    on = settings.on_threshold if settings.on_threshold >= 0 else default.on
+    off = settings.off_threshold if settings.off_threshold >= 0 else min(default.off, on)
+    return Thresholds(on=on, off=min(off, on))
+
+
+class Pipeline:
+    def __init__(self, source: Source, loaded: LoadedModel, settings: Settings,
+                 sinks: list[Sink], metrics: Metrics) -> None:
+        info, meta = source.info, loaded.metadata
+        self.source, self.loaded, self.settings = source, loaded, settings
+        self.sinks, self.metrics = sinks, metrics
+        self.thresholds = thresholds_for(settings, loaded)
+        self.resampler = Resampler(info.rate_hz, meta.sample_rate_hz, len(info.channels))
+        self.hop_samples = max(1, round(settings.hop_seconds * meta.sample_rate_hz))
+        self.windower = Windower(meta.window_samples, self.hop_samples, len(info.channels))
+        self.scorer = Scorer(loaded, settings.max_batch_windows)
+        tracker_settings = TrackerSettings(
+            self.thresholds, self.hop_samples / meta.sample_rate_hz,
+            settings.min_duration_seconds, settings.merge_gap_seconds,
+            settings.max_duration_seconds)
+        self.trackers = [[EventTracker(tracker_settings, ch, label) for label in meta.labels]
+                         for ch in info.channels]
+        self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
+                              if settings.duration_seconds > 0 else None)
+        self.summary = RunSummary()
+        self._first: int | None = None  # first sample index of the stream
+        self._expected: int | None = None  # index the next block should start at
+        self._segment_seconds = 0.0  # stream time of the current segment's first sample
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (centres, windows)
+        self._pending_count = 0
+        self._last_arrival = 0.0
+
+    def run(self, stop: threading.Event) -> RunSummary:
+        """Process audio until the source ends, --duration is reached, or ``stop`` is set."""
+        while not stop.is_set():
+            items = self.source.read(READ_TIMEOUT_SECONDS)
+            while items and self._pending_count < self.settings.max_batch_windows:
+                more = self.source.read(0.0)  # drain a backlog into one batch
+                if not more:
+                    break
+                items += more
+                if isinstance(more[-1], EndOfStream):
+                    break
+            for item in items:
+                if isinstance(item, EndOfStream) or self._reached_limit():
+                    return self.finish()
+                if isinstance(item, Gap):
+                    self.on_gap(item)
+                else:
+                    self.on_block(item)
+            if self._pending_count and (not items or self._pending_count >=
+                                        self.settings.max_batch_windows or self._live()):
+                self.score_pending()
+        return self.finish()
+
+    def _live(self) -> bool:
+        return self.settings.speed > 0 or not isinstance(self.source, FileSource)
+
+    def _reached_limit(self) -> bool:
+        return (self.limit_samples is not None and self._expected is not None
+                and self._first is not None
+                and self._expected - self._first >= self.limit_samples)
+
+    def on_block(self, block: Block) -> None:
+        rate = self.source.info.rate_hz
+        if self._first is None:
+            self._first = self._expected = block.first_sample
+            self._segment_seconds = block.first_sample / rate
+        if block.first_sample != self._expected:
+            assert self._expected is not None
+            self.on_gap(Gap(self._expected, block.first_sample, "discontinuity"))
+        samples = block.samples
+        if self.limit_samples is not None:
+            assert self._first is not None
+            samples = samples[:max(0, self._first + self.limit_samples - block.first_sample)]
+        samples = self._observe_input(samples)
+        self._expected = block.first_sample + len(samples)
+        self.summary.samples += len(samples)
+        self.metrics.samples.inc(len(samples))
+        self.metrics.audio_seconds.inc(len(samples) / rate)
+        self._last_arrival = block.arrival_monotonic
+        self._add_windows(self.windower.push(self.resampler.push(samples)))
+
+    def _add_windows(self, cut: tuple[np.ndarray, np.ndarray]) -> None:
+        starts, windows = cut
+        if len(starts):
+            meta = self.loaded.metadata
+            centres = self._segment_seconds + (starts + meta.window_samples / 2) / \
+                meta.sample_rate_hz
+            self._pending.append((centres, windows))
+            self._pending_count += len(starts)
+            if self._pending_count >= self.settings.max_batch_windows:
+                self.score_pending()
+
+    def _observe_input(self, samples: np.ndarray) -> np.ndarray:
+        """Level, clipping and non-finite counts per channel; NaN/Inf never reach the model."""
+        finite = np.isfinite(samples)
+        if not finite.all():
+            samples = np.where(finite, samples, np.float32(0.0))
+        for col, channel in enumerate(self.source.info.channels):
+            c, x = str(channel), samples[:, col]
+            bad = int(len(x) - np.count_nonzero(finite[:, col]))
+            if bad:
+                self.metrics.nonfinite.labels(c).inc(bad)
+            if len(x):
+                rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+                peak = float(np.max(np.abs(x)))
+                self.metrics.level.labels(c).set(_dbfs(rms))
+                self.metrics.peak.labels(c).set(_dbfs(peak))
+                self.metrics.clipped.labels(c).inc(int(np.count_nonzero(np.abs(x) >=
+                                                                         CLIP_LEVEL)))
+        return samples
+
+    def on_gap(self, gap: Gap) -> None:
+        """Close what was open, record the gap, and start a new segment after it."""
+        self._add_windows(self.windower.push(self.resampler.flush()))
+        self.score_pending()
+        self._flush_trackers()
+        info = self.source.info
+        seconds = gap.samples / info.rate_hz
+        reason = gap.reason
+        self.metrics.gaps.labels(reason).inc()
+        self.metrics.gap_seconds.labels(reason).inc(max(seconds, 0.0))
+        if reason == "queue_full":
+            self.metrics.dropped_blocks.inc()
+        elif reason == "overflow":
+            self.metrics.overflows.inc()
+        self.summary.gaps.append(gap)
+        self._emit(GapRecord(info.utc_at(gap.first_sample), info.utc_at(gap.end_sample),
+                             seconds, reason, info.name))
+        self.resampler.reset()
+        self.windower.reset()
+        self._expected = gap.end_sample
+        self._segment_seconds = gap.end_sample / info.rate_hz
+
+    def score_pending(self) -> None:
+        if not self._pending:
+            return
+        centres = np.concatenate([c for c, _ in self._pending])
+        windows = np.concatenate([w for _, w in self._pending])
+        self._pending.clear()
+        self._pending_count = 0
+        n, n_channels, length = windows.shape
+        scores = self.scorer.score(windows.reshape(n * n_channels, length))
+        scores = scores.reshape(n, n_channels, -1)
+        self.metrics.inference.observe(self.scorer.last_seconds)
+        self.summary.windows += n * n_channels
+        for col, channel in enumerate(self.source.info.channels):
+            self.metrics.windows.labels(str(channel)).inc(n)
+        for i in range(n):
+            for col in range(n_channels):
+                for j, tracker in enumerate(self.trackers[col]):
+                    for event in tracker.update(float(centres[i]), float(scores[i, col, j])):
+                        self._detect(event)
+        self.metrics.stream_position.set(float(centres[-1]))
+        if self._last_arrival:
+            self.metrics.backlog.set(max(0.0, time.monotonic() - self._last_arrival))
+
+    def _flush_trackers(self) -> None:
+        for row in self.trackers:
+            for tracker in row:
+                for event in tracker.flush():
+                    self._detect(event)
+
+    def _detect(self, event: Event) -> None:
+        info = self.source.info
+        detection = Detection.from_event(event, info.origin_utc, self.loaded.content_hash,
+                                         self.thresholds, info.name)
+        self.summary.detections.append(detection)
+        self.metrics.detections.labels(event.label, str(event.channel)).inc()
+        self.metrics.last_detection.labels(event.label).set(detection.peak_utc.timestamp())
+        self._emit(detection)
+
+    def _emit(self, record: Record) -> None:
+        for sink in self.sinks:
+            try:
+                sink.write(record)
+            except OSError as error:
+                name = getattr(sink, "name", type(sink).__name__)
+                self.metrics.sink_errors.labels(name).inc()
+                log.error("cannot write %s output (%s); kept for retry", name, error)
+
+    def finish(self) -> RunSummary:
+        self._add_windows(self.windower.push(self.resampler.flush()))
+        self.score_pending()
+        self._flush_trackers()
+        return self.summary
+
+
+def _dbfs(amplitude: float) -> float:
+    return 20 * float(np.log10(amplitude)) if amplitude > 0 else LEVEL_FLOOR_DBFS
+
+
+def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,
+                     sinks: list[Sink] | None = None) -> list[Detection]:
+    """The ``listen --device file:PATH --speed 0`` path, for evaluation and batch scans."""
+    source = FileSource(Path(path), block_frames=_block_frames(settings, path),
+                        speed=0.0, channels=settings.channels)
+    try:
+        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
+        pipeline = Pipeline(source, loaded, settings, list(sinks or []), metrics)
+        return pipeline.run(threading.Event()).detections
+    finally:
+        source.close()
+
+
+def _block_frames(settings: Settings, path: Path) -> int:
+    import soundfile
+
+    rate = soundfile.info(str(path)).samplerate
+    return max(1, round(settings.block_seconds * rate))
+

@@ -1,0 +1,179 @@
+"""Where detections go: a log line, a JSON Lines file and a Raven selection table.
+
+A sink is one method wide: ``write(record)``. Files are appended with one ``write`` of whole
+lines on an ``O_APPEND`` descriptor, so a crash or ``kill -9`` loses nothing already reported
+and never leaves a partial line. A write that fails (disk full, directory gone) keeps its
+lines pending and retries them with the next record: nothing detected is dropped while the
+process lives. Failures are counted by the caller and logged here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from detector.events import Detection
+
+log = logging.getLogger("whaled.detections")
+JSONL_NAME = "detections.jsonl"
+RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+                 "Low Freq (Hz)", "High Freq (Hz)", "Annotation", "Score", "Begin UTC",
+                 "End UTC", "Peak UTC", "Model")
+UPCALL_LOW_HZ = 50.0  # nominal box of a right whale upcall in the Raven table
+UPCALL_HIGH_HZ = 250.0
+
+
+@dataclass(frozen=True)
+class GapRecord:
+    """Audio the detector never heard, so "no detections" there means "not listening"."""
+
+    start_utc: datetime
+    end_utc: datetime
+    seconds: float
+    reason: str
+    source: str
+
+
+Record = Detection | GapRecord
+
+
+class Sink(Protocol):
+    def write(self, record: Record) -> None: ...
+
+
+def utc_text(when: datetime) -> str:
+    """ISO 8601 UTC with milliseconds: 2009-03-29T12:16:22.313Z."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def detection_fields(d: Detection) -> dict[str, object]:
+    return {"type": "detection", "label": d.label, "channel": d.channel,
+            "start_utc": utc_text(d.start_utc), "end_utc": utc_text(d.end_utc),
+            "peak_utc": utc_text(d.peak_utc), "start_seconds": round(d.start_seconds, 3),
+            "end_seconds": round(d.end_seconds, 3), "peak_score": round(d.peak_score, 4),
+            "model": d.model_hash, "on_threshold": d.on_threshold,
+            "off_threshold": d.off_threshold, "source": d.source}
+
+
+def gap_fields(g: GapRecord) -> dict[str, object]:
+    return {"type": "gap", "start_utc": utc_text(g.start_utc), "end_utc": utc_text(g.end_utc),
+            "seconds": round(g.seconds, 3), "reason": g.reason, "source": g.source}
+
+
+class AppendFile:
+    """Whole lines appended with one write each; failed lines wait for the next try."""
+
+    def __init__(self, path: Path, header: str = "") -> None:
+        self.path = path
+        self.header = header
+        self._pending: list[str] = []
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if self.header and os.fstat(fd).st_size == 0:
+                os.write(fd, self.header.encode())
+            self._fd = fd
+        return self._fd
+
+    def append(self, line: str) -> None:
+        """Raises OSError when the lines could not be written; they stay pending."""
+        self._pending.append(line)
+        try:
+            fd = self._open()
+            data = "".join(self._pending).encode()
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
+            self._pending.clear()
+        except OSError:
+            self.close()
+            raise
+
+    @property
+    def pending_lines(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = None
+
+
+class JsonlSink:
+    """``detections.jsonl``: one JSON object a line, detections and gaps, all streams."""
+
+    name = "jsonl"
+
+    def __init__(self, out_dir: Path) -> None:
+        self.file = AppendFile(out_dir / JSONL_NAME)
+
+    def write(self, record: Record) -> None:
+        fields = (detection_fields(record) if isinstance(record, Detection)
+                  else gap_fields(record))
+        self.file.append(json.dumps(fields, separators=(",", ":")) + "\n")
+
+
+class RavenSink:
+    """A Raven selection table per stream, named after the stream's origin.
+
+    Raven's own columns (times in seconds since the stream's origin, which for a recording
+    is its start) plus absolute UTC begin, end and peak.
+    """
+
+    name = "raven"
+
+    def __init__(self, out_dir: Path, stream_name: str, origin_utc: datetime) -> None:
+        stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stream_name)
+        path = out_dir / f"{stem}_{origin_utc:%Y%m%d_%H%M%S}.selections.txt"
+        self.file = AppendFile(path, "\t".join(RAVEN_COLUMNS) + "\n")
+        self._selection = _count_rows(path)
+
+    def write(self, record: Record) -> None:
+        if not isinstance(record, Detection):
+            return
+        d = record
+        row = (self._selection + 1, "Spectrogram 1", d.channel, f"{d.start_seconds:.3f}",
+               f"{d.end_seconds:.3f}", UPCALL_LOW_HZ, UPCALL_HIGH_HZ, d.label,
+               f"{d.peak_score:.4f}", utc_text(d.start_utc), utc_text(d.end_utc),
+               utc_text(d.peak_utc), d.model_hash)
+        self.file.append("\t".join(str(v) for v in row) + "\n")
+        self._selection += 1
+
+
+class LogSink:
+    """One logfmt line per record on stderr: parseable, and journald keeps it whole."""
+
+    name = "log"
+
+    def write(self, record: Record) -> None:
+        fields = (detection_fields(record) if isinstance(record, Detection)
+                  else gap_fields(record))
+        kind = fields.pop("type")
+        text = " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items())
+        if kind == "gap":
+            log.warning("gap %s", text)
+        else:
+            log.info("detection %s", text)
+
+
+def _logfmt(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text
+
+
+def _count_rows(path: Path) -> int:
+    try:
+        with path.open() as handle:
+            return max(sum(1 for _ in handle) - 1, 0)
+    except FileNotFoundError:
+        return 0
