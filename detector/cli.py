@@ -118,3 +118,7 @@ def main() -> None:
     except ImportError:  # the train extra is not installed
         pass
     app()
+
+
+if __name__ == "__main__":
+    main()
