@@ -1,0 +1,358 @@
+"""Live audio from a sound card through PortAudio (sounddevice), in callback mode.
+
+The PortAudio callback copies the selected channels, stamps the block with the index of its
+first sample, puts it on a bounded queue without blocking, and counts. It never raises: an
+exception there silently stops PortAudio capture. :meth:`CaptureSource.read` drains the
+queue on the consumer's thread.
+
+Every time is ``origin + index / rate``. The origin is the wall clock at the first callback
+minus that block's duration. Lost audio advances the index and is said with a :class:`Gap`
+before the next block: a block dropped on a full queue ("queue_full") moves it by its own
+length; an input overflow or a lost-and-reopened device ("overflow", "device_lost") re-anchors
+it to the clock, so the samples PortAudio never delivered are still counted as time.
+
+``sounddevice`` is imported inside functions: PortAudio lists the devices when it initialises,
+so importing this module does nothing, and the environment (a PulseAudio server, say) may be
+set up first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from detector.blocks import Block, EndOfStream, Gap, StreamInfo
+from detector.sources import Item, SourceError, _one_line
+
+log = logging.getLogger("whaled.capture")
+
+MIN_RATE_HZ = 2_000
+MAX_RATE_HZ = 192_000
+MIN_QUEUE_BLOCKS = 2  # the capture queue holds at least this many blocks
+FIRST_AUDIO_TIMEOUT_SECONDS = 5.0  # a device that opens but sends nothing fails at start-up
+CLOSE_MATCHES = 5  # device names suggested for an unknown --device
+CLOSE_MATCH_RATIO = 0.6  # difflib similarity from which a name is suggested
+
+REASON_QUEUE_FULL = "queue_full"
+REASON_OVERFLOW = "overflow"
+REASON_DEVICE_LOST = "device_lost"
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    """A PortAudio device that can record."""
+
+    index: int
+    name: str
+    host_api: str
+    max_input_channels: int
+    default_rate_hz: int
+
+    @property
+    def full_name(self) -> str:
+        """What sounddevice matches a query against: ``"<name>, <host api>"``."""
+        return f"{self.name}, {self.host_api}"
+
+
+def list_input_devices() -> list[InputDevice]:
+    """Every device PortAudio can record from, as it saw them when it initialised."""
+    import sounddevice
+
+    apis = [api["name"] for api in sounddevice.query_hostapis()]
+    return [InputDevice(index, str(info["name"]), apis[info["hostapi"]],
+                        int(info["max_input_channels"]), int(info["default_samplerate"]))
+            for index, info in enumerate(sounddevice.query_devices())
+            if info["max_input_channels"] > 0]
+
+
+def format_devices(devices: Sequence[InputDevice]) -> str:
+    """A table for ``whaled devices``; the first column is what ``--device`` takes."""
+    if not devices:
+        return "no input devices found (PortAudio lists none: is a sound server running?)"
+    rows = [("index", "name", "host api", "inputs", "default rate")]
+    rows += [(str(d.index), d.name, d.host_api, str(d.max_input_channels),
+              f"{d.default_rate_hz} Hz") for d in devices]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def _matches_query(query: str, full_name: str) -> bool:
+    """sounddevice's rule: the query's space-separated pieces appear in order, any case."""
+    text, position = full_name.lower(), 0
+    for piece in query.lower().split():
+        position = text.find(piece, position)
+        if position < 0:
+            return False
+        position += len(piece)
+    return True
+
+
+def _similarity(query: str, name: str) -> float:
+    """How alike a query and a device name are, whole or against one word of the name.
+
+    Words count so that ``hw:9,0`` is close to ``"USB Audio CODEC: USB Audio (hw:1,0)"``.
+    """
+    words = name.replace("(", " ").replace(")", " ").split()
+    return max(difflib.SequenceMatcher(None, query.lower(), part.lower()).ratio()
+               for part in [name, *words])
+
+
+def match_device(query: str, devices: Sequence[InputDevice]) -> InputDevice:
+    """The one input device ``query`` names (an index, or what sounddevice would match).
+
+    An exact name (or ``"<name>, <host api>"``) wins over substring matches, as in
+    sounddevice. Unknown or ambiguous: :class:`SourceError`, one line with the candidates.
+    """
+    by_index = {d.index: d for d in devices}
+    if query.strip().isdigit():
+        index = int(query)
+        if index in by_index:
+            return by_index[index]
+        known = ", ".join(str(i) for i in sorted(by_index)) or "none"
+        raise SourceError(f"no input device with index {index} (input devices: {known})")
+    matches = [d for d in devices if _matches_query(query, d.full_name)]
+    exact = [d for d in matches if query.lower() in (d.name.lower(), d.full_name.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if len(exact) == 1:
+        return exact[0]
+    if matches:
+        listed = "; ".join(f"[{d.index}] {d.full_name}" for d in matches)
+        raise SourceError(f"input device {query!r} is ambiguous: {listed}")
+    scored = sorted(((_similarity(query, d.name), d) for d in devices),
+                    key=lambda pair: -pair[0])
+    close = [d for score, d in scored if score >= CLOSE_MATCH_RATIO][:CLOSE_MATCHES]
+    hint = ("; close matches: " + "; ".join(f"[{d.index}] {d.name}" for d in close)
+            if close else "")
+    raise SourceError(f"no input device matches {query!r}{hint} (see: whaled devices)")
+
+
+class SampleClock:
+    """Stamps captured blocks with sample indexes and collects the gaps between them.
+
+    Runs on the PortAudio callback thread only. ``now`` is ``time.monotonic()``: the wall
+    clock is read once, for the origin, so a clock step (NTP) never moves a sample index.
+    """
+
+    def __init__(self, rate_hz: int) -> None:
+        self.rate_hz = rate_hz
+        self.next_index = 0
+        self.origin_monotonic: float | None = None
+        self.pending: list[Gap] = []  # gaps not yet handed on with a block
+
+    def place(self, frames: int, now_monotonic: float, reanchor: str | None = None) -> int:
+        """The index of a block of ``frames`` that arrived at ``now``; re-anchor after a loss."""
+        if self.origin_monotonic is None:
+            self.origin_monotonic = now_monotonic - frames / self.rate_hz
+        elif reanchor is not None:
+            clock_end = round((now_monotonic - self.origin_monotonic) * self.rate_hz)
+            lost = clock_end - (self.next_index + frames)
+            if lost > 0:
+                self.add_gap(self.next_index, self.next_index + lost, reanchor)
+                self.next_index += lost
+        first = self.next_index
+        self.next_index += frames
+        return first
+
+    def add_gap(self, first_sample: int, end_sample: int, reason: str) -> None:
+        last = self.pending[-1] if self.pending else None
+        if last is not None and last.reason == reason and last.end_sample == first_sample:
+            self.pending[-1] = Gap(last.first_sample, end_sample, reason)
+        else:
+            self.pending.append(Gap(first_sample, end_sample, reason))
+
+    def skew_seconds(self, now_monotonic: float) -> float:
+        """Stream time minus elapsed clock time: audio clock drift plus buffering delay."""
+        if self.origin_monotonic is None:
+            return 0.0
+        return self.next_index / self.rate_hz - (now_monotonic - self.origin_monotonic)
+
+
+class CaptureSource:
+    """A PortAudio input device as a :class:`~detector.sources.Source`.
+
+    Counters for the metrics (plain ints, written only by the callback thread):
+    ``callbacks``, ``blocks_dropped``, ``samples_dropped``, ``overflows``,
+    ``callback_errors``; and ``device_losses`` (PortAudio finished the stream on its own).
+    ``lost`` is True from a device loss until :meth:`reopen` succeeds.
+    """
+
+    def __init__(self, device: str, *, sample_rate_hz: int = 0, channels: Sequence[int] = (),
+                 block_seconds: float = 0.1, queue_seconds: float = 60.0,
+                 duration_seconds: float | None = None) -> None:
+        self.query = device
+        self.callbacks = 0
+        self.blocks_dropped = 0
+        self.samples_dropped = 0
+        self.overflows = 0
+        self.callback_errors = 0
+        self.device_losses = 0
+        self.lost = False
+        self.last_callback_monotonic = 0.0
+        self.skew_seconds = 0.0
+        self._closing = False
+        self._reanchor: str | None = None
+        self._delivered = 0
+        self._ended = False
+        self._stream: Any = None
+        self._first_audio = threading.Event()
+
+        self.device = match_device(device, list_input_devices())
+        rate = sample_rate_hz or self.device.default_rate_hz
+        if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+            raise SourceError(f"{rate} Hz asked of {self.device.name!r}; whaled records "
+                              f"{MIN_RATE_HZ}-{MAX_RATE_HZ} Hz (set sample_rate_hz)")
+        self._channels = tuple(channels) or (1,)
+        bad = [c for c in self._channels if not 1 <= c <= self.device.max_input_channels]
+        if bad:
+            raise SourceError(f"channel {bad[0]} asked for, but {self.device.name!r} has "
+                              f"{self.device.max_input_channels} input channel(s)")
+        self._columns = [c - 1 for c in self._channels]
+        self._open_channels = max(self._channels)
+        self.rate_hz = rate
+        self.block_frames = max(1, round(block_seconds * rate))
+        self._queue: queue.Queue[tuple[list[Gap], Block]] = queue.Queue(
+            maxsize=max(MIN_QUEUE_BLOCKS, math.ceil(queue_seconds / block_seconds)))
+        self._limit = None if not duration_seconds else round(duration_seconds * rate)
+        self._clock = SampleClock(rate)
+        self._origin_wall = 0.0  # time.time() of sample 0: the first callback's, less its block
+
+        self._open()
+        if not self._first_audio.wait(max(FIRST_AUDIO_TIMEOUT_SECONDS, 3 * block_seconds)):
+            self._abort()
+            raise SourceError(f"input device {self.device.name!r} opened but delivered no "
+                              f"audio within {FIRST_AUDIO_TIMEOUT_SECONDS:g} s")
+        origin = datetime.fromtimestamp(self._origin_wall, UTC)
+        self.info = StreamInfo(rate, self._channels, origin, "clock",
+                               f"device:{self.device.name}")
+
+    def _open(self) -> None:
+        import sounddevice
+
+        kind = {"device": self.device.index, "channels": self._open_channels,
+                "samplerate": self.rate_hz, "dtype": "float32"}
+        try:
+            sounddevice.check_input_settings(**kind)
+            self._stream = sounddevice.InputStream(
+                blocksize=self.block_frames, callback=self._callback,
+                finished_callback=self._finished, **kind)
+            self._stream.start()
+        except (sounddevice.PortAudioError, ValueError) as error:
+            self._abort()
+            raise SourceError(f"input device {self.device.name!r} refuses "
+                              f"{self.rate_hz} Hz x {self._open_channels} channel(s): "
+                              f"{_one_line(error)}") from None
+
+    def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        try:
+            now = time.monotonic()
+            self.callbacks += 1
+            self.last_callback_monotonic = now
+            reanchor, self._reanchor = self._reanchor, None
+            if status.input_overflow:
+                self.overflows += 1
+                reanchor = reanchor or REASON_OVERFLOW
+            clock = self._clock
+            first_callback = clock.origin_monotonic is None
+            if first_callback:
+                self._origin_wall = time.time() - frames / self.rate_hz
+            first = clock.place(frames, now, reanchor)
+            self.skew_seconds = clock.skew_seconds(now)
+            block = Block(first, np.array(indata[:, self._columns], dtype=np.float32))
+            try:
+                self._queue.put_nowait((clock.pending, block))
+                clock.pending = []
+            except queue.Full:
+                self.blocks_dropped += 1
+                self.samples_dropped += frames
+                clock.add_gap(first, first + frames, REASON_QUEUE_FULL)
+            if first_callback:
+                self._first_audio.set()
+        except Exception:  # never let an exception stop PortAudio capture
+            self.callback_errors += 1
+
+    def _finished(self) -> None:
+        if not self._closing:
+            self.lost = True
+            self.device_losses += 1
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        """Gaps and blocks captured since the last read; [] while nothing came or lost."""
+        if self._ended:
+            return [EndOfStream(self._delivered)]
+        items: list[Gap | Block] = []
+        try:
+            entry = self._queue.get(timeout=max(timeout_seconds, 0.0))
+            while True:
+                gaps, block = entry
+                items.extend(gaps)
+                items.append(block)
+                entry = self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        if items:
+            self._delivered = items[-1].end_sample
+        return self._apply_limit(items)
+
+    def _apply_limit(self, items: list[Gap | Block]) -> list[Item]:
+        if self._limit is None or self._delivered < self._limit:
+            return [*items]
+        kept: list[Item] = []
+        for item in items:
+            if item.first_sample >= self._limit:
+                break
+            if isinstance(item, Block) and item.end_sample > self._limit:
+                item = Block(item.first_sample, item.samples[:self._limit - item.first_sample])
+            elif isinstance(item, Gap) and item.end_sample > self._limit:
+                item = Gap(item.first_sample, self._limit, item.reason)
+            kept.append(item)
+        self._ended = True
+        self._delivered = self._limit
+        return [*kept, EndOfStream(self._limit)]
+
+    def reopen(self) -> None:
+        """Open the device again after a loss; raises :class:`SourceError` if it can't.
+
+        PortAudio is re-initialised to list devices anew, and the device is matched by the
+        same query. The next block is re-anchored to the clock behind a "device_lost" gap.
+        The seam for reconnection with backoff: call it until it stops raising.
+        """
+        import sounddevice
+
+        self._abort()
+        sounddevice._terminate()
+        sounddevice._initialize()
+        device = match_device(self.query, list_input_devices())
+        if device.max_input_channels < self._open_channels:
+            raise SourceError(f"input device {device.name!r} came back with "
+                              f"{device.max_input_channels} input channel(s)")
+        self.device = device
+        self._reanchor = REASON_DEVICE_LOST
+        self._closing = False
+        self._open()
+        self.lost = False
+
+    def _abort(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        self._closing = True
+        try:  # abort, not stop: stop() can hang when no data flows
+            stream.abort()
+            stream.close()
+        except Exception as error:
+            log.debug("closing %s: %s", self.device.name, _one_line(error))
+
+    def close(self) -> None:
+        self._abort()

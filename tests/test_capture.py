@@ -1,0 +1,357 @@
+"""PortAudio capture: device matching and the sample clock on fakes, then real capture.
+
+The real tests record from a private PulseAudio null sink (``pulse.py``) through PortAudio's
+ALSA ``pulse`` device while ``paplay`` plays a WAV written here, and find that file inside
+the captured stream sample for sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from pulse import PulseServer, needs_pulseaudio, private_pulse
+
+from detector.blocks import Block, EndOfStream, Gap
+from detector.capture import (
+    REASON_DEVICE_LOST,
+    REASON_OVERFLOW,
+    REASON_QUEUE_FULL,
+    CaptureSource,
+    InputDevice,
+    SampleClock,
+    format_devices,
+    match_device,
+)
+from detector.sources import SourceError
+
+FULL_SCALE = 32768  # int16 full scale: float32 capture * FULL_SCALE gives back the s16 samples
+PLAY_SECONDS = 1.5
+SETTLE_SECONDS = 0.4  # capture kept running after paplay exits, to catch the file's tail
+READ_TIMEOUT_SECONDS = 0.2
+ORIGIN_TOLERANCE_SECONDS = 0.5  # file's position in the stream vs the wall clock at paplay
+
+
+
+def pulse(test: Callable[..., None]) -> Callable[..., None]:
+    """A real capture test: marked ``pulse``, skipped only when pulseaudio is missing."""
+    return pytest.mark.pulse(needs_pulseaudio(test))
+
+
+FAKE_DEVICES = [
+    InputDevice(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", "ALSA", 2, 44100),
+    InputDevice(1, "USB Audio CODEC: USB Audio (hw:1,0)", "ALSA", 2, 48000),
+    InputDevice(2, "Scarlett 18i20: USB Audio (hw:2,0)", "ALSA", 18, 96000),
+    InputDevice(3, "Scarlett 18i20: USB Audio #1 (hw:2,1)", "ALSA", 2, 96000),
+    InputDevice(4, "SoundTrap: Hydrophone (hw:12,0)", "ALSA", 1, 96000),
+    InputDevice(5, "pulse", "ALSA", 32, 44100),
+    InputDevice(6, "default", "ALSA", 32, 44100),
+    InputDevice(7, "Microphone (USB Audio CODEC)", "Windows WASAPI", 2, 48000),
+]
+
+
+# --- device matching, on a fake device list -------------------------------------------------
+
+@pytest.mark.parametrize(("query", "index"), [
+    ("hw:1,0", 1),  # ALSA names end in "(hw:card,pcm)"
+    ("hw:2,1", 3),
+    ("pulse", 5),
+    ("PULSE", 5),  # any case
+    ("4", 4),  # an index
+    ("scarlett hw:2,0", 2),  # pieces in order
+    ("soundtrap", 4),
+    ("USB Audio CODEC wasapi", 7),  # the host api is part of the matched name
+    ("default", 6),
+])
+def test_match_device_as_sounddevice_does(query: str, index: int) -> None:
+    assert match_device(query, FAKE_DEVICES).index == index
+
+
+def test_exact_name_beats_substring_matches() -> None:
+    devices = [InputDevice(0, "pulse", "ALSA", 32, 44100),
+               InputDevice(1, "pulse monitor", "ALSA", 2, 44100)]
+    assert match_device("pulse", devices).index == 0
+
+
+def test_ambiguous_device_lists_the_candidates() -> None:
+    with pytest.raises(SourceError) as caught:
+        match_device("hw:1", FAKE_DEVICES)  # card 1 and card 12
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "ambiguous" in message and "[1]" in message and "[4]" in message
+
+
+def test_unknown_device_lists_close_matches() -> None:
+    with pytest.raises(SourceError) as caught:
+        match_device("hw:3,0", FAKE_DEVICES)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "no input device matches 'hw:3,0'" in message
+    assert "close matches" in message and "(hw:1,0)" in message
+
+    with pytest.raises(SourceError, match=r"close matches: \[4\] SoundTrap"):
+        match_device("soundtrapp", FAKE_DEVICES)
+    with pytest.raises(SourceError, match=r"\[5\] pulse"):
+        match_device("pulze", FAKE_DEVICES)
+
+
+def test_unknown_index() -> None:
+    with pytest.raises(SourceError, match="no input device with index 9"):
+        match_device("9", FAKE_DEVICES)
+
+
+def test_format_devices_table() -> None:
+    table = format_devices(FAKE_DEVICES[:2]).splitlines()
+    assert table[0].split() == ["index", "name", "host", "api", "inputs", "default", "rate"]
+    assert re.split(r"\s{2,}", table[2]) == [
+        "1", "USB Audio CODEC: USB Audio (hw:1,0)", "ALSA", "2", "48000 Hz"]
+    assert "no input devices" in format_devices([])
+
+
+# --- the sample clock, on fake times --------------------------------------------------------
+
+RATE_HZ = 2000
+BLOCK = 200  # frames: 0.1 s at 2 kHz
+
+
+def test_clock_counts_samples_not_seconds() -> None:
+    clock = SampleClock(RATE_HZ)
+    late = 0.7  # callbacks delayed by the system never move an index
+    firsts = [clock.place(BLOCK, 100.0 + i * 0.1 + (late if i == 3 else 0)) for i in range(5)]
+    assert firsts == [0, 200, 400, 600, 800]
+    assert clock.origin_monotonic == pytest.approx(100.0 - 0.1)
+    assert clock.pending == []
+
+
+def test_overflow_reanchors_to_the_clock() -> None:
+    clock = SampleClock(RATE_HZ)
+    clock.place(BLOCK, 10.1)  # origin 10.0
+    clock.place(BLOCK, 10.2)
+    # 0.5 s of audio never delivered: this block ends at 0.8 s by the clock
+    first = clock.place(BLOCK, 10.8, REASON_OVERFLOW)
+    assert clock.pending == [Gap(400, 1400, REASON_OVERFLOW)]
+    assert first == 1400
+    # an overflow the clock can't see (jitter) leaves the index alone
+    clock.pending.clear()
+    assert clock.place(BLOCK, 10.85, REASON_OVERFLOW) == 1600
+    assert clock.pending == []
+
+
+def test_queue_full_gaps_merge() -> None:
+    clock = SampleClock(RATE_HZ)
+    for first in (0, 200, 400):
+        clock.add_gap(first, first + BLOCK, REASON_QUEUE_FULL)
+    clock.add_gap(600, 900, REASON_DEVICE_LOST)
+    assert clock.pending == [Gap(0, 600, REASON_QUEUE_FULL), Gap(600, 900, REASON_DEVICE_LOST)]
+
+
+# --- real capture from a private PulseAudio server ------------------------------------------
+
+def write_noise(path: Path, rate_hz: int, channels: int, seed: int) -> np.ndarray:
+    """Random s16 samples (never matched by chance, never silent) as a WAV; returns them."""
+    rng = np.random.default_rng(seed)
+    frames = round(PLAY_SECONDS * rate_hz)
+    data = rng.integers(-20000, 20000, (frames, channels), dtype=np.int16)
+    data[data == 0] = 1
+    soundfile.write(path, data, rate_hz, subtype="PCM_16")
+    return data
+
+
+def read_for(source: CaptureSource, seconds: float) -> list[Block | Gap | EndOfStream]:
+    items: list[Block | Gap | EndOfStream] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        items += source.read(READ_TIMEOUT_SECONDS)
+    return items
+
+
+def play_and_capture(server: PulseServer, source: CaptureSource,
+                     wav: Path) -> tuple[list[Block | Gap | EndOfStream], float]:
+    """Everything captured while ``wav`` played, and the wall-clock time paplay started."""
+    played_at = time.time()
+    player = server.play(wav)
+    items: list[Block | Gap | EndOfStream] = []
+    while player.poll() is None:
+        items += source.read(READ_TIMEOUT_SECONDS)
+    assert player.returncode == 0
+    return items + read_for(source, SETTLE_SECONDS), played_at
+
+
+def as_int16(items: list[Block | Gap | EndOfStream]) -> np.ndarray:
+    blocks = [item for item in items if isinstance(item, Block)]
+    for before, after in itertools.pairwise(blocks):
+        assert after.first_sample == before.end_sample, "capture is not contiguous"
+    assert not [item for item in items if isinstance(item, Gap)]
+    samples = np.concatenate([b.samples for b in blocks])
+    scaled = samples * FULL_SCALE
+    assert np.array_equal(scaled, np.round(scaled)), "capture is not s16 through float32"
+    return scaled.astype(np.int16)
+
+
+def find(captured: np.ndarray, wanted: np.ndarray) -> int:
+    """Where ``wanted`` starts in ``captured`` (rows), by its first 32 samples."""
+    head = wanted[:32]
+    for start in np.flatnonzero(np.all(captured == head[0], axis=1)):
+        if np.array_equal(captured[start:start + len(head)], head):
+            return int(start)
+    raise AssertionError("the played file was not found in the captured stream")
+
+
+@pulse
+def test_capture_is_bit_exact_at_2_khz_with_a_clock_origin(tmp_path: Path) -> None:
+    wav = tmp_path / "noise.wav"
+    played = write_noise(wav, 2000, 1, seed=1)
+    with private_pulse(rate_hz=2000, channels=1) as server:
+        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1)
+        try:
+            assert source.info.rate_hz == 2000 and source.info.channels == (1,)
+            assert source.info.origin_from == "clock"
+            assert abs((datetime.now(UTC) - source.info.origin_utc).total_seconds()) < 1.0
+            items, played_at = play_and_capture(server, source, wav)
+        finally:
+            source.close()
+    captured = as_int16(items)
+    assert captured.shape[1] == 1
+    start = find(captured, played)
+    assert np.array_equal(captured[start:start + len(played)], played)
+    assert not captured[start + len(played):].any()  # the monitor gives silence after the file
+    first = next(item for item in items if isinstance(item, Block)).first_sample
+    assert first == 0
+    heard_at = source.info.utc_at(start).timestamp()
+    assert abs(heard_at - played_at) < ORIGIN_TOLERANCE_SECONDS, heard_at - played_at
+    print(f"file heard at {heard_at - played_at:+.4f} s from paplay's start; "
+          f"stream-minus-clock skew {source.skew_seconds:+.4f} s")
+    assert source.callbacks >= len([i for i in items if isinstance(i, Block)])
+    assert source.blocks_dropped == source.overflows == source.callback_errors == 0
+
+
+@pulse
+def test_capture_at_48_khz(tmp_path: Path) -> None:
+    wav = tmp_path / "noise48k.wav"
+    played = write_noise(wav, 48000, 1, seed=2)
+    with private_pulse(rate_hz=48000, channels=1) as server:
+        source = CaptureSource("pulse", sample_rate_hz=48000, block_seconds=0.1)
+        try:
+            assert source.info.rate_hz == 48000 and source.block_frames == 4800
+            items, _ = play_and_capture(server, source, wav)
+        finally:
+            source.close()
+    captured = as_int16(items)
+    start = find(captured, played)
+    assert np.array_equal(captured[start:start + len(played)], played)
+
+
+@pulse
+def test_channel_selection_on_a_two_channel_sink(tmp_path: Path) -> None:
+    wav = tmp_path / "stereo.wav"
+    played = write_noise(wav, 2000, 2, seed=3)
+    with private_pulse(rate_hz=2000, channels=2) as server:
+        both = CaptureSource("pulse", sample_rate_hz=2000, channels=(2, 1))
+        right = CaptureSource("pulse", sample_rate_hz=2000, channels=(2,))
+        try:
+            assert both.info.channels == (2, 1) and right.info.channels == (2,)
+            items, _ = play_and_capture(server, both, wav)
+            right_items = right.read(READ_TIMEOUT_SECONDS)  # it heard the same file meanwhile
+        finally:
+            both.close()
+            right.close()
+    captured = as_int16(items)
+    assert captured.shape[1] == 2
+    start = find(captured[:, [1]], played[:, [0]])  # column 2 carries channel 1
+    assert np.array_equal(captured[start:start + len(played)], played[:, ::-1])
+    only_right = as_int16(right_items)
+    assert only_right.shape[1] == 1
+    start = find(only_right, played[:, [1]])
+    assert np.array_equal(only_right[start:start + len(played)], played[:, [1]])
+
+
+@pulse
+def test_full_queue_drops_blocks_as_a_gap(tmp_path: Path) -> None:
+    with private_pulse(rate_hz=2000, channels=1):
+        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1,
+                               queue_seconds=0.2)  # room for 2 blocks
+        try:
+            time.sleep(1.0)  # a consumer that fell behind
+            items = read_for(source, 0.5)
+        finally:
+            source.close()
+    gaps = [item for item in items if isinstance(item, Gap)]
+    assert gaps and {gap.reason for gap in gaps} == {REASON_QUEUE_FULL}
+    assert sum(g.samples for g in gaps) == source.samples_dropped == source.blocks_dropped * 200
+    assert source.blocks_dropped >= 5
+    position = 0
+    for item in items:  # blocks and the gap tile the stream with no hole or overlap
+        assert isinstance(item, Block | Gap) and item.first_sample == position
+        position = item.end_sample
+
+
+@pulse
+def test_duration_ends_the_stream_on_a_sample() -> None:
+    with private_pulse(rate_hz=2000, channels=1):
+        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1,
+                               duration_seconds=0.35)
+        try:
+            items = read_for(source, 0.6)
+        finally:
+            source.close()
+    assert isinstance(items[-1], EndOfStream) and items[-1].end_sample == 700
+    blocks = [item for item in items if isinstance(item, Block)]
+    assert sum(b.frames for b in blocks) == 700 and blocks[-1].frames == 100
+    assert source.read(0.0) == [EndOfStream(700)]
+
+
+@pulse
+def test_start_up_errors_are_one_line() -> None:
+    with private_pulse(rate_hz=2000, channels=1):
+        with pytest.raises(SourceError) as unknown:
+            CaptureSource("pulze")
+        with pytest.raises(SourceError) as channel:
+            CaptureSource("pulse", channels=(33,))  # the pulse device offers 32
+        with pytest.raises(SourceError) as rate:
+            CaptureSource("pulse", sample_rate_hz=1000)
+    assert "no input device matches 'pulze'" in str(unknown.value)
+    assert "] pulse" in str(unknown.value)
+    assert "channel 33 asked for" in str(channel.value)
+    assert "1000 Hz" in str(rate.value)
+    for caught in (unknown, channel, rate):
+        assert "\n" not in str(caught.value)
+
+
+@pulse
+def test_killed_server_is_a_recorded_loss_and_reopen_reanchors() -> None:
+    outage_seconds = 1.0
+    with private_pulse(rate_hz=2000, channels=1) as server:
+        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1)
+        try:
+            before = read_for(source, 0.5)
+            server.kill()
+            killed_at = time.monotonic()
+            while not source.lost and time.monotonic() < killed_at + 2.0:
+                time.sleep(0.05)
+            assert source.lost and source.device_losses == 1
+            before += read_for(source, 0.3)  # whatever was queued before the loss
+            assert source.read(0.1) == []
+            time.sleep(outage_seconds - (time.monotonic() - killed_at))
+            server.start()
+            source.reopen()
+            assert not source.lost
+            after = read_for(source, 0.5)
+        finally:
+            source.close()
+    assert source.device_losses == 1  # close() is not a loss
+    assert not [item for item in before if isinstance(item, Gap)]
+    gaps = [item for item in after if isinstance(item, Gap)]
+    assert len(gaps) == 1 and gaps[0].reason == REASON_DEVICE_LOST
+    assert gaps[0].samples / 2000 == pytest.approx(outage_seconds, abs=0.4)
+    last_before = [item for item in before if isinstance(item, Block)][-1]
+    first_after = next(item for item in after if isinstance(item, Block))
+    assert gaps[0].first_sample == last_before.end_sample
+    assert first_after.first_sample == gaps[0].end_sample
+    print(f"outage {outage_seconds} s recorded as a {gaps[0].samples / 2000:.3f} s gap")
