@@ -2,7 +2,7 @@
 
 The PortAudio callback copies the selected channels, stamps the block with the index of its
 first sample, puts it on a bounded queue without blocking, and counts. It never raises: an
-exception there silently stops PortAudio capture. :meth:`CaptureSource.read` drains the
+exception there silently stops PortAudio capture. :meth:`PortAudioSource.read` drains the
 queue on the consumer's thread.
 
 Every time is ``origin + index / rate``. The origin is the wall clock at the first callback
@@ -179,7 +179,7 @@ class SampleClock:
         return self.next_index / self.rate_hz - (now_monotonic - self.origin_monotonic)
 
 
-class CaptureSource:
+class PortAudioSource:
     """A PortAudio input device as a :class:`~detector.sources.Source`.
 
     Counters for the metrics (plain ints, written only by the callback thread):
@@ -188,7 +188,7 @@ class CaptureSource:
     ``lost`` is True from a device loss until :meth:`reopen` succeeds.
     """
 
-    def __init__(self, device: str, *, sample_rate_hz: int = 0, channels: Sequence[int] = (),
+    def __init__(self, device: str, *, rate_hz: int = 0, channels: Sequence[int] = (),
                  block_seconds: float = 0.1, queue_seconds: float = 60.0,
                  duration_seconds: float | None = None) -> None:
         self.query = device
@@ -209,10 +209,10 @@ class CaptureSource:
         self._first_audio = threading.Event()
 
         self.device = match_device(device, list_input_devices())
-        rate = sample_rate_hz or self.device.default_rate_hz
+        rate = rate_hz or self.device.default_rate_hz
         if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
             raise SourceError(f"{rate} Hz asked of {self.device.name!r}; whaled records "
-                              f"{MIN_RATE_HZ}-{MAX_RATE_HZ} Hz (set sample_rate_hz)")
+                              f"{MIN_RATE_HZ}-{MAX_RATE_HZ} Hz (set --rate)")
         self._channels = tuple(channels) or (1,)
         bad = [c for c in self._channels if not 1 <= c <= self.device.max_input_channels]
         if bad:
@@ -269,7 +269,7 @@ class CaptureSource:
                 self._origin_wall = time.time() - frames / self.rate_hz
             first = clock.place(frames, now, reanchor)
             self.skew_seconds = clock.skew_seconds(now)
-            block = Block(first, np.array(indata[:, self._columns], dtype=np.float32))
+            block = Block(first, np.array(indata[:, self._columns], dtype=np.float32), now)
             try:
                 self._queue.put_nowait((clock.pending, block))
                 clock.pending = []
@@ -313,7 +313,8 @@ class CaptureSource:
             if item.first_sample >= self._limit:
                 break
             if isinstance(item, Block) and item.end_sample > self._limit:
-                item = Block(item.first_sample, item.samples[:self._limit - item.first_sample])
+                item = Block(item.first_sample, item.samples[:self._limit - item.first_sample],
+                             item.arrival_monotonic)
             elif isinstance(item, Gap) and item.end_sample > self._limit:
                 item = Gap(item.first_sample, self._limit, item.reason)
             kept.append(item)

@@ -24,8 +24,8 @@ from detector.capture import (
     REASON_DEVICE_LOST,
     REASON_OVERFLOW,
     REASON_QUEUE_FULL,
-    CaptureSource,
     InputDevice,
+    PortAudioSource,
     SampleClock,
     format_devices,
     match_device,
@@ -164,7 +164,7 @@ def write_noise(path: Path, rate_hz: int, channels: int, seed: int) -> np.ndarra
     return data
 
 
-def read_for(source: CaptureSource, seconds: float) -> list[Block | Gap | EndOfStream]:
+def read_for(source: PortAudioSource, seconds: float) -> list[Block | Gap | EndOfStream]:
     items: list[Block | Gap | EndOfStream] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -172,7 +172,7 @@ def read_for(source: CaptureSource, seconds: float) -> list[Block | Gap | EndOfS
     return items
 
 
-def play_and_capture(server: PulseServer, source: CaptureSource,
+def play_and_capture(server: PulseServer, source: PortAudioSource,
                      wav: Path) -> tuple[list[Block | Gap | EndOfStream], float]:
     """Everything captured while ``wav`` played, and the wall-clock time paplay started."""
     played_at = time.time()
@@ -209,7 +209,7 @@ def test_capture_is_bit_exact_at_2_khz_with_a_clock_origin(tmp_path: Path) -> No
     wav = tmp_path / "noise.wav"
     played = write_noise(wav, 2000, 1, seed=1)
     with private_pulse(rate_hz=2000, channels=1) as server:
-        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1)
+        source = PortAudioSource("pulse", rate_hz=2000, block_seconds=0.1)
         try:
             assert source.info.rate_hz == 2000 and source.info.channels == (1,)
             assert source.info.origin_from == "clock"
@@ -237,7 +237,7 @@ def test_capture_at_48_khz(tmp_path: Path) -> None:
     wav = tmp_path / "noise48k.wav"
     played = write_noise(wav, 48000, 1, seed=2)
     with private_pulse(rate_hz=48000, channels=1) as server:
-        source = CaptureSource("pulse", sample_rate_hz=48000, block_seconds=0.1)
+        source = PortAudioSource("pulse", rate_hz=48000, block_seconds=0.1)
         try:
             assert source.info.rate_hz == 48000 and source.block_frames == 4800
             items, _ = play_and_capture(server, source, wav)
@@ -253,8 +253,8 @@ def test_channel_selection_on_a_two_channel_sink(tmp_path: Path) -> None:
     wav = tmp_path / "stereo.wav"
     played = write_noise(wav, 2000, 2, seed=3)
     with private_pulse(rate_hz=2000, channels=2) as server:
-        both = CaptureSource("pulse", sample_rate_hz=2000, channels=(2, 1))
-        right = CaptureSource("pulse", sample_rate_hz=2000, channels=(2,))
+        both = PortAudioSource("pulse", rate_hz=2000, channels=(2, 1))
+        right = PortAudioSource("pulse", rate_hz=2000, channels=(2,))
         try:
             assert both.info.channels == (2, 1) and right.info.channels == (2,)
             items, _ = play_and_capture(server, both, wav)
@@ -275,7 +275,7 @@ def test_channel_selection_on_a_two_channel_sink(tmp_path: Path) -> None:
 @pulse
 def test_full_queue_drops_blocks_as_a_gap(tmp_path: Path) -> None:
     with private_pulse(rate_hz=2000, channels=1):
-        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1,
+        source = PortAudioSource("pulse", rate_hz=2000, block_seconds=0.1,
                                queue_seconds=0.2)  # room for 2 blocks
         try:
             time.sleep(1.0)  # a consumer that fell behind
@@ -295,7 +295,7 @@ def test_full_queue_drops_blocks_as_a_gap(tmp_path: Path) -> None:
 @pulse
 def test_duration_ends_the_stream_on_a_sample() -> None:
     with private_pulse(rate_hz=2000, channels=1):
-        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1,
+        source = PortAudioSource("pulse", rate_hz=2000, block_seconds=0.1,
                                duration_seconds=0.35)
         try:
             items = read_for(source, 0.6)
@@ -311,11 +311,11 @@ def test_duration_ends_the_stream_on_a_sample() -> None:
 def test_start_up_errors_are_one_line() -> None:
     with private_pulse(rate_hz=2000, channels=1):
         with pytest.raises(SourceError) as unknown:
-            CaptureSource("pulze")
+            PortAudioSource("pulze")
         with pytest.raises(SourceError) as channel:
-            CaptureSource("pulse", channels=(33,))  # the pulse device offers 32
+            PortAudioSource("pulse", channels=(33,))  # the pulse device offers 32
         with pytest.raises(SourceError) as rate:
-            CaptureSource("pulse", sample_rate_hz=1000)
+            PortAudioSource("pulse", rate_hz=1000)
     assert "no input device matches 'pulze'" in str(unknown.value)
     assert "] pulse" in str(unknown.value)
     assert "channel 33 asked for" in str(channel.value)
@@ -328,7 +328,7 @@ def test_start_up_errors_are_one_line() -> None:
 def test_killed_server_is_a_recorded_loss_and_reopen_reanchors() -> None:
     outage_seconds = 1.0
     with private_pulse(rate_hz=2000, channels=1) as server:
-        source = CaptureSource("pulse", sample_rate_hz=2000, block_seconds=0.1)
+        source = PortAudioSource("pulse", rate_hz=2000, block_seconds=0.1)
         try:
             before = read_for(source, 0.5)
             server.kill()
