@@ -49,6 +49,17 @@ class Settings:
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 9872  # 0 disables the Prometheus endpoint
     log_level: str = "INFO"
+    # health and recovery
+    stall_timeout_seconds: float = 10.0  # live audio absent this long is a stall: logged,
+    # counted, recorded as a "stall" gap, systemd's watchdog withheld; 0: never
+    reconnect_min_seconds: float = 1.0  # first wait before reopening a lost device (doubles)
+    reconnect_max_seconds: float = 60.0  # longest wait between reopen attempts
+    # evidence for review: a WAV and a spectrogram PNG per detection
+    evidence: bool = True  # false: save no clips
+    evidence_dir: str = ""  # empty: <out>/evidence; one folder per label, read by whaled train
+    evidence_padding_seconds: float = 5.0  # audio saved before and after each detection
+    evidence_max_bytes: int = 1_000_000_000  # oldest clips removed beyond this total size
+    evidence_max_age_days: float = 90.0  # clips older than this removed; 0: no age limit
 
     @property
     def model_path(self) -> Path:
@@ -96,6 +107,13 @@ def validate(settings: Settings) -> Settings:
         ("metrics_port", 0 <= s.metrics_port <= 65535, "0-65535"),
         ("channels", all(c >= 1 for c in s.channels), "1-based channel numbers"),
         ("torch_threads", s.torch_threads >= 0, "0 or more"),
+        ("stall_timeout_seconds", s.stall_timeout_seconds >= 0, "0 or more"),
+        ("reconnect_min_seconds", s.reconnect_min_seconds > 0, "more than 0"),
+        ("reconnect_max_seconds", s.reconnect_max_seconds >= s.reconnect_min_seconds,
+         "at least reconnect_min_seconds"),
+        ("evidence_padding_seconds", 0 <= s.evidence_padding_seconds <= 60, "between 0 and 60"),
+        ("evidence_max_bytes", s.evidence_max_bytes >= 0, "0 or more"),
+        ("evidence_max_age_days", s.evidence_max_age_days >= 0, "0 or more"),
         ("log_level", s.log_level.upper() in {"DEBUG", "INFO", "WARNING", "ERROR"},
          "DEBUG, INFO, WARNING or ERROR"),
     ]
