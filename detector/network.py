@@ -37,7 +37,8 @@ class Spectrogram(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames)
         audio = audio - audio.mean(dim=1, keepdim=True)
-        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples, window=self.window,
+        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples,
+                          window=self.window,  # type: ignore[arg-type]
                           center=False, return_complex=True)
         power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
         log_power = torch.log10(power + self.log_floor)
@@ -74,4 +75,5 @@ class UpcallNet(nn.Module):
 
     def conv_parameters(self) -> list[nn.Parameter]:
         """The parameters that take weight decay (the talk: decay on convolutions only)."""
-        return [m.weight for m in self.features if isinstance(m, nn.Conv2d)]
+        return [p for m in self.features if isinstance(m, nn.Conv2d)
+                for p in m.parameters(recurse=False) if p.dim() == 4]
