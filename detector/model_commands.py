@@ -1,0 +1,262 @@
+"""``whaled train``, ``whaled evaluate`` and ``whaled inspect``: plain functions with typer
+annotations, registered by :mod:`detector.cli`. Bad input is one error line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import numpy as np
+import typer
+
+EXIT_BAD_INPUT = 2
+EVENT_CURVE_POINTS = 40  # on-thresholds in the recall-versus-false-alarms curve
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=EXIT_BAD_INPUT)
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from detector import __version__
+
+    return {"whaled": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def train(
+    data_dir: Annotated[Path, typer.Argument(
+        help="Training data: Kaggle (train.csv + train/), ICML 2013 (*_1.aif / *_0.aif), one "
+             "folder per label, or recordings with Raven tables (X.wav + X*.selections.txt).")],
+    out: Annotated[Path, typer.Option(help="Model archive to write.")] = Path("models/model.pt"),
+    noise: Annotated[list[Path] | None, typer.Option(
+        help="Recordings (files or folders) with no calls, used as negatives; repeatable.")
+    ] = None,
+    synthetic: Annotated[int, typer.Option(
+        help="Synthetic upcalls mixed into real negatives per epoch (fresh each epoch).")] = 0,
+    epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Windows per training step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(
+        help="Stop when validation AUC has not improved for this many epochs.")] = 10,
+    validation_fraction: Annotated[float, typer.Option(
+        help="Last part of each recording (or of the clips in name order) kept for "
+             "validation.")] = 0.2,
+    holdout_after: Annotated[float | None, typer.Option(
+        help="Seconds: never read long recordings past this time (a held-out test span).")
+    ] = None,
+    positive: Annotated[str, typer.Option(
+        help="Positive label: folder name or Raven annotation.")] = "upcall",
+    false_positive_rate: Annotated[float, typer.Option(
+        help="The threshold lets at most this fraction of validation negatives through.")
+    ] = 0.005,
+    width: Annotated[int, typer.Option(help="Channels of the first convolution.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
+    resume: Annotated[Path | None, typer.Option(
+        help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
+    torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+) -> None:
+    """Train the upcall CNN and write the TorchScript archive that `whaled listen` loads."""
+    from detector import datasets, training
+    from detector.model import ModelError, pick_torch_device
+
+    command = shlex.join(["whaled", *sys.argv[1:]])
+    config = training.TrainConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        patience_epochs=patience, synthetic=synthetic, width=width, seed=seed,
+        max_false_positive_rate=false_positive_rate, device=torch_device)
+    options = datasets.LoadOptions(positive, validation_fraction, holdout_after)
+    checks = [(epochs >= 1, "--epochs must be at least 1"),
+              (batch_size >= 2, "--batch-size must be at least 2"),
+              (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
+              (synthetic >= 0, "--synthetic must be 0 or more"),
+              (resume is None or resume.is_file(), f"checkpoint not found: {resume}")]
+    for ok, message in checks:
+        if not ok:
+            fail(message)
+    try:
+        pick_torch_device(torch_device)
+        dataset = datasets.load_dataset(data_dir, options, noise or [])
+    except (datasets.DatasetError, ModelError) as error:
+        fail(str(error))
+    if not dataset.validation or len({e.label for e in dataset.validation}) < 2:
+        fail(f"{data_dir}: the validation split needs positives and negatives "
+             f"({dataset.split}); add data or change --validation-fraction")
+    report_data(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = training.train(dataset, config, resume=resume,
+                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress)
+    seconds = time.monotonic() - started
+    extra = {**result.metadata.extra, "command": command, "versions": versions(),
+             "training_seconds": round(seconds, 1), "holdout_after_seconds": holdout_after,
+             "noise": [str(p) for p in noise or []]}
+    result = replace(result, metadata=replace(result.metadata, extra=extra))
+    written = training.write_artefacts(result, out)
+    validation = extra["validation"]
+    typer.echo(f"validation ROC AUC {validation['roc_auc']:.4f} (best epoch "
+               f"{result.best_epoch + 1}), threshold on {result.metadata.thresholds.on:.3f} "
+               f"off {result.metadata.thresholds.off:.3f}; trained in {seconds:.0f} s")
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def report_data(dataset: Any) -> None:
+    summary = dataset.summary()
+    typer.echo(f"data ({summary['layout']}): train {summary['train_pos']} positive / "
+               f"{summary['train_neg']} negative, validation {summary['validation_pos']} / "
+               f"{summary['validation_neg']}; split: {summary['split']}")
+    if dataset.skipped:
+        typer.echo(f"skipped {len(dataset.skipped)} unreadable file(s), first: "
+                   + ", ".join(dataset.skipped[:5]), err=True)
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model archive to evaluate.")],
+    data_dir: Annotated[Path, typer.Argument(help="Labelled data in any layout `train` reads.")],
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object instead of the text report.")] = False,
+    plots: Annotated[Path | None, typer.Option(
+        help="Directory for ROC, PR and recall-versus-false-alarms PNGs.")] = None,
+    from_seconds: Annotated[float, typer.Option(
+        help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
+    positive: Annotated[str, typer.Option(
+        help="Positive label: folder name or Raven annotation.")] = "upcall",
+    torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
+) -> None:
+    """Clip-level ROC AUC, precision and recall; event recall and false alarms per hour."""
+    from detector import datasets, evaluation
+    from detector.model import ModelError, load_model, pick_torch_device
+
+    try:
+        loaded = load_model(model, pick_torch_device(torch_device))
+        layout = datasets.detect_layout(data_dir)
+    except (ModelError, datasets.DatasetError) as error:
+        fail(str(error))
+    threshold = loaded.metadata.thresholds.on
+    doc: dict[str, Any] = {"model": str(model), "data": str(data_dir), "layout": str(layout)}
+    curve: list[evaluation.EventReport] = []
+    if layout is datasets.Layout.RAVEN:
+        scores, labels, operating, curve = evaluate_recordings(loaded, data_dir, from_seconds,
+                                                               positive)
+        doc["events"] = {**operating.as_dict(), "curve": [r.as_dict() for r in curve]}
+        doc["from_seconds"] = from_seconds
+    else:
+        scores, labels, skipped = score_clips(loaded, data_dir, layout, positive)
+        doc["skipped"] = skipped
+    if len(set(labels.tolist())) < 2:
+        fail(f"{data_dir}: evaluation needs both positive and negative examples")
+    report = evaluation.clip_report(scores, labels, threshold)
+    doc["clips"] = {k: v for k, v in asdict(report).items() if k != "classes"}
+    doc["clips"]["classes"] = [asdict(c) for c in report.classes]
+    if plots is not None:
+        doc["plots"] = [str(p) for p in evaluation.write_plots(scores, labels, curve, plots)]
+    if json_output:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(evaluation.format_clip_report(report))
+    if "events" in doc:
+        typer.echo(evaluation.format_event_report(operating))
+    if plots is not None:
+        typer.echo("wrote " + ", ".join(doc["plots"]))
+
+
+def score_clips(loaded: Any, data_dir: Path, layout: Any, positive: str
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from detector import datasets
+    from detector.training import centre_crop, score_windows
+
+    clips, skipped = datasets.load_clips(datasets.labelled_clips(data_dir, layout, positive))
+    if not clips:
+        fail(f"{data_dir}: no readable clips ({len(skipped)} skipped)")
+    windows = np.stack([centre_crop(c) for c in clips]).astype(np.float32)
+    labels = np.array([c.label for c in clips])
+    return score_windows(loaded.module, windows, loaded.device), labels, skipped
+
+
+def evaluate_recordings(loaded: Any, data_dir: Path, from_seconds: float, positive: str
+                        ) -> tuple[np.ndarray, np.ndarray, Any, list[Any]]:
+    """Clip windows and events over each recording's span from ``from_seconds`` to its end.
+
+    The operating point runs ``listen``'s own path (detect_recording); the curve replays the
+    same window scores through the same event tracker at other thresholds.
+    """
+    from detector import datasets, evaluation
+    from detector.config import Settings
+    from detector.pipeline import detect_recording
+
+    settings = Settings(device="file:", speed=0.0, model=str(loaded.path))
+    thresholds = loaded.metadata.thresholds
+    curve_thresholds = np.unique(np.r_[np.linspace(0.02, 0.98, EVENT_CURVE_POINTS - 1),
+                                       thresholds.on])
+    all_scores, all_labels, operating, curves = [], [], [], []
+    for path, tables in datasets.recordings_with_tables(data_dir):
+        rec = score_recording(loaded, path, tables, from_seconds, positive, settings.hop_seconds)
+        scores, labels = evaluation.clip_windows(rec, datasets.GUARD_SECONDS)
+        all_scores.append(scores)
+        all_labels.append(labels)
+        detections = detect_recording(path, loaded, replace(settings, device=f"file:{path}"))
+        found = evaluation.in_span([(d.start_seconds, d.end_seconds) for d in detections],
+                                   rec.span)
+        operating.append(evaluation.match_events(found, rec.calls, rec.hours, thresholds.on))
+        curves.append(evaluation.event_curve(
+            rec, curve_thresholds, thresholds.off / thresholds.on, settings.hop_seconds,
+            settings.merge_gap_seconds, settings.max_duration_seconds))
+    curve = [evaluation.combine(list(points)) for points in zip(*curves, strict=True)]
+    return (np.concatenate(all_scores), np.concatenate(all_labels),
+            evaluation.combine(operating), curve)
+
+
+def score_recording(loaded: Any, path: Path, tables: list[Path], from_seconds: float,
+                    positive: str, hop_seconds: float) -> Any:
+    from detector import datasets, evaluation
+    from detector.training import score_windows
+
+    try:
+        audio = datasets.read_audio(path)
+    except datasets.AudioError as error:
+        fail(f"{path}: unreadable ({error})")
+    rate, window = loaded.metadata.sample_rate_hz, loaded.metadata.window_samples
+    calls: list[tuple[float, float]] = []
+    others: list[tuple[float, float]] = []
+    for table in tables:
+        c, o = datasets.read_selections(table, positive)
+        calls, others = calls + c, others + o
+    span = (from_seconds, len(audio) / rate)
+    starts = np.arange(0, len(audio) - window + 1, round(hop_seconds * rate))
+    windows = np.lib.stride_tricks.sliding_window_view(audio, window)[starts]
+    scores = score_windows(loaded.module, windows.astype(np.float32), loaded.device)
+    return evaluation.RecordingScores(path.name, starts / rate, scores, window / rate,
+                                      tuple(c for c in calls if c[0] >= span[0]),
+                                      tuple(calls + others), span)
+
+
+def inspect(
+    model: Annotated[Path, typer.Argument(help="Model archive to describe.")],
+    filters: Annotated[Path | None, typer.Option(
+        help="Write a PNG of the first convolution layer's learned filters here.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Metadata, parameter count, FLOPs per window and the first layer's filters."""
+    from detector import inspection
+    from detector.model import ModelError, load_model
+
+    try:
+        loaded = load_model(model, "cpu")
+    except ModelError as error:
+        fail(str(error))
+    summary = inspection.summarise(loaded)
+    if filters is not None:
+        inspection.plot_first_filters(loaded.module, filters)
+        summary["filters_png"] = str(filters)
+    typer.echo(json.dumps(summary, indent=2) if json_output else inspection.format_summary(summary))

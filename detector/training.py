@@ -1,0 +1,358 @@
+"""Training the upcall CNN, readable top to bottom (in the manner of nanoGPT's ``train.py``).
+
+The practice follows Nouri's DCLDE 2013 talk: dropout 0.5 before the classifier and a light
+input dropout (in :class:`~detector.network.UpcallNet`), weight decay on the convolutions
+only, augmentation by mixing examples with random negatives, random shifts and crops, a
+learning rate lowered towards the end, and the model kept at its best validation AUC.
+Real annotated calls are scarce, so synthetic upcalls (:mod:`detector.synthetic`) can be
+mixed into real noise from the data at a random signal-to-noise ratio.
+
+Every epoch draws its randomness from (seed, epoch), so ``resume`` continues a run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detector import synthetic
+from detector.datasets import Dataset, Example
+from detector.evaluation import roc_auc, threshold_for_false_positive_rate
+from detector.model import ModelMetadata, Thresholds, pick_torch_device, save_model
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
+
+CALL_BAND_HZ = (50.0, 250.0)  # where synthetic-call SNR is measured
+OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)
+SCORE_BATCH_WINDOWS = 128
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    final_learning_rate_fraction: float = 0.05  # reached at the last epoch
+    decay_start_fraction: float = 0.5  # the rate falls linearly over the last half of epochs
+    conv_weight_decay: float = 1e-3  # L2 on convolution weights only (the talk)
+    positive_share: float = 0.5  # real positives repeated up to this share of negatives
+    synthetic: int = 0  # synthetic calls mixed into real negatives, fresh each epoch
+    synthetic_snr_db: tuple[float, float] = (-3.0, 12.0)  # call RMS over in-band noise RMS
+    mix_probability: float = 0.5  # chance to add a random negative to an example
+    mix_level_db: tuple[float, float] = (-15.0, -3.0)  # that negative's RMS relative to it
+    patience_epochs: int = 10  # stop when validation AUC has not improved for this long
+    max_false_positive_rate: float = 0.005  # of validation negative windows above threshold
+    width: int = 16  # channels of the first convolution
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    learning_rate: float
+    train_loss: float
+    validation_loss: float
+    validation_auc: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: UpcallNet
+    metadata: ModelMetadata
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run: written after every epoch."""
+
+    config: dict[str, object]
+    epoch: int  # the last finished epoch
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, object]
+    best_state: dict[str, torch.Tensor]
+    best_key: tuple[float, float]
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---- the learning-rate schedule and the optimiser ----
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    decay_start = int(config.epochs * config.decay_start_fraction)
+    if epoch < decay_start:
+        return config.learning_rate
+    progress = (epoch - decay_start + 1) / max(config.epochs - decay_start, 1)
+    return config.learning_rate * (1 - (1 - config.final_learning_rate_fraction) * progress)
+
+
+def make_optimizer(model: UpcallNet, config: TrainConfig) -> torch.optim.Optimizer:
+    decayed = {id(p) for p in model.conv_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) in decayed],
+         "weight_decay": config.conv_weight_decay},
+        {"params": [p for p in model.parameters() if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    return torch.optim.Adam(groups, lr=config.learning_rate)
+
+
+# ---- batches: crops, synthetic calls, mixing ----
+
+def random_crop(example: Example, rng: np.random.Generator) -> np.ndarray:
+    """One window; a known call is kept inside it (centred when longer than a window)."""
+    n = len(example.audio)
+    lo, hi = 0, n - WINDOW_SAMPLES
+    if example.call_samples is not None:
+        start, end = example.call_samples
+        lo, hi = max(0, end - WINDOW_SAMPLES), min(hi, start)
+        if lo > hi:
+            lo = hi = min(max(0, (start + end - WINDOW_SAMPLES) // 2), n - WINDOW_SAMPLES)
+    offset = int(rng.integers(lo, hi + 1))
+    return example.audio[offset:offset + WINDOW_SAMPLES]
+
+
+def centre_crop(example: Example) -> np.ndarray:
+    offset = (len(example.audio) - WINDOW_SAMPLES) // 2
+    return example.audio[offset:offset + WINDOW_SAMPLES]
+
+
+def band_rms(window: np.ndarray, band_hz: tuple[float, float] = CALL_BAND_HZ) -> float:
+    spectrum = np.fft.rfft(window - window.mean())
+    freqs = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE_HZ)
+    power = np.abs(spectrum[(freqs >= band_hz[0]) & (freqs <= band_hz[1])]) ** 2
+    return float(np.sqrt(2 * power.sum()) / len(window))
+
+
+def with_synthetic_call(noise: np.ndarray, rng: np.random.Generator,
+                        snr_db: tuple[float, float]) -> np.ndarray:
+    call = synthetic.upcall(SAMPLE_RATE_HZ, rng)[:WINDOW_SAMPLES]
+    gain = max(band_rms(noise), 1e-6) * 10 ** (rng.uniform(*snr_db) / 20)
+    start = int(rng.integers(0, WINDOW_SAMPLES - len(call) + 1))
+    out = noise.copy()
+    out[start:start + len(call)] += gain * call
+    return out
+
+
+def mixed_with(window: np.ndarray, other: np.ndarray, rng: np.random.Generator,
+               level_db: tuple[float, float]) -> np.ndarray:
+    rms = float(np.sqrt(np.mean(window**2))) + 1e-9
+    other_rms = float(np.sqrt(np.mean(other**2))) + 1e-9
+    return window + other * (rms / other_rms) * 10 ** (rng.uniform(*level_db) / 20)
+
+
+SYNTHETIC = -1  # an epoch item that stands for a fresh synthetic call
+
+
+def epoch_items(train: Sequence[Example], config: TrainConfig,
+                rng: np.random.Generator) -> np.ndarray:
+    """Indices into ``train`` (real positives repeated) and SYNTHETIC slots, shuffled."""
+    positives = [i for i, e in enumerate(train) if e.label == 1]
+    negatives = [i for i, e in enumerate(train) if e.label == 0]
+    repeats = max(1, round(config.positive_share * len(negatives) / max(len(positives), 1)))
+    items = np.array(negatives + positives * repeats + [SYNTHETIC] * config.synthetic)
+    return rng.permutation(items)
+
+
+def make_batch(items: np.ndarray, train: Sequence[Example], negatives: Sequence[int],
+               config: TrainConfig, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    windows, labels = [], []
+    for item in items:
+        noise = random_crop(train[negatives[int(rng.integers(len(negatives)))]], rng)
+        if item == SYNTHETIC:
+            window, label = with_synthetic_call(noise, rng, config.synthetic_snr_db), 1
+        else:
+            window, label = random_crop(train[item], rng), train[item].label
+        if rng.random() < config.mix_probability:
+            window = mixed_with(window, noise, rng, config.mix_level_db)
+        windows.append(window)
+        labels.append(label)
+    return (torch.from_numpy(np.stack(windows).astype(np.float32)),
+            torch.tensor(labels, dtype=torch.float32).unsqueeze(1))
+
+
+# ---- scoring and validation ----
+
+def score_windows(model: nn.Module, windows: np.ndarray, device: torch.device) -> np.ndarray:
+    """Probabilities of the positive label for (n, WINDOW_SAMPLES) windows, in eval mode."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    with torch.inference_mode():
+        for lo in range(0, len(windows), SCORE_BATCH_WINDOWS):
+            batch = torch.from_numpy(np.ascontiguousarray(windows[lo:lo + SCORE_BATCH_WINDOWS]))
+            scores.append(model(batch.to(device)).float()[:, 0].cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+
+def validate(model: nn.Module, windows: np.ndarray, labels: np.ndarray,
+             device: torch.device) -> tuple[float, float, np.ndarray]:
+    """(AUC, binary cross-entropy, scores) on the fixed validation windows."""
+    scores = score_windows(model, windows, device).astype(np.float64)
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    loss = -float(np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
+    return roc_auc(scores, labels), loss, scores
+
+
+# ---- the loop ----
+
+def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
+          checkpoint_path: Path | None = None, progress: bool = True,
+          on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    device = pick_torch_device(config.device)
+    torch.manual_seed(config.seed)
+    model = UpcallNet(width=config.width).to(device)
+    optimizer = make_optimizer(model, config)
+    train_set = dataset.train
+    negatives = [i for i, e in enumerate(train_set) if e.label == 0]
+    val_windows = np.stack([centre_crop(e) for e in dataset.validation]).astype(np.float32)
+    val_labels = np.array([e.label for e in dataset.validation], dtype=np.float64)
+    state = Checkpoint(asdict(config), -1, {}, {}, {}, (-1.0, -math.inf), -1)
+    if resume is not None:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state.model_state)
+        optimizer.load_state_dict(state.optimizer_state)
+    loss_fn = nn.BCEWithLogitsLoss()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    since_best = 0 if state.best_epoch < 0 else state.epoch - state.best_epoch
+    for epoch in range(state.epoch + 1, config.epochs):
+        if since_best >= config.patience_epochs:
+            break
+        started = time.monotonic()
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        lr = learning_rate_at(epoch, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        items = epoch_items(train_set, config, rng)
+        bar = progress_bar(math.ceil(len(items) / config.batch_size), epoch, config.epochs,
+                           progress)
+        model.train()
+        losses = []
+        for lo in range(0, len(items), config.batch_size):
+            x, y = make_batch(items[lo:lo + config.batch_size], train_set, negatives, config, rng)
+            with autocast:
+                loss = loss_fn(model.logits(x.to(device)).float(), y.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+        auc, val_loss, _ = validate(model, val_windows, val_labels, device)
+        record = EpochRecord(epoch, lr, float(np.mean(losses)), val_loss, auc,
+                             time.monotonic() - started)
+        bar.set_postfix(loss=f"{record.train_loss:.3f}", val_auc=f"{auc:.4f}")
+        bar.close()
+        since_best += 1
+        if (auc, -val_loss) > state.best_key:
+            state.best_key, state.best_epoch, since_best = (auc, -val_loss), epoch, 0
+            state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state.epoch, state.history = epoch, [*state.history, asdict(record)]
+        state.model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        state.optimizer_state = optimizer.state_dict()
+        if checkpoint_path is not None:
+            save_checkpoint(state, checkpoint_path)
+        if on_epoch is not None:
+            on_epoch(record)
+    return finish(model, state, dataset, config, val_windows, val_labels, device)
+
+
+class NoBar:
+    """Stands in for tqdm when the progress bar is off."""
+
+    def update(self, n: int) -> None: ...
+
+    def set_postfix(self, **values: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def progress_bar(total_batches: int, epoch: int, epochs: int, enabled: bool) -> Any:
+    if not enabled:
+        return NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                leave=True, mininterval=1.0, dynamic_ncols=True)
+
+
+def finish(model: UpcallNet, state: Checkpoint, dataset: Dataset, config: TrainConfig,
+           val_windows: np.ndarray, val_labels: np.ndarray, device: torch.device
+           ) -> TrainResult:
+    """The best epoch's weights, its validation metrics and the threshold they give."""
+    if state.best_state:
+        model.load_state_dict(state.best_state)
+    auc, val_loss, scores = validate(model, val_windows, val_labels, device)
+    on = threshold_for_false_positive_rate(scores, val_labels, config.max_false_positive_rate)
+    history = tuple(EpochRecord(**r) for r in state.history)
+    metadata = ModelMetadata(
+        sample_rate_hz=SAMPLE_RATE_HZ, window_samples=WINDOW_SAMPLES, labels=("upcall",),
+        thresholds=Thresholds(on=on, off=on * OFF_THRESHOLD_FRACTION),
+        extra={
+            "data": dataset.summary(),
+            "validation": {"roc_auc": auc, "loss": val_loss, "best_epoch": state.best_epoch + 1,
+                           "threshold_rule": "lowest on-threshold with at most "
+                           f"{config.max_false_positive_rate:g} of validation negative "
+                           "windows at or above it"},
+            "config": asdict(config),
+            "epochs_run": len(history),
+        })
+    return TrainResult(model.cpu().eval(), metadata, history, state.best_epoch)
+
+
+# ---- checkpoints and artefacts ----
+
+def save_checkpoint(state: Checkpoint, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(asdict(state), tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    doc = torch.load(path, map_location="cpu", weights_only=False)
+    doc["best_key"] = tuple(doc["best_key"])
+    return Checkpoint(**doc)
+
+
+def write_artefacts(result: TrainResult, model_path: Path) -> list[Path]:
+    """The archive, the JSONL training log and the learning-curve PNG beside it."""
+    save_model(result.model, result.metadata, model_path)
+    log_path = model_path.with_suffix(".log.jsonl")
+    log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.history))
+    curve_path = model_path.with_suffix(".curve.png")
+    plot_learning_curve(result.history, result.best_epoch, curve_path)
+    return [model_path, log_path, curve_path]
+
+
+def plot_learning_curve(history: Sequence[EpochRecord], best_epoch: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch + 1 for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, [r.train_loss for r in history], label="train")
+    left.plot(epochs, [r.validation_loss for r in history], label="validation")
+    left.set(xlabel="epoch", ylabel="binary cross-entropy", title="loss")
+    left.legend()
+    right.plot(epochs, [r.validation_auc for r in history], color="C2")
+    right.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept")
+    right.set(xlabel="epoch", ylabel="ROC AUC", title="validation AUC")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

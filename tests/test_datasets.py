@@ -1,0 +1,143 @@
+"""Every data layout loads from tiny generated fixtures; corrupt files are skipped and listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from detector import datasets, synthetic
+from detector.datasets import DatasetError, Layout, LoadOptions, load_dataset
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+
+CLIP_SECONDS = 2.0
+
+
+def clip(rate_hz: int, call: bool, seed: int, seconds: float = CLIP_SECONDS) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    audio = synthetic.ocean_noise(int(seconds * rate_hz), rate_hz, rng)
+    if call:
+        wave = synthetic.upcall(rate_hz, rng) * 0.05
+        audio[len(audio) // 4:len(audio) // 4 + len(wave)] += wave
+    return audio
+
+
+def write(path: Path, audio: np.ndarray, rate_hz: int, **kwargs: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), audio, rate_hz, **kwargs)
+    return path
+
+
+def corrupt(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"FORM\x00\x00\x00\x10AIFFnot really audio")
+    return path
+
+
+def test_kaggle_layout_reads_csv_and_aiff(tmp_path: Path) -> None:
+    rows = ["clip_name,label"]
+    for i in range(10):
+        name = f"train{i + 1}.aiff"
+        write(tmp_path / "train" / name, clip(2000, i % 2 == 1, i), 2000, format="AIFF",
+              subtype="PCM_16")
+        rows.append(f"{name},{i % 2}")
+    corrupt(tmp_path / "train" / "train11.aiff")
+    rows.append("train11.aiff,1")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(tmp_path, LoadOptions(validation_fraction=0.2))
+    assert data.layout == Layout.KAGGLE
+    assert len(data.train) + len(data.validation) == 10
+    assert sorted(Path(e.source).name for e in data.validation) == ["train10.aiff", "train9.aiff"]
+    assert len(data.skipped) == 1 and data.skipped[0].startswith("train11.aiff")
+    assert data.summary()["skipped"] == 1
+
+
+def test_icml_layout_labels_from_names_and_resamples(tmp_path: Path) -> None:
+    for i in range(8):
+        write(tmp_path / f"20090328_0000{i:02d}_TRAIN{i}_{i % 2}.aif", clip(4000, i % 2 == 1, i),
+              4000, format="AIFF", subtype="PCM_16")
+    data = load_dataset(tmp_path, LoadOptions(validation_fraction=0.25))
+    assert data.layout == Layout.ICML
+    examples = data.train + data.validation
+    assert sorted(e.label for e in examples) == [0] * 4 + [1] * 4
+    assert all(len(e.audio) == WINDOW_SAMPLES for e in examples)  # 4 kHz -> 2 kHz
+
+
+def test_folder_layout_with_configurable_positive(tmp_path: Path) -> None:
+    for i in range(6):
+        write(tmp_path / "whale" / f"a{i}.wav", clip(8000, True, i), 8000)
+        write(tmp_path / "other" / f"b{i}.flac", clip(8000, False, 10 + i), 8000)
+    with pytest.raises(DatasetError, match="no folder named 'upcall'"):
+        load_dataset(tmp_path)
+    data = load_dataset(tmp_path, LoadOptions(positive_label="whale"))
+    assert data.layout == Layout.FOLDERS
+    labels = {Path(e.source).parent.name: e.label for e in data.train + data.validation}
+    assert labels == {"whale": 1, "other": 0}
+
+
+def test_short_clips_are_padded_to_a_window(tmp_path: Path) -> None:
+    for i in range(4):
+        write(tmp_path / "upcall" / f"a{i}.wav", clip(2000, True, i, seconds=1.5), 2000)
+        write(tmp_path / "noise" / f"b{i}.wav", clip(2000, False, i, seconds=1.5), 2000)
+    data = load_dataset(tmp_path)
+    assert {len(e.audio) for e in data.train + data.validation} == {WINDOW_SAMPLES}
+
+
+def raven_recording(folder: Path, seconds: float, calls: list[tuple[float, float]],
+                    rate_hz: int = 2000) -> Path:
+    rng = np.random.default_rng(7)
+    audio = synthetic.ocean_noise(int(seconds * rate_hz), rate_hz, rng)
+    for start, end in calls:
+        wave = synthetic.upcall(rate_hz, rng, duration_seconds=end - start) * 0.05
+        audio[int(start * rate_hz):int(start * rate_hz) + len(wave)] += wave
+    path = write(folder / "REC_20090329_121500.wav", audio, rate_hz)
+    rows = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tAnnotation"]
+    rows += [f"{i + 1}\tSpectrogram 1\t1\t{a:.3f}\t{b:.3f}\tupcall" for i, (a, b) in
+             enumerate(calls)]
+    (folder / "REC_20090329_121500.Table.1.selections.txt").write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_raven_layout_cuts_positives_around_calls_and_splits_by_time(tmp_path: Path) -> None:
+    calls = [(5.0, 6.2), (20.0, 21.0), (33.0, 34.5), (52.0, 53.0)]
+    raven_recording(tmp_path, 60.0, calls, rate_hz=4000)
+    write(tmp_path / "unannotated.wav", clip(2000, False, 1, seconds=10), 2000)  # no table
+    data = load_dataset(tmp_path, LoadOptions(validation_fraction=0.25))
+    assert data.layout == Layout.RAVEN
+    assert "by time" in data.split
+    train_pos = [e for e in data.train if e.label == 1]
+    val_pos = [e for e in data.validation if e.label == 1]
+    assert len(train_pos) == 3 and len(val_pos) == 1
+    for example in train_pos:
+        lo, hi = example.call_samples or (0, 0)
+        assert 0 <= lo < hi <= len(example.audio)
+    cut_seconds = 45.0
+    assert all(e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ <= cut_seconds + 1e-9
+               for e in data.train)
+    assert all(e.start_seconds >= cut_seconds for e in data.validation)
+    for e in data.train + data.validation:  # negatives keep the guard band
+        if e.label == 0:
+            end = e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ
+            assert not datasets.overlaps(e.start_seconds, end, calls, datasets.GUARD_SECONDS)
+
+
+def test_holdout_span_is_never_read(tmp_path: Path) -> None:
+    raven_recording(tmp_path, 60.0, [(5.0, 6.0), (20.0, 21.0), (30.0, 31.0), (50.0, 51.0)])
+    data = load_dataset(tmp_path, LoadOptions(holdout_after_seconds=40.0))
+    ends = [e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ for e in data.train + data.validation]
+    assert max(ends) <= 40.0 + 1e-9
+
+
+def test_unknown_layout_names_what_was_expected(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(DatasetError, match=r"train\.csv.*_1\.aif.*folder.*selections"):
+        load_dataset(tmp_path)
+
+
+def test_nothing_usable_is_one_clear_error(tmp_path: Path) -> None:
+    corrupt(tmp_path / "upcall" / "a.wav")
+    corrupt(tmp_path / "noise" / "b.wav")
+    with pytest.raises(DatasetError, match=r"no usable examples.*2 file\(s\) skipped"):
+        load_dataset(tmp_path)

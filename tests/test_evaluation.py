@@ -1,0 +1,149 @@
+"""Evaluation figures on constructed cases equal hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector import evaluation
+from detector.evaluation import (
+    RecordingScores,
+    average_precision,
+    clip_report,
+    clip_windows,
+    event_curve,
+    match_events,
+    roc_auc,
+    threshold_for_false_positive_rate,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained network in the archive format: the commands only need its contract."""
+    import torch
+
+    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    metadata = ModelMetadata(SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",), Thresholds(0.5, 0.4))
+    save_model(UpcallNet(width=4), metadata, path)
+    return path
+
+
+def test_perfect_scorer_has_auc_one_and_ap_one() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    assert roc_auc(scores, labels) == 1.0
+    assert average_precision(scores, labels) == 1.0
+    assert roc_auc(1 - scores, labels) == 0.0
+    assert roc_auc(np.full(5, 0.5), labels) == 0.5  # ties count half
+
+
+def test_auc_and_ap_match_hand_computation() -> None:
+    # pairs (pos, neg): 0.35>0.1, 0.35<0.4, 0.8>0.1, 0.8>0.4 -> 3/4
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    assert roc_auc(scores, labels) == pytest.approx(0.75)
+    # thresholds 0.8 (R 0.5, P 1), 0.4 (R 0.5, P 0.5), 0.35 (R 1, P 2/3): 0.5*1 + 0.5*2/3
+    assert average_precision(scores, labels) == pytest.approx(0.5 + 0.5 * 2 / 3)
+
+
+def test_clip_report_confusion_and_per_class_figures() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.3, 0.7, 0.4])
+    report = clip_report(scores, labels, threshold=0.5)
+    assert report.confusion == ((3, 1), (1, 1))
+    assert report.accuracy == pytest.approx(4 / 6)
+    neg, pos = report.classes
+    assert (neg.precision, neg.recall, neg.support) == (pytest.approx(0.75), 0.75, 4)
+    assert (pos.precision, pos.recall, pos.f1, pos.support) == (0.5, 0.5, 0.5, 2)
+    assert "confusion matrix" in evaluation.format_clip_report(report)
+
+
+def test_threshold_lets_through_at_most_the_stated_rate() -> None:
+    labels = np.array([0] * 10 + [1])
+    scores = np.array([0.05 * i for i in range(10)] + [0.9])  # negatives 0 .. 0.45
+    strict = threshold_for_false_positive_rate(scores, labels, 0.0)
+    assert 0.45 < strict < 0.4501
+    loose = threshold_for_false_positive_rate(scores, labels, 0.2)  # two negatives allowed
+    assert np.sum(scores[:10] >= loose) == 2
+
+
+def test_known_events_give_known_recall_and_false_alarms_per_hour() -> None:
+    annotations = [(10.0, 11.0), (20.0, 21.5), (40.0, 41.0), (70.0, 71.0)]
+    detections = [(10.5, 11.5), (19.0, 20.2), (21.2, 22.0), (55.0, 56.0), (80.0, 81.0)]
+    report = match_events(detections, annotations, hours=0.5)
+    assert report.n_found == 2 and report.recall == 0.5
+    assert report.n_false_alarms == 2 and report.false_alarms_per_hour == 4.0
+    assert report.precision == pytest.approx(3 / 5)
+    both = evaluation.combine([report, match_events([], annotations, hours=0.5)])
+    assert (both.recall, both.false_alarms_per_hour) == (0.25, 2.0)
+
+
+def test_clip_windows_and_event_curve_on_constructed_scores() -> None:
+    hop = 0.25
+    starts = np.arange(0, 98, hop)
+    calls = ((20.0, 21.0), (60.0, 61.0))
+    scores = np.zeros(len(starts))
+    for lo, hi in calls:  # windows that hold a whole call score 0.9
+        scores[(starts <= lo) & (starts + 2.0 >= hi)] = 0.9
+    scores[(starts >= 80.0) & (starts < 81.0)] = 0.6  # one false alarm region
+    rec = RecordingScores("x.wav", starts, scores, 2.0, calls, calls, (0.0, 100.0))
+    s, y = clip_windows(rec, guard_seconds=1.0)
+    assert roc_auc(s, y) == 1.0 and int(y.sum()) == 2 * 5  # starts 19.0 .. 20.0 per call
+    high, low = event_curve(rec, [0.8, 0.5], 0.8, hop, 0.5, 10.0)
+    assert (high.recall, high.n_false_alarms) == (1.0, 0)
+    assert (low.recall, low.n_false_alarms) == (1.0, 1)
+    assert low.false_alarms_per_hour == pytest.approx(36.0)
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    labels = np.array([0, 1, 0, 1])
+    curve = [match_events([(1.0, 2.0)], [(1.5, 2.5)], 1.0, 0.5)]
+    paths = evaluation.write_plots(np.array([0.1, 0.9, 0.3, 0.6]), labels, curve, tmp_path)
+    assert [p.name for p in paths] == ["roc.png", "pr.png", "recall_vs_false_alarms.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_evaluate_command_json_on_clips(tmp_path: Path, tiny_model: Path) -> None:
+    from test_training import app, folder_data
+    from typer.testing import CliRunner
+
+    data = folder_data(tmp_path / "data", n_per_class=4)
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["clips"]["n_pos"] == 4 and doc["clips"]["n_neg"] == 4
+    assert 0.0 <= doc["clips"]["roc_auc"] <= 1.0 and "average_precision" in doc["clips"]
+    assert "events" not in doc
+
+
+def test_evaluate_command_events_on_a_long_recording(tmp_path: Path, tiny_model: Path) -> None:
+    from test_datasets import raven_recording
+    from test_training import app
+    from typer.testing import CliRunner
+
+    raven_recording(tmp_path, 40.0, [(5.0, 6.0), (15.0, 16.2), (30.0, 31.0)])
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), str(tmp_path), "--json",
+                                      "--from-seconds", "10", "--plots", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    events = doc["events"]
+    assert events["n_annotations"] == 2 and events["hours"] == pytest.approx(30 / 3600)
+    assert {"recall", "precision", "false_alarms_per_hour"} <= set(events)
+    assert (tmp_path / "p" / "recall_vs_false_alarms.png").is_file()
+
+
+def test_evaluate_command_bad_input_is_one_line(tmp_path: Path) -> None:
+    from test_training import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "none.pt"), str(tmp_path)])
+    assert result.exit_code == 2
+    assert "model file not found" in result.output and "Traceback" not in result.output

@@ -1,0 +1,140 @@
+"""A few training steps on the CPU give an archive that ``listen`` loads; resume continues."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from detector import model_commands, training
+from detector.datasets import Example, LoadOptions, load_dataset
+from detector.model import load_model, read_metadata
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from detector.training import TrainConfig
+
+app = typer.Typer()
+app.command("train")(model_commands.train)
+app.command("evaluate")(model_commands.evaluate)
+app.command("inspect")(model_commands.inspect)
+
+TINY = TrainConfig(epochs=2, batch_size=8, synthetic=8, width=4, device="cpu",
+                   patience_epochs=5)
+
+
+def folder_data(root: Path, n_per_class: int = 6) -> Path:
+    from test_datasets import clip, write
+
+    for i in range(n_per_class):
+        write(root / "upcall" / f"a{i:02d}.wav", clip(2000, True, i), 2000)
+        write(root / "noise" / f"b{i:02d}.wav", clip(2000, False, 100 + i), 2000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> object:
+    root = folder_data(tmp_path_factory.mktemp("data"))
+    return load_dataset(root, LoadOptions(validation_fraction=0.34))
+
+
+def test_archive_loads_and_scores_like_the_trained_model(dataset: object,
+                                                         tmp_path: Path) -> None:
+    result = training.train(dataset, TINY, progress=False)  # type: ignore[arg-type]
+    written = training.write_artefacts(result, tmp_path / "m.pt")
+    assert [p.name for p in written] == ["m.pt", "m.log.jsonl", "m.curve.png"]
+    loaded = load_model(tmp_path / "m.pt")
+    windows = torch.from_numpy(np.random.default_rng(1).standard_normal(
+        (5, WINDOW_SAMPLES)).astype(np.float32))
+    with torch.inference_mode():
+        expected = result.model.eval()(windows)
+        assert torch.allclose(loaded.module(windows), expected, atol=1e-6)
+    meta = loaded.metadata
+    assert (meta.sample_rate_hz, meta.window_samples, meta.labels) == \
+        (SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",))
+    assert 0 < meta.thresholds.off <= meta.thresholds.on <= 1
+    assert {"data", "validation", "config"} <= set(meta.extra)
+    log = [json.loads(line) for line in (tmp_path / "m.log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1]
+
+
+def test_resume_continues_from_the_saved_epoch_and_optimiser(dataset: object,
+                                                            tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(record: training.EpochRecord) -> None:
+        raise KeyboardInterrupt  # the run is stopped after its first epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(dataset, TINY, checkpoint_path=ckpt, progress=False,  # type: ignore[arg-type]
+                       on_epoch=interrupt)
+    state = training.load_checkpoint(ckpt)
+    assert state.epoch == 0 and state.optimizer_state["state"]
+    resumed = training.train(dataset, TINY, resume=ckpt, progress=False)  # type: ignore[arg-type]
+    assert [r.epoch for r in resumed.history] == [0, 1]
+    straight = training.train(dataset, TINY, progress=False)  # type: ignore[arg-type]
+    assert resumed.history[1].train_loss == pytest.approx(straight.history[1].train_loss,
+                                                          rel=1e-4)
+
+
+def test_learning_rate_is_lowered_towards_the_end() -> None:
+    config = TrainConfig(epochs=10, learning_rate=1e-3)
+    rates = [training.learning_rate_at(e, config) for e in range(10)]
+    assert rates[0] == rates[4] == 1e-3
+    assert all(b < a for a, b in itertools.pairwise(rates[4:]))
+    assert rates[-1] == pytest.approx(1e-3 * config.final_learning_rate_fraction)
+
+
+def test_random_crops_keep_the_call_inside() -> None:
+    rng = np.random.default_rng(0)
+    example = Example(np.arange(8000, dtype=np.float32), 1, "x", 0.0, (3000, 5000))
+    for _ in range(50):
+        window = training.random_crop(example, rng)
+        assert len(window) == WINDOW_SAMPLES
+        assert window[0] <= 3000 and window[-1] >= 4999
+
+
+def test_synthetic_call_is_added_at_the_asked_snr() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(WINDOW_SAMPLES).astype(np.float32)
+    mixed = training.with_synthetic_call(noise, rng, (10.0, 10.0))
+    call_rms = np.sqrt(np.mean((mixed - noise)[np.abs(mixed - noise) > 0] ** 2))
+    assert 20 * np.log10(call_rms / training.band_rms(noise)) == pytest.approx(10.0, abs=0.5)
+
+
+def test_weight_decay_only_on_convolutions() -> None:
+    from detector.network import UpcallNet
+
+    model = UpcallNet(width=4)
+    decayed, plain = training.make_optimizer(model, TINY).param_groups
+    assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
+    assert len(decayed["params"]) == 3  # the three convolution kernels
+
+
+def test_train_and_inspect_commands(tmp_path: Path) -> None:
+    data = folder_data(tmp_path / "data")
+    out = tmp_path / "models" / "tiny.pt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                 "--batch-size", "8", "--width", "4", "--validation-fraction",
+                                 "0.34", "--no-progress", "--torch-device", "cpu"])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out)
+    assert meta.extra["command"].startswith("whaled ")
+    assert "split" in meta.extra["data"] and meta.extra["versions"]["torch"]
+    result = runner.invoke(app, ["inspect", str(out), "--filters", str(tmp_path / "f.png"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["parameters"] > 0 and summary["flops_per_window"] > 1e5
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_train_bad_input_is_one_error_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "data directory not found" in result.output and "Traceback" not in result.output
