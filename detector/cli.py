@@ -72,8 +72,6 @@ def listen(
 ) -> None:
     """Listen continuously and report upcalls to the log, files and Prometheus."""
     from detector import config as config_module
-    from detector.daemon import KNOWN_STARTUP_ERRORS, fail
-    from detector.daemon import listen as run_listen
 
     overrides: dict[str, Any] = {
         "device": device, "model": str(model) if model else None, "out": out,
@@ -83,10 +81,17 @@ def listen(
         "block_seconds": block_seconds, "metrics_address": metrics_address,
         "metrics_port": metrics_port, "seed": seed, "log_level": log_level,
     }
-    try:
+    try:  # config errors come before the heavy imports (torch) so they answer at once
         settings = config_module.load(config, overrides)
-        setup_logging(settings.log_level)
-        run_listen(settings)
+    except config_module.ConfigError as error:
+        typer.echo(f"whaled: error: {error}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    from detector.daemon import KNOWN_STARTUP_ERRORS, fail
+    from detector.daemon import listen as run_listen
+
+    try:
+        run_listen(settings, lambda: config_module.load(config, overrides))  # SIGHUP
     except KNOWN_STARTUP_ERRORS as error:
         fail(str(error))
 

@@ -211,9 +211,14 @@ class ListSource:
         self.info = info
         self._items = list(items)
         self._per_read = per_read
+        self._end = 0
 
     def read(self, timeout_seconds: float) -> list[Item]:
+        if not self._items:
+            return [EndOfStream(self._end)]
         taken, self._items = self._items[:self._per_read], self._items[self._per_read:]
+        for item in taken:
+            self._end = item.end_sample
         return taken
 
     def close(self) -> None:
