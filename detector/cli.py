@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from detector import model_commands
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
 
@@ -109,19 +111,12 @@ def setup_logging(level: str) -> None:
                         format="%(levelname)s %(name)s %(message)s", force=True)
 
 
-def _register_model_commands() -> None:
-    from detector import model_commands
-
-    app.command("train")(model_commands.train)
-    app.command("evaluate")(model_commands.evaluate)
-    app.command("inspect")(model_commands.inspect)
+app.command("train")(model_commands.train)
+app.command("evaluate")(model_commands.evaluate)
+app.command("inspect")(model_commands.inspect)
 
 
 def main() -> None:
-    try:
-        _register_model_commands()
-    except ImportError:  # the train extra is not installed
-        pass
     app()
 
 
