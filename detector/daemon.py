@@ -3,7 +3,9 @@
 Config, model, audio device, metrics port and output directory each fail with one clear
 line and exit status 2 before any audio is taken. Then the pipeline runs until the source
 ends or a signal comes: SIGINT or SIGTERM stop capture, close open events, flush and exit 0;
-a second signal forces the exit.
+a second signal forces the exit. SIGHUP reloads the model and thresholds from the config
+file without dropping audio; a bad new model is refused and the old one keeps running. Under
+systemd (Type=notify) it reports READY=1, WATCHDOG=1 while audio flows, STATUS= and STOPPING=1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -20,16 +25,22 @@ from types import FrameType
 import torch
 from prometheus_client import CollectorRegistry
 
+from detector.blocks import StreamInfo
 from detector.config import ConfigError, Settings
+from detector.evidence import EvidenceRecorder
+from detector.health import Reconnector
 from detector.metrics import Metrics, serve
 from detector.model import LoadedModel, ModelError, load_model, pick_torch_device
-from detector.pipeline import Pipeline, RunSummary
+from detector.notify import Watchdog
+from detector.pipeline import Hook, Pipeline, RunSummary
 from detector.sinks import JsonlSink, LogSink, RavenSink, Sink
 from detector.sources import FileSource, Source, SourceError, SyntheticSource
 
 log = logging.getLogger("whaled")
 SYNTHETIC_RATE_HZ = 2000
 FORCED_EXIT_STATUS = 130
+RELOADED_KEYS = ("model", "on_threshold", "off_threshold", "min_duration_seconds",
+                 "merge_gap_seconds", "max_duration_seconds")  # what SIGHUP may change
 
 
 class StartupError(Exception):
@@ -100,6 +111,60 @@ def open_sinks(settings: Settings, source: Source) -> list[Sink]:
     return [LogSink(), JsonlSink(out), RavenSink(out, source.info.name, source.info.origin_utc)]
 
 
+def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
+                  ) -> EvidenceRecorder | None:
+    if not settings.evidence:
+        return None
+    folder = Path(settings.evidence_dir or Path(settings.out) / "evidence")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StartupError(f"evidence directory {folder} cannot be created: {error.strerror}")\
+            from None
+    recorder = EvidenceRecorder(folder, info, metrics,
+                                padding_seconds=settings.evidence_padding_seconds,
+                                max_event_seconds=settings.max_duration_seconds,
+                                max_bytes=settings.evidence_max_bytes,
+                                max_age_days=settings.evidence_max_age_days)
+    recorder.enforce_limits()
+    return recorder
+
+
+def reload_hook(requested: threading.Event, reload_settings: Callable[[], Settings],
+                metrics: Metrics) -> Hook:
+    """SIGHUP: the new model and thresholds, or one line saying why the old ones stay."""
+    def reload(pipeline: Pipeline) -> None:
+        if not requested.is_set():
+            return
+        requested.clear()
+        try:
+            new = reload_settings()
+            new = replace(pipeline.settings, **{k: getattr(new, k) for k in RELOADED_KEYS})
+            loaded = check_model(new)
+        except (ConfigError, ModelError) as error:
+            metrics.reloads.labels("failed").inc()
+            log.error("reload refused, still running model %s: %s", pipeline.loaded.path, error)
+            return
+        pipeline.swap_model(loaded, new)
+        meta = loaded.metadata
+        metrics.set_model(loaded.content_hash, meta.version, str(loaded.path),
+                          meta.sample_rate_hz, meta.window_seconds, meta.labels)
+        metrics.reloads.labels("ok").inc()
+        log.info("reloaded model=%s model_hash=%s on=%.3f off=%.3f", loaded.path,
+                 loaded.content_hash, pipeline.thresholds.on, pipeline.thresholds.off)
+    return reload
+
+
+def status_line(pipeline: Pipeline) -> str:
+    """systemd's one-line STATUS=: is it listening, and what has it done."""
+    s, flow = pipeline.summary, pipeline.flow
+    state = "listening" if flow.flowing else (
+        f"STALLED: no audio for {flow.silent_seconds(time.monotonic()):.0f} s"
+        if flow.stalled else "waiting for audio")
+    return (f"{state}; {s.samples / pipeline.source.info.rate_hz:.0f} s analysed, "
+            f"{len(s.detections)} detections, {len(s.gaps)} gaps")
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
@@ -111,7 +176,8 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
-def listen(settings: Settings) -> RunSummary:
+def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = None
+           ) -> RunSummary:
     """Start everything, run until done; raise StartupError-like exceptions before capture."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -125,6 +191,7 @@ def listen(settings: Settings) -> RunSummary:
                           loaded.metadata.sample_rate_hz, loaded.metadata.window_seconds,
                           loaded.metadata.labels)
         sinks = open_sinks(settings, source)
+        evidence = open_evidence(settings, info, metrics)
         server = None
         if settings.metrics_port:
             try:
@@ -133,6 +200,14 @@ def listen(settings: Settings) -> RunSummary:
                 raise StartupError(f"cannot serve metrics on {settings.metrics_address}:"
                                    f"{settings.metrics_port}: {error.strerror}") from None
         pipeline = Pipeline(source, loaded, settings, sinks, metrics)
+        if evidence is not None:
+            pipeline.sinks.append(evidence)
+            pipeline.taps.append(evidence)
+        watchdog, reload_requested = Watchdog(), threading.Event()
+        pipeline.hooks += [
+            Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
+            reload_hook(reload_requested, reload_settings or (lambda: settings), metrics),
+            lambda p: watchdog.tick(p.flow.flowing, status_line(p))]
         log.info("listening source=%s rate_hz=%d channels=%s origin=%s origin_from=%s "
                  "model=%s model_hash=%s torch_device=%s on=%.3f off=%.3f hop_s=%.3f out=%s "
                  "metrics=%s", info.name, info.rate_hz, ",".join(map(str, info.channels)),
@@ -142,7 +217,11 @@ def listen(settings: Settings) -> RunSummary:
                  f"{settings.metrics_address}:{settings.metrics_port}" if server else "off")
         stop = threading.Event()
         install_signal_handlers(stop)
+        signal.signal(signal.SIGHUP, lambda signum, frame: reload_requested.set())
         summary = pipeline.run(stop)
+        watchdog.stopping(status_line(pipeline))
+        if evidence is not None:
+            evidence.flush()
         if server is not None:
             server.shutdown()
         log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,

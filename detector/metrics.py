@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from detector import __version__
 
 GAP_REASONS = ("queue_full", "overflow", "device_lost", "stall", "nonfinite")
-SINKS = ("jsonl", "raven", "log")
+SINKS = ("jsonl", "raven", "log", "evidence")
+RESULTS = ("ok", "failed")  # of a reconnect attempt or a SIGHUP reload
 INFERENCE_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                              2.5, 5.0, 10.0)
 
@@ -60,6 +61,37 @@ class Metrics:
         self.stream_position = Gauge("whaled_stream_position_seconds", "Stream time of the "
                                      "latest processed sample, since the stream's origin",
                                      registry=r)
+        self.clipping = Gauge("whaled_input_clipping_ratio", "Fraction of the latest block's "
+                              "samples at or beyond full scale", ["channel"], registry=r)
+        self.dc_offset = Gauge("whaled_input_dc_offset_ratio", "Mean of the latest block, as a "
+                               "fraction of full scale", ["channel"], registry=r)
+        self.measured_rate = Gauge("whaled_input_measured_rate_hz", "Sample rate measured "
+                                   "from block arrivals (live sources)", registry=r)
+        self.nominal_rate = Gauge("whaled_input_nominal_rate_hz", "Sample rate the source "
+                                  "claims", registry=r)
+        self.started = Gauge("whaled_start_time_seconds", "Unix time listening started",
+                             registry=r)
+        self.elapsed = Gauge("whaled_elapsed_seconds", "Wall seconds since listening started",
+                             registry=r)
+        self.coverage = Gauge("whaled_coverage_ratio", "Seconds of audio analysed per second "
+                              "elapsed since start (1 for a healthy live source)", registry=r)
+        self.audio_flowing = Gauge("whaled_audio_flowing", "1 while audio arrives; 0 before "
+                                   "the first block, during a stall or a device loss",
+                                   registry=r)
+        self.stalls = Counter("whaled_stalls", "Live audio stopped for longer than "
+                              "stall_timeout_seconds", registry=r)
+        self.device_losses = Counter("whaled_device_losses", "Times the audio input was lost "
+                                     "(or stalled) and reopening began", registry=r)
+        self.reconnects = Counter("whaled_reconnect_attempts", "Attempts to reopen a lost "
+                                  "audio device", ["result"], registry=r)
+        self.reloads = Counter("whaled_reloads", "SIGHUP reloads of model and thresholds",
+                               ["result"], registry=r)
+        self.evidence_clips = Counter("whaled_evidence_clips", "Evidence clips saved",
+                                      registry=r)
+        self.evidence_removed = Counter("whaled_evidence_removed", "Evidence clips removed by "
+                                        "the size or age limit", registry=r)
+        self.evidence_bytes = Gauge("whaled_evidence_bytes", "Disk used by evidence clips",
+                                    registry=r)
         self.model = Info("whaled_model", "Identity of the model in use", registry=r)
         self.build = Info("whaled_build", "whaled version", registry=r)
         self.build.info({"version": __version__})
@@ -68,6 +100,8 @@ class Metrics:
             self.windows.labels(c)
             self.nonfinite.labels(c)
             self.clipped.labels(c)
+            self.clipping.labels(c)
+            self.dc_offset.labels(c)
             for label in labels:
                 self.detections.labels(label, c)
         for label in labels:
@@ -77,6 +111,9 @@ class Metrics:
             self.gap_seconds.labels(reason)
         for sink in SINKS:
             self.sink_errors.labels(sink)
+        for result in RESULTS:
+            self.reconnects.labels(result)
+            self.reloads.labels(result)
 
     def set_model(self, content_hash: str, version: str, path: str, rate_hz: int,
                   window_seconds: float, labels: Sequence[str]) -> None:

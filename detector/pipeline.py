@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -20,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from detector.blocks import Block, EndOfStream, Gap
 from detector.config import Settings
 from detector.events import Detection, Event, EventTracker, TrackerSettings
+from detector.health import FlowWatch, RateMeter
 from detector.metrics import Metrics
 from detector.model import LoadedModel, Thresholds
 from detector.resample import Resampler
@@ -28,10 +32,17 @@ from detector.sinks import GapRecord, Record, Sink
 from detector.sources import FileSource, Source
 from detector.windows import Windower
 
+Hook = Callable[["Pipeline"], None]  # called on every pass of the main loop (watchdog, reload)
+
 log = logging.getLogger("whaled.pipeline")
 READ_TIMEOUT_SECONDS = 0.2  # how often the loop looks at the stop flag when no audio comes
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
 LEVEL_FLOOR_DBFS = -200.0
+RETRY_SECONDS = 5.0  # how often outputs that failed to write are tried again
+
+
+class AudioTap(Protocol):
+    def push(self, first_sample: int, samples: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -60,12 +71,7 @@ class Pipeline:
         self.hop_samples = max(1, round(settings.hop_seconds * meta.sample_rate_hz))
         self.windower = Windower(meta.window_samples, self.hop_samples, len(info.channels))
         self.scorer = Scorer(loaded, settings.max_batch_windows)
-        tracker_settings = TrackerSettings(
-            self.thresholds, self.hop_samples / meta.sample_rate_hz,
-            settings.min_duration_seconds, settings.merge_gap_seconds,
-            settings.max_duration_seconds)
-        self.trackers = [[EventTracker(tracker_settings, ch, label) for label in meta.labels]
-                         for ch in info.channels]
+        self.trackers = self._make_trackers()
         self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
                               if settings.duration_seconds > 0 else None)
         self.summary = RunSummary()
@@ -75,6 +81,23 @@ class Pipeline:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (centres, windows)
         self._pending_count = 0
         self._last_arrival = 0.0
+        self.hooks: list[Hook] = []
+        self.taps: list[AudioTap] = []  # see capture-rate audio as it arrives (evidence clips)
+        self.flow = FlowWatch(settings.stall_timeout_seconds if self._live() else 0.0)
+        self.rate_meter = RateMeter()
+        self._started_monotonic = time.monotonic()
+        self._source_gap_in_stall = False
+        self._last_retry = self._started_monotonic
+        metrics.started.set(time.time())
+        metrics.nominal_rate.set(info.rate_hz)
+
+    def _make_trackers(self) -> list[list[EventTracker]]:
+        meta, s = self.loaded.metadata, self.settings
+        tracker_settings = TrackerSettings(
+            self.thresholds, self.hop_samples / meta.sample_rate_hz, s.min_duration_seconds,
+            s.merge_gap_seconds, s.max_duration_seconds)
+        return [[EventTracker(tracker_settings, ch, label) for label in meta.labels]
+                for ch in self.source.info.channels]
 
     def run(self, stop: threading.Event) -> RunSummary:
         """Process audio until the source ends, --duration is reached, or ``stop`` is set."""
@@ -97,6 +120,7 @@ class Pipeline:
             if self._pending_count and (not items or self._pending_count >=
                                         self.settings.max_batch_windows or self._live()):
                 self.score_pending()
+            self.tick()
         return self.finish()
 
     def _live(self) -> bool:
@@ -107,7 +131,63 @@ class Pipeline:
                 and self._first is not None
                 and self._expected - self._first >= self.limit_samples)
 
+    def tick(self) -> None:
+        """Between reads: notice a stall, update coverage, run the hooks."""
+        now = time.monotonic()
+        if self.flow.check(now):
+            self.metrics.stalls.inc()
+            self.metrics.audio_flowing.set(0)
+            log.warning("no audio for %.1f s: capture stalled (stall_timeout_seconds = %g)",
+                        self.flow.silent_seconds(now), self.flow.timeout_seconds)
+        elapsed = now - self._started_monotonic
+        self.metrics.elapsed.set(elapsed)
+        if elapsed > 0:
+            self.metrics.coverage.set(self.summary.samples / self.source.info.rate_hz / elapsed)
+        if now - self._last_retry >= RETRY_SECONDS:
+            self._last_retry = now
+            self.retry_sinks()
+        for hook in self.hooks:
+            hook(self)
+
+    def retry_sinks(self) -> None:
+        """Write what failed before (disk full, directory gone) without waiting for a record."""
+        for sink in self.sinks:
+            retry = getattr(sink, "retry", None)
+            if retry is None:
+                continue
+            try:
+                retry()
+            except OSError as error:
+                self.metrics.sink_errors.labels(getattr(sink, "name", "?")).inc()
+                log.debug("retry of %s output failed: %s", getattr(sink, "name", "?"), error)
+
+    def _on_audio(self, block: Block) -> None:
+        arrival = block.arrival_monotonic or time.monotonic()
+        stalled_seconds = self.flow.audio(arrival)
+        self.metrics.audio_flowing.set(1)
+        if stalled_seconds is not None:
+            log.info("audio flows again after %.1f s", stalled_seconds)
+            self.rate_meter.reset()
+            if not self._source_gap_in_stall:  # the source said nothing: record it ourselves
+                self._record_stall(stalled_seconds - block.frames / self.source.info.rate_hz)
+        self._source_gap_in_stall = False
+        rate = self.rate_meter.add(block.frames, block.arrival_monotonic)
+        if rate is not None:
+            self.metrics.measured_rate.set(rate)
+
+    def _record_stall(self, seconds: float) -> None:
+        info, first = self.source.info, self._expected or 0
+        seconds = max(seconds, 0.0)
+        gap = Gap(first, first + round(seconds * info.rate_hz), "stall")
+        self.metrics.gaps.labels(gap.reason).inc()
+        self.metrics.gap_seconds.labels(gap.reason).inc(seconds)
+        self.summary.gaps.append(gap)
+        start = info.utc_at(first)
+        self._emit(GapRecord(start, start + timedelta(seconds=seconds), seconds, gap.reason,
+                             info.name))
+
     def on_block(self, block: Block) -> None:
+        self._on_audio(block)
         rate = self.source.info.rate_hz
         if self._first is None:
             self._first = self._expected = block.first_sample
@@ -125,6 +205,8 @@ class Pipeline:
         self.metrics.samples.inc(len(samples))
         self.metrics.audio_seconds.inc(len(samples) / rate)
         self._last_arrival = block.arrival_monotonic
+        for tap in self.taps:
+            tap.push(block.first_sample, samples)
         self._add_windows(self.windower.push(self.resampler.push(samples)))
 
     def _add_windows(self, cut: tuple[np.ndarray, np.ndarray]) -> None:
@@ -153,8 +235,10 @@ class Pipeline:
                 peak = float(np.max(np.abs(x)))
                 self.metrics.level.labels(c).set(_dbfs(rms))
                 self.metrics.peak.labels(c).set(_dbfs(peak))
-                self.metrics.clipped.labels(c).inc(int(np.count_nonzero(np.abs(x) >=
-                                                                         CLIP_LEVEL)))
+                clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+                self.metrics.clipped.labels(c).inc(clipped)
+                self.metrics.clipping.labels(c).set(clipped / len(x))
+                self.metrics.dc_offset.labels(c).set(float(np.mean(x, dtype=np.float64)))
         return samples
 
     def on_gap(self, gap: Gap) -> None:
@@ -162,6 +246,8 @@ class Pipeline:
         self._add_windows(self.windower.push(self.resampler.flush()))
         self.score_pending()
         self._flush_trackers()
+        self.rate_meter.reset()
+        self._source_gap_in_stall = self.flow.stalled
         info = self.source.info
         seconds = gap.samples / info.rate_hz
         reason = gap.reason
@@ -191,7 +277,7 @@ class Pipeline:
         scores = scores.reshape(n, n_channels, -1)
         self.metrics.inference.observe(self.scorer.last_seconds)
         self.summary.windows += n * n_channels
-        for col, channel in enumerate(self.source.info.channels):
+        for channel in self.source.info.channels:
             self.metrics.windows.labels(str(channel)).inc(n)
         for i in range(n):
             for col in range(n_channels):
@@ -226,10 +312,26 @@ class Pipeline:
                 self.metrics.sink_errors.labels(name).inc()
                 log.error("cannot write %s output (%s); kept for retry", name, error)
 
+    def swap_model(self, loaded: LoadedModel, settings: Settings) -> None:
+        """Reload: what is buffered is scored by the old model, then the new one takes over.
+
+        The windower keeps its audio, so no sample is skipped; open events are closed.
+        """
+        self.score_pending()
+        self._flush_trackers()
+        self.loaded, self.settings = loaded, settings
+        self.thresholds = thresholds_for(settings, loaded)
+        self.scorer = Scorer(loaded, settings.max_batch_windows)
+        self.trackers = self._make_trackers()
+
     def finish(self) -> RunSummary:
+        if self.flow.stalled and not self._source_gap_in_stall:
+            self._record_stall(self.flow.silent_seconds(time.monotonic()))
+            self.flow.stalled = False
         self._add_windows(self.windower.push(self.resampler.flush()))
         self.score_pending()
         self._flush_trackers()
+        self.retry_sinks()
         return self.summary
 
 

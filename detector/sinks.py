@@ -86,11 +86,19 @@ class AppendFile:
     def append(self, line: str) -> None:
         """Raises OSError when the lines could not be written; they stay pending."""
         self._pending.append(line)
+        self.retry()
+
+    def retry(self) -> None:
+        """Write what is pending; a short write (disk full) is cut back so no line is torn."""
+        if not self._pending:
+            return
         try:
             fd = self._open()
             data = "".join(self._pending).encode()
+            size = os.fstat(fd).st_size
             written = os.write(fd, data)
             if written != len(data):
+                os.ftruncate(fd, size)
                 raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
             self._pending.clear()
         except OSError:
@@ -122,6 +130,9 @@ class JsonlSink:
                   else gap_fields(record))
         self.file.append(json.dumps(fields, separators=(",", ":")) + "\n")
 
+    def retry(self) -> None:
+        self.file.retry()
+
 
 class RavenSink:
     """A Raven selection table per stream, named after the stream's origin.
@@ -148,6 +159,9 @@ class RavenSink:
                utc_text(d.peak_utc), d.model_hash)
         self.file.append("\t".join(str(v) for v in row) + "\n")
         self._selection += 1
+
+    def retry(self) -> None:
+        self.file.retry()
 
 
 class LogSink:

@@ -1,0 +1,177 @@
+"""Evidence for review: each detection's audio and spectrogram, kept within a disk budget.
+
+For every detection, in ``<evidence_dir>/<label>/``: ``<peak UTC>_ch<N>.wav`` (the capture
+rate, with padding before and after), ``.png`` (its spectrogram, the detection marked by a
+white bar along the top) and ``.json`` (the detection's fields and the clip's start). One
+folder per label is the layout ``whaled train`` reads: a reviewer moves a false alarm's files
+to ``noise/`` and trains on the folder. The oldest clips go first beyond the size or age limit.
+
+The recorder is a sink (``write`` takes the detection) and an audio tap (``push`` takes each
+block): a detection is reported when its event closes, and its trailing padding is saved once
+that audio has arrived. A write that fails is counted, logged and retried with the next block
+while its audio is still held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+import zlib
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from detector.blocks import StreamInfo
+from detector.events import Detection
+from detector.metrics import Metrics
+from detector.sinks import Record, detection_fields, utc_text
+
+log = logging.getLogger("whaled.evidence")
+SPECTROGRAM_SECONDS = 0.128  # STFT frame of the review spectrogram
+SPECTROGRAM_OVERLAP = 8  # frames per STFT length
+SPECTROGRAM_MAX_HZ = 1000.0  # upcalls live at 50-250 Hz; show up to this
+SPECTROGRAM_RANGE_DB = 60.0  # darkest grey is this far below the clip's loudest bin
+MARK_ROWS = 4  # rows of the detection bar at the top of the PNG
+SECONDS_PER_DAY = 86_400
+SUFFIXES = (".wav", ".png", ".json")
+
+
+class EvidenceRecorder:
+    name = "evidence"
+
+    def __init__(self, folder: Path, info: StreamInfo, metrics: Metrics, *,
+                 padding_seconds: float, max_event_seconds: float, max_bytes: int,
+                 max_age_days: float) -> None:
+        self.folder, self.info, self.metrics = Path(folder), info, metrics
+        self.padding_seconds = padding_seconds
+        self.max_bytes, self.max_age_seconds = max_bytes, max_age_days * SECONDS_PER_DAY
+        self._keep_samples = round((max_event_seconds + 3 * padding_seconds + 5) * info.rate_hz)
+        self._blocks: deque[tuple[int, np.ndarray]] = deque()
+        self._waiting: list[Detection] = []
+
+    def write(self, record: Record) -> None:
+        if isinstance(record, Detection):
+            self._waiting.append(record)
+            self._save_ready(final=False)
+
+    def push(self, first_sample: int, samples: np.ndarray) -> None:
+        self._blocks.append((first_sample, samples))
+        end = first_sample + len(samples)
+        while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) < \
+                end - self._keep_samples:
+            self._blocks.popleft()
+        if self._waiting:
+            self._save_ready(final=False)
+
+    def flush(self) -> None:
+        """At shutdown: save what is waiting with the audio there is."""
+        self._save_ready(final=True)
+
+    def _span(self, d: Detection) -> tuple[int, int]:
+        rate = self.info.rate_hz
+        return (max(0, round((d.start_seconds - self.padding_seconds) * rate)),
+                round((d.end_seconds + self.padding_seconds) * rate))
+
+    def _save_ready(self, final: bool) -> None:
+        latest = self._blocks[-1][0] + len(self._blocks[-1][1]) if self._blocks else 0
+        oldest = self._blocks[0][0] if self._blocks else 0
+        still: list[Detection] = []
+        for d in self._waiting:
+            first, end = self._span(d)
+            if end > latest and not final:
+                still.append(d)
+                continue
+            try:
+                self._save(d, first, min(end, latest))
+            except OSError as error:
+                self.metrics.sink_errors.labels(self.name).inc()
+                if final or first < oldest:
+                    log.error("evidence clip for %s lost: %s", utc_text(d.peak_utc), error)
+                else:
+                    log.error("cannot save evidence clip (%s); retrying", error)
+                    still.append(d)
+        self._waiting = still
+
+    def _audio(self, column: int, first: int, end: int) -> np.ndarray:
+        out = np.zeros(max(end - first, 0), np.float32)  # audio lost in a gap stays silent
+        for start, samples in self._blocks:
+            lo, hi = max(first, start), min(end, start + len(samples))
+            if lo < hi:
+                out[lo - first:hi - first] = samples[lo - start:hi - start, column]
+        return out
+
+    def _save(self, d: Detection, first: int, end: int) -> None:
+        audio = self._audio(self.info.channels.index(d.channel), first, end)
+        stamp = d.peak_utc.strftime("%Y%m%dT%H%M%S") + f"{d.peak_utc.microsecond // 1000:03d}Z"
+        folder = self.folder / d.label
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{stamp}_ch{d.channel}"
+        rate = self.info.rate_hz
+        soundfile.write(str(stem.with_suffix(".wav")), audio, rate, subtype="PCM_16")
+        mark = ((d.start_seconds * rate - first) / max(len(audio), 1),
+                (d.end_seconds * rate - first) / max(len(audio), 1))
+        stem.with_suffix(".png").write_bytes(spectrogram_png(audio, rate, mark))
+        meta = {**detection_fields(d), "clip_start_utc": utc_text(self.info.utc_at(first)),
+                "clip_seconds": round(len(audio) / rate, 3), "rate_hz": rate,
+                "padding_seconds": self.padding_seconds}
+        stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        self.metrics.evidence_clips.inc()
+        log.info("evidence clip %s", stem.with_suffix(".wav"))
+        self.enforce_limits()
+
+    def enforce_limits(self) -> None:
+        """Remove the oldest clips (all three files) beyond the size or the age limit."""
+        groups: dict[Path, list[Path]] = {}
+        for path in self.folder.rglob("*"):
+            if path.suffix in SUFFIXES and path.is_file():
+                groups.setdefault(path.with_suffix(""), []).append(path)
+        stats = {stem: [p.stat() for p in files] for stem, files in groups.items()}
+        order = sorted(groups, key=lambda s: min(st.st_mtime for st in stats[s]))
+        total = sum(st.st_size for sts in stats.values() for st in sts)
+        now = time.time()
+        for stem in order:
+            too_old = self.max_age_seconds and \
+                now - min(st.st_mtime for st in stats[stem]) > self.max_age_seconds
+            if not too_old and total <= self.max_bytes:
+                break
+            for path in groups[stem]:
+                path.unlink(missing_ok=True)
+            total -= sum(st.st_size for st in stats[stem])
+            self.metrics.evidence_removed.inc()
+        self.metrics.evidence_bytes.set(total)
+
+
+def spectrogram_png(audio: np.ndarray, rate_hz: int, mark: tuple[float, float]) -> bytes:
+    """A greyscale log spectrogram, low frequencies at the bottom; ``mark`` spans 0-1 of time."""
+    n_fft = 1 << max(4, round(np.log2(SPECTROGRAM_SECONDS * rate_hz)))
+    hop = n_fft // SPECTROGRAM_OVERLAP
+    padded = np.pad(audio.astype(np.float64), (0, max(0, n_fft - len(audio))))
+    n_frames = 1 + (len(padded) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
+    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
+    bins = max(1, int(SPECTROGRAM_MAX_HZ / rate_hz * n_fft) + 1)
+    db = 10 * np.log10(power[:, :bins].T + 1e-20)
+    grey = np.clip((db - db.max() + SPECTROGRAM_RANGE_DB) / SPECTROGRAM_RANGE_DB, 0, 1)
+    pixels = (grey[::-1] * 255).astype(np.uint8)
+    bar = np.zeros((MARK_ROWS, pixels.shape[1]), np.uint8)
+    lo, hi = (int(np.clip(m, 0, 1) * pixels.shape[1]) for m in mark)
+    bar[:, lo:max(hi, lo + 1)] = 255
+    return png_grey(np.vstack([bar, pixels]))
+
+
+def png_grey(pixels: np.ndarray) -> bytes:
+    """An 8-bit greyscale PNG from a (height, width) uint8 array: stdlib only."""
+    height, width = pixels.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(pixels))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                            0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
