@@ -318,3 +318,22 @@ def test_file_source_origin_precedence(tmp_path: Path, recordings: dict[int, Pat
     mtime = FileSource(plain, block_frames=100)
     assert mtime.info.origin_from == "mtime"
     assert mtime.info.origin_utc.timestamp() == pytest.approx(plain.stat().st_mtime)
+
+
+def test_each_channel_is_detected_separately_and_labelled(tmp_path: Path,
+                                                          centre_model: Path) -> None:
+    import soundfile
+
+    one = calls_recording(tmp_path / "a.wav", 2000, 30.0, [(5.0, 1.0)], seed=1)
+    two = calls_recording(tmp_path / "b.wav", 2000, 30.0, [(15.0, 1.2), (22.0, 1.0)], seed=2)
+    stereo = np.stack([soundfile.read(str(p), dtype="float32")[0] for p in (one, two)], axis=1)
+    path = tmp_path / "stereo_20200101_000000.flac"
+    soundfile.write(str(path), stereo, 2000, subtype="PCM_16")
+    loaded = load_model(centre_model)
+    both = detect_recording(path, loaded, Settings())
+    assert [d.channel for d in both] == [1, 2, 2]
+    assert [d.start_seconds < c < d.end_seconds for d, c in zip(both, (5.5, 15.6, 22.5),
+                                                               strict=True)] == [True] * 3
+    only_two = detect_recording(path, loaded, Settings(channels=(2,)))
+    assert [(d.channel, d.start_utc) for d in only_two] == [(d.channel, d.start_utc)
+                                                            for d in both if d.channel == 2]
