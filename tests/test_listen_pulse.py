@@ -150,3 +150,51 @@ def test_live_capture_detects_each_call_at_its_utc_time(
         latency = at - utc(record["end_utc"]).timestamp()
         print(f"{rate_hz} Hz: detection logged {latency:.2f} s after its end_utc")
         assert 0 < latency < RECORDING_SECONDS
+
+
+def test_a_killed_sound_server_is_a_gap_and_times_stay_right_after_reconnecting(
+        tmp_path: Path, centre_model: Path) -> None:
+    """Kill PulseAudio mid-stream: the daemon records a device_lost gap spanning the outage,
+    reopens the device with backoff, and stamps later calls at their true UTC time."""
+    rate_hz, call_start, call_seconds, outage_seconds = 2000, 1.5, 1.0, 1.5
+    recording = calls_recording(tmp_path / "call.wav", rate_hz, 4.0, [(call_start, call_seconds)])
+    out = tmp_path / "live"
+    with private_pulse(rate_hz=rate_hz, channels=1) as server:
+        daemon = Daemon(["--device", "pulse", "--rate", str(rate_hz), "--model",
+                         str(centre_model), "--out", str(out), "--metrics-port", "0",
+                         "--duration", str(BACKSTOP_DURATION_SECONDS)])
+        try:
+            assert daemon.ready.wait(START_TIMEOUT_SECONDS), daemon.stderr
+            played = [datetime.now(UTC)]
+            assert server.play(recording).wait(STOP_TIMEOUT_SECONDS) == 0
+            time.sleep(TAIL_SECONDS)
+            killed_at = datetime.now(UTC)
+            server.kill()
+            time.sleep(outage_seconds)
+            server.start()
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not any(" reopened " in line for _, line in daemon.lines):
+                assert time.monotonic() < deadline, daemon.stderr
+                time.sleep(0.05)
+            reopened_at = next(at for at, line in daemon.lines if " reopened " in line)
+            time.sleep(0.5)  # audio flows again
+            played.append(datetime.now(UTC))
+            assert server.play(recording).wait(STOP_TIMEOUT_SECONDS) == 0
+            time.sleep(TAIL_SECONDS)
+        finally:
+            code = daemon.stop()
+    assert code == 0, daemon.stderr
+    found = records(out)
+    gaps = [r for r in found if r["type"] == "gap"]
+    assert [g["reason"] for g in gaps] == ["device_lost"], daemon.stderr
+    gap_start, gap_end = utc(gaps[0]["start_utc"]), utc(gaps[0]["end_utc"])
+    print(f"gap {gap_start:%H:%M:%S.%f} - {gap_end:%H:%M:%S.%f}; killed at "
+          f"{killed_at:%H:%M:%S.%f}, reopened at {datetime.fromtimestamp(reopened_at, UTC):%S.%f}")
+    assert abs((gap_start - killed_at).total_seconds()) < 0.5
+    assert abs(gap_end.timestamp() - reopened_at) < 0.5
+    detections = [r for r in found if r["type"] == "detection"]
+    assert len(detections) == 2, daemon.stderr
+    margin = timedelta(seconds=CENTRE_SECONDS + HOP_SECONDS + PLAY_LATENCY_SECONDS)
+    for record, started in zip(detections, played, strict=True):
+        expected = started + timedelta(seconds=call_start)
+        assert expected - margin <= utc(record["start_utc"]) <= expected + margin
