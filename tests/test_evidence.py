@@ -1,0 +1,123 @@
+"""Evidence clips: each detection's audio at the capture rate, a spectrogram, its metadata;
+kept within size and age limits; a folder layout that ``whaled train`` reads back."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from helpers import calls_recording
+from prometheus_client import CollectorRegistry
+
+from detector.config import Settings
+from detector.datasets import Layout, detect_layout, labelled_clips
+from detector.evidence import EvidenceRecorder
+from detector.metrics import Metrics
+from detector.model import load_model
+from detector.pipeline import Pipeline
+from detector.sources import FileSource
+
+CAPTURE_RATE_HZ = 8000  # not the model's 2 kHz: clips keep the capture rate
+PADDING_SECONDS = 1.5
+CALLS = [(3.0, 1.0), (9.0, 1.0), (15.0, 1.0)]
+
+
+def run_with_evidence(model: Path, tmp_path: Path, **limits: float) -> tuple[
+        Pipeline, EvidenceRecorder, Path]:
+    wav = calls_recording(tmp_path / "NOPP_20090329_120000.wav", CAPTURE_RATE_HZ, 19.0, CALLS)
+    source = FileSource(wav, block_frames=800, speed=0.0)
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    recorder = EvidenceRecorder(tmp_path / "evidence", source.info, metrics,
+                                padding_seconds=PADDING_SECONDS, max_event_seconds=10.0,
+                                max_bytes=int(limits.get("max_bytes", 10**9)),
+                                max_age_days=limits.get("max_age_days", 0.0))
+    pipeline = Pipeline(source, load_model(model), Settings(), [recorder], metrics)
+    pipeline.taps.append(recorder)
+    pipeline.run(threading.Event())
+    recorder.flush()
+    source.close()
+    return pipeline, recorder, wav
+
+
+def test_each_detection_saves_padded_audio_a_spectrogram_and_metadata(
+        centre_model: Path, tmp_path: Path) -> None:
+    pipeline, _, wav = run_with_evidence(centre_model, tmp_path)
+    detections = pipeline.summary.detections
+    assert len(detections) == len(CALLS)
+    original, _ = soundfile.read(str(wav), dtype="float32")
+    for d in detections:
+        stem = tmp_path / "evidence" / "upcall" / (
+            d.peak_utc.strftime("%Y%m%dT%H%M%S") + f"{d.peak_utc.microsecond // 1000:03d}Z_ch1")
+        audio, rate = soundfile.read(str(stem.with_suffix(".wav")), dtype="float32")
+        assert rate == CAPTURE_RATE_HZ
+        first = round((d.start_seconds - PADDING_SECONDS) * rate)
+        assert len(audio) == round((d.end_seconds + PADDING_SECONDS) * rate) - first
+        assert np.array_equal(audio, original[first:first + len(audio)])  # the very samples
+        png = stem.with_suffix(".png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        width, height = struct.unpack(">II", png[16:24])
+        assert width > 50 and height > 50
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        assert meta["peak_score"] == round(d.peak_score, 4)
+        assert meta["rate_hz"] == CAPTURE_RATE_HZ
+        assert meta["clip_start_utc"].startswith("2009-03-29T12:00:")
+    assert pipeline.metrics.registry.get_sample_value("whaled_evidence_clips_total") == 3
+
+
+def test_oldest_clips_go_first_beyond_the_size_limit(centre_model: Path,
+                                                    tmp_path: Path) -> None:
+    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 30_000  # ~5 s of 16-bit audio, PNG and JSON
+    pipeline, recorder, _ = run_with_evidence(centre_model, tmp_path,
+                                              max_bytes=int(one_clip_bytes * 1.5))
+    kept = sorted((tmp_path / "evidence" / "upcall").glob("*.wav"))
+    newest = pipeline.summary.detections[-1].peak_utc
+    assert len(kept) == 1 and kept[0].name.startswith(newest.strftime("%Y%m%dT%H%M%S"))
+    assert len(list((tmp_path / "evidence").rglob("*"))) == 4  # upcall/ and one clip's 3 files
+    registry = pipeline.metrics.registry
+    assert registry.get_sample_value("whaled_evidence_removed_total") == 2
+    used = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*") if p.is_file())
+    assert registry.get_sample_value("whaled_evidence_bytes") == used <= recorder.max_bytes
+
+
+def test_clips_older_than_the_age_limit_are_removed(centre_model: Path,
+                                                    tmp_path: Path) -> None:
+    _, recorder, _ = run_with_evidence(centre_model, tmp_path, max_age_days=1.0)
+    clips = sorted((tmp_path / "evidence" / "upcall").glob("*.wav"))
+    two_days_ago = time.time() - 2 * 86_400
+    for path in clips[0].parent.glob(clips[0].stem + ".*"):
+        os.utime(path, (two_days_ago, two_days_ago))
+    recorder.enforce_limits()
+    assert sorted((tmp_path / "evidence" / "upcall").glob("*.wav")) == clips[1:]
+    assert not list(clips[0].parent.glob(clips[0].stem + ".*"))
+
+
+def test_a_reviewed_evidence_folder_is_a_training_dataset(centre_model: Path,
+                                                         tmp_path: Path) -> None:
+    run_with_evidence(centre_model, tmp_path)
+    evidence = tmp_path / "evidence"
+    false_alarm = sorted((evidence / "upcall").glob("*.wav"))[0]
+    (evidence / "noise").mkdir()
+    for path in false_alarm.parent.glob(false_alarm.stem + ".*"):  # the reviewer's move
+        path.rename(evidence / "noise" / path.name)
+    assert detect_layout(evidence) is Layout.FOLDERS
+    labels = {p.name: label for p, label in labelled_clips(evidence, Layout.FOLDERS, "upcall")}
+    assert labels[false_alarm.name] == 0
+    assert sorted(labels.values()) == [0, 1, 1]
+
+
+def test_evidence_switched_off_writes_nothing(tmp_path: Path) -> None:
+    from detector.blocks import StreamInfo
+    from detector.daemon import open_evidence
+
+    info = StreamInfo(2000, (1,), datetime(2026, 1, 1, tzinfo=UTC), "flag", "test")
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    settings = Settings(evidence=False, out=str(tmp_path / "out"))
+    assert open_evidence(settings, info, metrics) is None
+    assert not (tmp_path / "out").exists()
