@@ -174,3 +174,39 @@ def check_alerts_live(server: PulseServer, centre_model: Path, tmp_path: Path) -
         daemon.send_signal(signal.SIGINT)
         daemon.wait(30)
         log.close()
+
+
+DASHBOARD = REPO / "deploy" / "grafana" / "whaled.dashboard.json"
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name a running daemon exposes (labelled children exist from start-up)."""
+    from prometheus_client import CollectorRegistry
+
+    from detector.metrics import Metrics
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, (1,), ("upcall",))
+    metrics.set_model("hash", "1", "model.pt", 2000, 2.0, ("upcall",))
+    metrics.level.labels("1").set(-60.0)  # levels appear with the first block, not at 0 dBFS
+    metrics.peak.labels("1").set(-50.0)
+    families = list(registry.collect())
+    return {f.name for f in families} | {s.name for f in families for s in f.samples}
+
+
+def test_rules_and_dashboard_use_only_metrics_the_daemon_exports() -> None:
+    exported = exported_metric_names()
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = set(re.findall(r"whaled_[a-z_]+", RULES.read_text() + "\n".join(exprs)))
+    assert used, "no whaled metric referenced"
+    assert used <= exported, sorted(used - exported)
+    assert len(dashboard["panels"]) >= 10
+
+
+def test_every_runbook_link_has_its_section() -> None:
+    operations = (REPO / "docs" / "operations.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", operations, re.MULTILINE)}
+    links = set(re.findall(r"docs/operations\.md#([a-z-]+)", RULES.read_text()))
+    assert links and links <= anchors, sorted(links - anchors)
