@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,45 @@ def test_a_full_disk_loses_no_detection_and_writing_resumes(
     records = [json.loads(line) for line in (out / JSONL_NAME).read_text().splitlines()]
     assert [r["start_seconds"] for r in records] == \
         [round(d.start_seconds, 3) for d in summary.detections]
+
+
+def test_output_directory_replaced_by_a_file_then_restored(
+        centre_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Root ignores permissions, so the directory is made unusable by putting a file there."""
+    wav = calls_recording(tmp_path / "calls.wav", RATE_HZ, 24.0, [(4, 1), (12, 1), (20, 1)])
+    out = tmp_path / "out"
+    source = FileSource(wav, block_frames=200, speed=0.0)
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    seen: dict[str, int] = {}
+
+    class Operator:
+        """Before the JSONL sink: at the 2nd detection the directory is gone, a file in its
+        place; at the 3rd it is a directory again."""
+
+        def write(self, record: Record) -> None:
+            if not isinstance(record, Detection):
+                return
+            seen["n"] = n = seen.get("n", 0) + 1
+            if n == 2:
+                shutil.rmtree(out)
+                out.write_text("not a directory\n")
+            elif n == 3:
+                seen["errors"] = int(value(metrics, "whaled_sink_errors_total", sink="jsonl"))
+                out.unlink()
+                out.mkdir()
+
+    pipeline = Pipeline(source, load_model(centre_model), Settings(),
+                        [LogSink(), Operator(), JsonlSink(out)], metrics)
+    caplog.set_level("INFO")
+    try:
+        summary = pipeline.run(threading.Event())
+    finally:
+        source.close()
+    assert len(summary.detections) == 3 and seen["errors"] >= 1
+    assert any("cannot write jsonl output" in r.getMessage() for r in caplog.records)
+    records = [json.loads(x) for x in (out / JSONL_NAME).read_text().splitlines()]
+    assert [r["start_seconds"] for r in records] == \
+        [round(d.start_seconds, 3) for d in summary.detections[1:]]  # the 1st went with rm -rf
 
 
 def save_variant(path: Path, version: str) -> Path:
