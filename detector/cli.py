@@ -1,4 +1,4 @@
-"""The ``whaled`` command line: listen, devices, train, evaluate, inspect."""
+"""The ``whaled`` command line: listen, detect, devices, train, evaluate, inspect."""
 
 from __future__ import annotations
 
@@ -96,6 +96,57 @@ def listen(
         run_listen(settings, lambda: config_module.load(config, overrides))  # SIGHUP
     except KNOWN_STARTUP_ERRORS as error:
         fail(str(error))
+
+
+@app.command()
+def detect(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Recordings (WAV, FLAC, AIFF; any rate; every channel) and folders of them.")],
+    model: Annotated[Path | None, typer.Option(
+        help="TorchScript model archive. (default: models/upcall.pt)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML config file (thresholds, hop, ...); flags override it.")] = None,
+    out: Annotated[str, typer.Option(
+        help="Directory for detections.jsonl and one Raven table per recording; a rerun "
+             "over it skips recordings already complete.")] = "detections",
+    shard: Annotated[str, typer.Option(
+        help="K/N: only the recordings of shard K (0-based) of N, e.g. "
+             "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")] = "0/1",
+    dask: Annotated[str | None, typer.Option(
+        help="Fan recordings out over a Dask scheduler at this address, or 'local' for a "
+             "LocalCluster (needs the dask extra).")] = None,
+    channels: Annotated[str | None, typer.Option(
+        help="Comma-separated 1-based channels, each detected separately. (default: all)")]
+    = None,
+    hop: Annotated[float | None, typer.Option(help="Seconds between window starts.")] = None,
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection. (default: the model's)")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which a detection closes. (default: the model's)")] = None,
+    torch_device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda, cuda:N. (default: auto)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="Torch CPU threads. (default: torch's, one per core)")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress line on stderr.")] = True,
+) -> None:
+    """Scan recordings and archives offline with the listen pipeline; resumable."""
+    from detector import config as config_module
+    from detector.archive import DETECT_BLOCK_SECONDS
+
+    overrides: dict[str, Any] = {
+        "model": str(model) if model else None, "channels": _channels(channels),
+        "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
+        "torch_device": torch_device, "torch_threads": threads, "speed": 0.0,
+        "block_seconds": DETECT_BLOCK_SECONDS, "evidence": False, "metrics_port": 0}
+    try:
+        settings = config_module.load(config, overrides)
+    except config_module.ConfigError as error:
+        typer.echo(f"whaled: error: {error}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    from detector.archive import run_detect_command
+
+    raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress))
 
 
 @app.command()

@@ -103,25 +103,28 @@ class Pipeline:
         """Process audio until the source ends, --duration is reached, or ``stop`` is set."""
         while not stop.is_set():
             items = self.source.read(READ_TIMEOUT_SECONDS)
-            while items and self._pending_count < self.settings.max_batch_windows:
-                more = self.source.read(0.0)  # drain a backlog into one batch
-                if not more:
-                    break
-                items += more
-                if isinstance(more[-1], EndOfStream):
-                    break
-            for item in items:
-                if isinstance(item, EndOfStream) or self._reached_limit():
+            while items:  # drain a backlog into one batch, a read at a time (flat memory)
+                if self._consume(items):
                     return self.finish()
-                if isinstance(item, Gap):
-                    self.on_gap(item)
-                else:
-                    self.on_block(item)
+                if self._pending_count >= self.settings.max_batch_windows:
+                    break
+                items = self.source.read(0.0)
             if self._pending_count and (not items or self._pending_count >=
                                         self.settings.max_batch_windows or self._live()):
                 self.score_pending()
             self.tick()
         return self.finish()
+
+    def _consume(self, items: list[Block | Gap | EndOfStream]) -> bool:
+        """Blocks and gaps into the windower; True at the end of the stream or --duration."""
+        for item in items:
+            if isinstance(item, EndOfStream) or self._reached_limit():
+                return True
+            if isinstance(item, Gap):
+                self.on_gap(item)
+            else:
+                self.on_block(item)
+        return False
 
     def _live(self) -> bool:
         return self.settings.speed > 0 or not isinstance(self.source, FileSource)
