@@ -3,7 +3,9 @@
 Clip level follows the 2013 talk's report: ROC AUC, average precision, a confusion matrix and
 precision/recall/F1 per class at the model's threshold. Event level matches detections to
 annotations on long recordings by time overlap: an annotation is found when any detection
-overlaps it; a detection that overlaps no annotation is a false alarm.
+overlaps it; a detection that overlaps no annotation is a false alarm. A detection's span
+runs between its windows' centres, so matching widens it by ``reach_seconds`` each side to
+cover the audio its windows actually held (half a window less half a hop).
 
 Everything here works on plain arrays and (start_seconds, end_seconds) intervals, so it is
 tested on hand-made cases; :mod:`detector.model_commands` feeds it real scores.
@@ -172,8 +174,15 @@ def overlap(a: Interval, b: Interval) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+def window_reach_seconds(window_seconds: float, hop_seconds: float) -> float:
+    """How far a detection's windows reach beyond the centres its span runs between."""
+    return max(window_seconds / 2 - hop_seconds / 2, 0.0)
+
+
 def match_events(detections: Sequence[Interval], annotations: Sequence[Interval],
-                 hours: float, threshold: float = float("nan")) -> EventReport:
+                 hours: float, threshold: float = float("nan"),
+                 reach_seconds: float = 0.0) -> EventReport:
+    detections = [(lo - reach_seconds, hi + reach_seconds) for lo, hi in detections]
     found = sum(1 for a in annotations if any(overlap(a, d) for d in detections))
     false_alarms = sum(1 for d in detections if not any(overlap(a, d) for a in annotations))
     return EventReport(threshold, len(annotations), found, len(detections), false_alarms, hours)
@@ -266,7 +275,8 @@ def in_span(intervals: Sequence[Interval], span: Interval) -> list[Interval]:
     return [i for i in intervals if i[1] > span[0] and i[0] < span[1]]
 
 
-def event_curve(rec: RecordingScores, thresholds: Sequence[float] | np.ndarray, off_fraction: float,
+def event_curve(rec: RecordingScores, thresholds: Sequence[float] | np.ndarray,
+                off_fraction: float,
                 hop_seconds: float, merge_gap_seconds: float, max_duration_seconds: float
                 ) -> list[EventReport]:
     """Events from the same tracker ``listen`` uses, at each on-threshold, over the span."""
@@ -283,5 +293,6 @@ def event_curve(rec: RecordingScores, thresholds: Sequence[float] | np.ndarray, 
         events = [e for c, s in zip(centres, rec.scores, strict=True)
                   for e in tracker.update(float(c), float(s))] + tracker.flush()
         found = in_span([(e.start_seconds, e.end_seconds) for e in events], rec.span)
-        reports.append(match_events(found, rec.calls, rec.hours, on))
+        reach = window_reach_seconds(rec.window_seconds, hop_seconds)
+        reports.append(match_events(found, rec.calls, rec.hours, on, reach))
     return reports

@@ -9,6 +9,8 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -65,6 +67,9 @@ def train(
     resume: Annotated[Path | None, typer.Option(
         help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
     torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int, typer.Option(
+        help="CPU threads for torch; 1 is fastest on a CPU shared with other work. "
+             "(default: torch's own)")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
 ) -> None:
     """Train the upcall CNN and write the TorchScript archive that `whaled listen` loads."""
@@ -81,6 +86,7 @@ def train(
               (batch_size >= 2, "--batch-size must be at least 2"),
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
               (synthetic >= 0, "--synthetic must be 0 or more"),
+              (threads >= 0, "--threads must be 0 or more"),
               (resume is None or resume.is_file(), f"checkpoint not found: {resume}")]
     for ok, message in checks:
         if not ok:
@@ -95,6 +101,10 @@ def train(
              f"({dataset.split}); add data or change --validation-fraction")
     report_data(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     started = time.monotonic()
     result = training.train(dataset, config, resume=resume,
                             checkpoint_path=out.with_suffix(".ckpt"), progress=progress)
@@ -205,16 +215,39 @@ def evaluate_recordings(loaded: Any, data_dir: Path, from_seconds: float, positi
         scores, labels = evaluation.clip_windows(rec, datasets.GUARD_SECONDS)
         all_scores.append(scores)
         all_labels.append(labels)
-        detections = detect_recording(path, loaded, replace(settings, device=f"file:{path}"))
-        found = evaluation.in_span([(d.start_seconds, d.end_seconds) for d in detections],
-                                   rec.span)
-        operating.append(evaluation.match_events(found, rec.calls, rec.hours, thresholds.on))
+        with span_recording(path, from_seconds - rec.window_seconds) as (part, offset):
+            detections = detect_recording(part, loaded, replace(settings, device=f"file:{part}"))
+        found = evaluation.in_span([(d.start_seconds + offset, d.end_seconds + offset)
+                                    for d in detections], rec.span)
+        reach = evaluation.window_reach_seconds(rec.window_seconds, settings.hop_seconds)
+        operating.append(evaluation.match_events(found, rec.calls, rec.hours, thresholds.on,
+                                                 reach))
         curves.append(evaluation.event_curve(
             rec, curve_thresholds, thresholds.off / thresholds.on, settings.hop_seconds,
             settings.merge_gap_seconds, settings.max_duration_seconds))
     curve = [evaluation.combine(list(points)) for points in zip(*curves, strict=True)]
     return (np.concatenate(all_scores), np.concatenate(all_labels),
             evaluation.combine(operating), curve)
+
+
+@contextmanager
+def span_recording(path: Path, from_seconds: float) -> Iterator[tuple[Path, float]]:
+    """The recording from ``from_seconds`` on, as (file, its offset in seconds): the original
+    when that is the whole of it, else a temporary WAV of the same samples at the same rate."""
+    import tempfile
+
+    import soundfile
+
+    info = soundfile.info(str(path))
+    first_frame = max(0, int(from_seconds * info.samplerate))
+    if first_frame == 0:
+        yield path, 0.0
+        return
+    audio, rate = soundfile.read(str(path), start=first_frame, dtype="float32", always_2d=True)
+    with tempfile.TemporaryDirectory(prefix="whaled-eval-") as folder:
+        part = Path(folder) / f"{path.stem}.wav"
+        soundfile.write(str(part), audio, rate, subtype="FLOAT")
+        yield part, first_frame / rate
 
 
 def score_recording(loaded: Any, path: Path, tables: list[Path], from_seconds: float,
@@ -233,7 +266,9 @@ def score_recording(loaded: Any, path: Path, tables: list[Path], from_seconds: f
         c, o = datasets.read_selections(table, positive)
         calls, others = calls + c, others + o
     span = (from_seconds, len(audio) / rate)
-    starts = np.arange(0, len(audio) - window + 1, round(hop_seconds * rate))
+    hop = round(hop_seconds * rate)
+    first = max(0, int((from_seconds * rate - window) // hop)) * hop  # on the same grid
+    starts = np.arange(first, len(audio) - window + 1, hop)
     windows = np.lib.stride_tricks.sliding_window_view(audio, window)[starts]
     scores = score_windows(loaded.module, windows.astype(np.float32), loaded.device)
     return evaluation.RecordingScores(path.name, starts / rate, scores, window / rate,

@@ -86,6 +86,18 @@ def test_known_events_give_known_recall_and_false_alarms_per_hour() -> None:
     assert (both.recall, both.false_alarms_per_hour) == (0.25, 2.0)
 
 
+def test_detections_reach_the_audio_their_windows_held() -> None:
+    # a 2-s window at a 0.25-s hop reaches 0.875 s beyond the span of window centres
+    reach = evaluation.window_reach_seconds(2.0, 0.25)
+    assert reach == 0.875
+    annotations = [(630.2, 631.5)]
+    late = [(631.6, 631.9)]  # windows centred here still held the call's end
+    assert match_events(late, annotations, 1.0).n_false_alarms == 1
+    report = match_events(late, annotations, 1.0, reach_seconds=reach)
+    assert (report.recall, report.n_false_alarms) == (1.0, 0)
+    assert match_events([(633.0, 633.5)], annotations, 1.0, reach_seconds=reach).recall == 0.0
+
+
 def test_clip_windows_and_event_curve_on_constructed_scores() -> None:
     hop = 0.25
     starts = np.arange(0, 98, hop)
