@@ -224,6 +224,7 @@ def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = 
             evidence.flush()
         if server is not None:
             server.shutdown()
+            server.server_close()
         log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
                  summary.windows, len(summary.detections), len(summary.gaps))
         return summary

@@ -61,6 +61,10 @@ class Detection:
     off_threshold: float
     source: str
 
+    @property
+    def duration_seconds(self) -> float:
+        return self.end_seconds - self.start_seconds
+
     @classmethod
     def from_event(cls, event: Event, origin_utc: datetime, model_hash: str,
                    thresholds: Thresholds, source: str) -> Detection:
