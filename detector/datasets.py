@@ -17,6 +17,7 @@ read into the data set, so it stays a test span that training never saw.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -275,8 +276,36 @@ def load_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
                     ) -> tuple[list[Example], list[Example], list[str], str]:
     train: list[Example] = []
     val: list[Example] = []
-    skipped: list[str] = []
     spans = []
+    readable, skipped = read_recordings(recordings, options)
+    for rec in readable:
+        cut_seconds = rec.end_seconds * (1 - options.validation_fraction)
+        train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, (0.0, cut_seconds),
+                               True)
+        val += cut_recording(rec.audio, rec.source, rec.calls, rec.busy,
+                             (cut_seconds, rec.end_seconds), False)
+        spans.append(f"{Path(rec.source).name} train 0-{cut_seconds:.0f} s, validation "
+                     f"{cut_seconds:.0f}-{rec.end_seconds:.0f} s")
+    kind = "by time, never shuffled" if not noise_only else "by time"
+    return train, val, skipped, f"recordings split {kind}: " + "; ".join(spans)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One long recording at the model's rate with its annotations, cut at the holdout."""
+
+    audio: np.ndarray
+    source: str
+    calls: tuple[Interval, ...]  # positive annotations
+    busy: tuple[Interval, ...]  # every annotation (no negatives are taken near one)
+    end_seconds: float  # usable audio ends here: the file's end or ``holdout_after_seconds``
+
+
+def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOptions
+                    ) -> tuple[list[Recording], list[str]]:
+    """The readable recordings (annotations from their tables) and "name (reason)" for the rest."""
+    readable: list[Recording] = []
+    skipped: list[str] = []
     for path, tables in recordings:
         try:
             audio = read_audio(path)
@@ -291,14 +320,52 @@ def load_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
         end_seconds = len(audio) / SAMPLE_RATE_HZ
         if options.holdout_after_seconds is not None:
             end_seconds = min(end_seconds, options.holdout_after_seconds)
-        cut_seconds = end_seconds * (1 - options.validation_fraction)
-        busy = calls + others
-        train += cut_recording(audio, str(path), calls, busy, (0.0, cut_seconds), True)
-        val += cut_recording(audio, str(path), calls, busy, (cut_seconds, end_seconds), False)
-        spans.append(f"{path.name} train 0-{cut_seconds:.0f} s, validation "
-                     f"{cut_seconds:.0f}-{end_seconds:.0f} s")
-    kind = "by time, never shuffled" if not noise_only else "by time"
-    return train, val, skipped, f"recordings split {kind}: " + "; ".join(spans)
+        readable.append(Recording(audio, str(path), tuple(sorted(calls)),
+                                  tuple(sorted(calls + others)), end_seconds))
+    return readable, skipped
+
+
+def load_fold_recordings(data_dir: Path, options: LoadOptions, noise: Iterable[Path] = ()
+                         ) -> tuple[list[Recording], list[str]]:
+    """Long recordings with Raven tables, then noise-only recordings, for time-blocked folds."""
+    data_dir = Path(data_dir)
+    if detect_layout(data_dir) is not Layout.RAVEN:
+        raise DatasetError(f"{data_dir}: time-blocked folds need long recordings with Raven "
+                           "tables (X.wav + X*.selections.txt)")
+    noise_files = [f for p in noise for f in (audio_files(p) if p.is_dir() else [p])]
+    readable, skipped = read_recordings(
+        recordings_with_tables(data_dir) + [(f, []) for f in noise_files], options)
+    if not any(r.calls for r in readable):
+        raise DatasetError(f"{data_dir}: no readable recording with annotated calls")
+    return readable, skipped
+
+
+def fold_blocks(end_seconds: float, folds: int) -> list[Interval]:
+    """``folds`` contiguous, equal blocks of time from 0 to ``end_seconds``."""
+    edges = np.linspace(0.0, end_seconds, folds + 1)
+    return [(float(lo), float(hi)) for lo, hi in itertools.pairwise(edges)]
+
+
+def fold_dataset(recordings: Sequence[Recording], folds: int, fold: int | None) -> Dataset:
+    """Training examples from every recording outside its block ``fold`` (of ``folds``
+    contiguous blocks); that block's windows are the validation examples. ``fold=None``:
+    train on all of each recording, no validation."""
+    train: list[Example] = []
+    val: list[Example] = []
+    for rec in recordings:
+        if fold is None:
+            train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy,
+                                   (0.0, rec.end_seconds), True)
+            continue
+        lo, hi = fold_blocks(rec.end_seconds, folds)[fold]
+        for span in ((0.0, lo), (hi, rec.end_seconds)):
+            if span[1] > span[0]:
+                train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, span, True)
+        val += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, (lo, hi), False)
+    split = ("all of each recording up to the holdout" if fold is None else
+             f"time-blocked fold {fold + 1} of {folds}: block {fold + 1} of each recording "
+             "held out, the other blocks trained on")
+    return Dataset(str(Layout.RAVEN), tuple(train), tuple(val), (), split)
 
 
 def overlaps(lo: float, hi: float, intervals: Sequence[Interval], guard: float) -> bool:

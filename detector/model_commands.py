@@ -62,6 +62,14 @@ def train(
     false_positive_rate: Annotated[float, typer.Option(
         help="The threshold lets at most this fraction of validation negatives through.")
     ] = 0.005,
+    threshold_folds: Annotated[int, typer.Option(
+        help="Long recordings: choose the threshold on out-of-fold events from this many "
+             "contiguous time blocks (one model per block trained on the others), then train "
+             "the shipped model on all the data for exactly --epochs, no validation split. "
+             "0: train on the first part, validate on the last (--validation-fraction).")] = 0,
+    max_false_alarms_per_hour: Annotated[float, typer.Option(
+        help="With --threshold-folds: the out-of-fold false alarms per hour the threshold may "
+             "allow; recall is maximised under it.")] = 2.0,
     width: Annotated[int, typer.Option(help="Channels of the first convolution.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
     resume: Annotated[Path | None, typer.Option(
@@ -87,10 +95,18 @@ def train(
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
               (synthetic >= 0, "--synthetic must be 0 or more"),
               (threads >= 0, "--threads must be 0 or more"),
+              (threshold_folds == 0 or threshold_folds >= 2, "--threshold-folds must be 0 or 2+"),
+              (threshold_folds == 0 or resume is None,
+               "--resume does not combine with --threshold-folds"),
+              (max_false_alarms_per_hour >= 0, "--max-false-alarms-per-hour must be 0 or more"),
               (resume is None or resume.is_file(), f"checkpoint not found: {resume}")]
     for ok, message in checks:
         if not ok:
             fail(message)
+    if threshold_folds:
+        train_with_folds(data_dir, out, noise or [], options, config, threshold_folds,
+                         max_false_alarms_per_hour, threads, progress, command, holdout_after)
+        return
     try:
         pick_torch_device(torch_device)
         dataset = datasets.load_dataset(data_dir, options, noise or [])
@@ -118,6 +134,52 @@ def train(
     typer.echo(f"validation ROC AUC {validation['roc_auc']:.4f} (best epoch "
                f"{result.best_epoch + 1}), threshold on {result.metadata.thresholds.on:.3f} "
                f"off {result.metadata.thresholds.off:.3f}; trained in {seconds:.0f} s")
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Any, config: Any,
+                     folds: int, max_false_alarms_per_hour: float, threads: int,
+                     progress: bool, command: str, holdout_after: float | None) -> None:
+    """Out-of-fold threshold, then the shipped model trained on everything up to the holdout."""
+    from detector import datasets, training
+    from detector.model import ModelError, Thresholds, pick_torch_device
+
+    try:
+        pick_torch_device(config.device)
+        recordings, skipped = datasets.load_fold_recordings(data_dir, options, noise)
+    except (datasets.DatasetError, ModelError) as error:
+        fail(str(error))
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} unreadable file(s), first: "
+                   + ", ".join(skipped[:5]), err=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.monotonic()
+    fit = training.cross_fit_thresholds(recordings, config, folds, max_false_alarms_per_hour,
+                                        progress, say=typer.echo)
+    chosen = fit.chosen
+    typer.echo(f"out-of-fold: on-threshold {fit.on:.2f}, recall {chosen.recall:.3f} "
+               f"({chosen.n_found}/{chosen.n_annotations}), false alarms "
+               f"{chosen.n_false_alarms} in {chosen.hours:.3f} h")
+    dataset = datasets.fold_dataset(recordings, folds, None)
+    report_data(dataset)
+    result = training.train(dataset, replace(config, select_best=False),
+                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress)
+    seconds = time.monotonic() - started
+    metadata = result.metadata
+    extra = {**metadata.extra, "command": command, "versions": versions(),
+             "training_seconds": round(seconds, 1), "holdout_after_seconds": holdout_after,
+             "noise": [str(p) for p in noise], "validation": {
+                 "threshold_rule": fit.rule, "out_of_fold_events": chosen.as_dict(),
+                 "fold_clip_aucs": list(fit.fold_aucs)},
+             "threshold_choice": fit.as_dict()}
+    metadata = replace(metadata, thresholds=Thresholds(on=fit.on, off=fit.off), extra=extra)
+    written = training.write_artefacts(replace(result, metadata=metadata), out)
+    typer.echo(f"threshold on {fit.on:.3f} off {fit.off:.3f} (out of fold); all "
+               f"{len(result.history)} epochs kept the last; trained in {seconds:.0f} s")
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,15 @@ import torch
 from torch import nn
 
 from detector import synthetic
-from detector.datasets import Dataset, Example
-from detector.evaluation import roc_auc, threshold_for_false_positive_rate
+from detector.datasets import Dataset, Example, Recording
+from detector.evaluation import (
+    EventReport,
+    RecordingScores,
+    combine,
+    event_curve,
+    roc_auc,
+    threshold_for_false_positive_rate,
+)
 from detector.model import ModelMetadata, Thresholds, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
 
@@ -51,6 +58,7 @@ class TrainConfig:
     patience_epochs: int = 10  # stop when validation AUC has not improved for this long
     max_false_positive_rate: float = 0.005  # of validation negative windows above threshold
     width: int = 16  # channels of the first convolution
+    select_best: bool = True  # keep the best validation epoch (else the last; no early stop)
     seed: int = 0
     device: str = "auto"
 
@@ -201,6 +209,8 @@ def validate(model: nn.Module, windows: np.ndarray, labels: np.ndarray,
              device: torch.device) -> tuple[float, float, np.ndarray]:
     """(AUC, binary cross-entropy, scores) on the fixed validation windows."""
     scores = score_windows(model, windows, device).astype(np.float64)
+    if len(scores) == 0:
+        return float("nan"), float("nan"), scores
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     loss = -float(np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
     return roc_auc(scores, labels), loss, scores
@@ -217,7 +227,8 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
     negatives = [i for i, e in enumerate(train_set) if e.label == 0]
-    val_windows = np.stack([centre_crop(e) for e in dataset.validation]).astype(np.float32)
+    val_windows = np.stack([centre_crop(e) for e in dataset.validation]).astype(np.float32) \
+        if dataset.validation else np.zeros((0, WINDOW_SAMPLES), np.float32)
     val_labels = np.array([e.label for e in dataset.validation], dtype=np.float64)
     state = Checkpoint(asdict(config), -1, {}, {}, {}, (-1.0, -math.inf), -1)
     if resume is not None:
@@ -228,7 +239,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     since_best = 0 if state.best_epoch < 0 else state.epoch - state.best_epoch
     for epoch in range(state.epoch + 1, config.epochs):
-        if since_best >= config.patience_epochs:
+        if since_best >= config.patience_epochs and config.select_best:
             break
         started = time.monotonic()
         rng = np.random.default_rng([config.seed, epoch])
@@ -257,7 +268,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
         bar.set_postfix(loss=f"{record.train_loss:.3f}", val_auc=f"{auc:.4f}")
         bar.close()
         since_best += 1
-        if (auc, -val_loss) > state.best_key:
+        if not config.select_best or (auc, -val_loss) > state.best_key:
             state.best_key, state.best_epoch, since_best = (auc, -val_loss), epoch, 0
             state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         state.epoch, state.history = epoch, [*state.history, asdict(record)]
@@ -296,7 +307,8 @@ def finish(model: UpcallNet, state: Checkpoint, dataset: Dataset, config: TrainC
     if state.best_state:
         model.load_state_dict(state.best_state)
     auc, val_loss, scores = validate(model, val_windows, val_labels, device)
-    on = threshold_for_false_positive_rate(scores, val_labels, config.max_false_positive_rate)
+    on = threshold_for_false_positive_rate(scores, val_labels, config.max_false_positive_rate) \
+        if len(scores) else 0.5  # no validation: the caller sets the thresholds
     history = tuple(EpochRecord(**r) for r in state.history)
     metadata = ModelMetadata(
         sample_rate_hz=SAMPLE_RATE_HZ, window_samples=WINDOW_SAMPLES, labels=("upcall",),
@@ -311,6 +323,99 @@ def finish(model: UpcallNet, state: Checkpoint, dataset: Dataset, config: TrainC
             "epochs_run": len(history),
         })
     return TrainResult(model.cpu().eval(), metadata, history, state.best_epoch)
+
+
+# ---- thresholds from time-blocked, out-of-fold event scores ----
+
+THRESHOLD_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)  # candidate on-thresholds
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """Out-of-fold event figures at each candidate on-threshold, and the one chosen."""
+
+    on: float
+    off: float
+    chosen: EventReport
+    curve: tuple[EventReport, ...]
+    rule: str
+    folds: int
+    fold_aucs: tuple[float, ...]  # each fold model's clip AUC on its held-out block
+
+    def as_dict(self) -> dict[str, object]:
+        return {"on": self.on, "off": self.off, "folds": self.folds, "rule": self.rule,
+                "fold_clip_aucs": list(self.fold_aucs), "chosen": self.chosen.as_dict(),
+                "curve": [r.as_dict() for r in self.curve]}
+
+
+def block_scores(model: nn.Module, rec: Recording, block: tuple[float, float],
+                 hop_seconds: float, device: torch.device) -> RecordingScores:
+    """Scores of the windows lying wholly inside ``block``, with the calls that start in it."""
+    rate = SAMPLE_RATE_HZ
+    hop = round(hop_seconds * rate)
+    first, last = math.ceil(block[0] * rate), int(block[1] * rate) - WINDOW_SAMPLES
+    starts = np.arange(first, last + 1, hop)
+    windows = np.lib.stride_tricks.sliding_window_view(rec.audio, WINDOW_SAMPLES)[starts]
+    scores = score_windows(model, windows.astype(np.float32), device)
+    calls = tuple(c for c in rec.calls if block[0] <= c[0] < block[1])
+    return RecordingScores(Path(rec.source).name, starts / rate, scores, WINDOW_SAMPLES / rate,
+                           calls, rec.busy, block)
+
+
+def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
+                        ) -> EventReport:
+    """Highest recall with at most ``max_false_alarms_per_hour``; among the thresholds that
+    reach it, the middle one (a margin on both sides). None allowed: the highest candidate."""
+    allowed = [r for r in curve if r.false_alarms_per_hour <= max_false_alarms_per_hour]
+    if not allowed:
+        return max(curve, key=lambda r: r.threshold)
+    best = max(r.n_found for r in allowed)
+    reaching = sorted((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
+    return reaching[(len(reaching) - 1) // 2]
+
+
+def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, folds: int,
+                         max_false_alarms_per_hour: float, progress: bool = True,
+                         say: Callable[[str], None] = print) -> CrossFit:
+    """Train one model per time block with that block left out (fixed epochs, last epoch
+    kept), score every block with the model that never saw it, and choose the on-threshold
+    on those out-of-fold events (calls found and false alarms per hour, through the tracker
+    ``listen`` uses; the off-threshold is ``OFF_THRESHOLD_FRACTION`` of it)."""
+    from detector.config import Settings
+    from detector.datasets import fold_blocks, fold_dataset
+
+    settings = Settings()
+    device = pick_torch_device(config.device)
+    per_recording: list[list[list[EventReport]]] = []
+    fold_aucs = []
+    for fold in range(folds):
+        dataset = fold_dataset(recordings, folds, fold)
+        summary = dataset.summary()
+        say(f"fold {fold + 1}/{folds}: train {summary['train_pos']} positive / "
+            f"{summary['train_neg']} negative, held-out block {summary['validation_pos']} / "
+            f"{summary['validation_neg']}")
+        result = train(dataset, replace(config, select_best=False), progress=progress)
+        model = result.model.to(device)
+        curves = []
+        for rec in recordings:
+            block = fold_blocks(rec.end_seconds, folds)[fold]
+            scored = block_scores(model, rec, block, settings.hop_seconds, device)
+            curves.append(event_curve(scored, THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
+                                      settings.hop_seconds, settings.merge_gap_seconds,
+                                      settings.max_duration_seconds))
+        per_recording.append(curves)
+        fold_aucs.append(result.history[-1].validation_auc)
+        say(f"fold {fold + 1}/{folds}: held-out block clip AUC {fold_aucs[-1]:.4f}")
+    curve = tuple(combine([c[i] for fold_curves in per_recording for c in fold_curves])
+                  for i in range(len(THRESHOLD_GRID)))
+    chosen = choose_on_threshold(curve, max_false_alarms_per_hour)
+    rule = (f"{folds} contiguous time blocks of every recording up to the holdout; one model "
+            "per block trained on the other blocks; on-threshold: the highest out-of-fold event "
+            f"recall with at most {max_false_alarms_per_hour:g} out-of-fold false alarms per "
+            "hour, the middle of the candidate thresholds (0.01 steps) that reach it; off = "
+            f"{OFF_THRESHOLD_FRACTION:g} x on")
+    return CrossFit(chosen.threshold, chosen.threshold * OFF_THRESHOLD_FRACTION, chosen, curve,
+                    rule, folds, tuple(fold_aucs))
 
 
 # ---- checkpoints and artefacts ----

@@ -141,3 +141,35 @@ def test_nothing_usable_is_one_clear_error(tmp_path: Path) -> None:
     corrupt(tmp_path / "noise" / "b.wav")
     with pytest.raises(DatasetError, match=r"no usable examples.*2 file\(s\) skipped"):
         load_dataset(tmp_path)
+
+
+def test_time_blocked_folds_hold_out_one_block_and_never_read_the_holdout(
+        tmp_path: Path) -> None:
+    calls = [(5.0, 6.0), (15.0, 16.0), (25.0, 26.0), (35.0, 36.0), (50.0, 51.0)]
+    raven_recording(tmp_path / "data", 60.0, calls)
+    noise = write(tmp_path / "noise.wav", clip(8000, False, 3, seconds=12), 8000)
+    recordings, skipped = datasets.load_fold_recordings(
+        tmp_path / "data", LoadOptions(holdout_after_seconds=45.0), [noise])
+    assert skipped == [] and [r.end_seconds for r in recordings] == [45.0, 12.0]
+    assert datasets.fold_blocks(45.0, 3) == [(0.0, 15.0), (15.0, 30.0), (30.0, 45.0)]
+    for fold, (lo, hi) in enumerate(datasets.fold_blocks(45.0, 3)):
+        data = datasets.fold_dataset(recordings, 3, fold)
+        # no training audio from the held-out block, nor past the holdout
+        for e in (e for e in data.train if "REC_" in e.source):
+            end = e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ
+            assert end <= lo + 1e-9 or e.start_seconds >= hi - 1e-9
+            assert end <= 45.0 + 1e-9
+        held = [e for e in data.validation if "REC_" in e.source]
+        assert all(lo - 1e-9 <= e.start_seconds <= hi for e in held)
+        assert any(e.source == str(noise) for e in data.validation)
+    everything = datasets.fold_dataset(recordings, 3, None)
+    assert sum(e.label for e in everything.train) == 4 and everything.validation == ()
+    with pytest.raises(DatasetError, match="Raven"):
+        datasets.load_fold_recordings(folder_of_clips(tmp_path), LoadOptions())
+
+
+def folder_of_clips(root: Path) -> Path:
+    for i in range(2):
+        write(root / "clips" / "upcall" / f"a{i}.wav", clip(2000, True, i), 2000)
+        write(root / "clips" / "noise" / f"b{i}.wav", clip(2000, False, i), 2000)
+    return root / "clips"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from detector import model_commands, training
 from detector.datasets import Example, LoadOptions, load_dataset
+from detector.evaluation import EventReport
 from detector.model import load_model, read_metadata
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.training import TrainConfig
@@ -138,3 +139,40 @@ def test_train_bad_input_is_one_error_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert "data directory not found" in result.output and "Traceback" not in result.output
+
+
+def event(threshold: float, found: int, false_alarms: int) -> EventReport:
+    return EventReport(threshold, 10, found, found + false_alarms, false_alarms, 0.5)
+
+
+def test_threshold_choice_maximises_recall_under_the_false_alarm_limit() -> None:
+    curve = [event(0.1, 10, 5), event(0.2, 9, 2), event(0.3, 9, 1), event(0.4, 9, 0),
+             event(0.5, 9, 0), event(0.6, 8, 0), event(0.7, 6, 0)]
+    # at most 2 per hour over 0.5 h: one false alarm; 9/10 is reached from 0.3 to 0.5
+    assert training.choose_on_threshold(curve, 2.0).threshold == 0.4
+    assert training.choose_on_threshold(curve, 0.0).threshold == 0.4  # 0.4, 0.5: the lower
+    assert training.choose_on_threshold(curve, 100.0).threshold == 0.1
+    assert training.choose_on_threshold([event(0.5, 3, 4), event(0.6, 2, 3)], 1.0
+                                        ).threshold == 0.6  # none allowed: the highest
+
+
+def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Path) -> None:
+    from test_datasets import raven_recording
+
+    calls = [(float(t), t + 1.2) for t in range(4, 50, 6)]
+    raven_recording(tmp_path / "data", 60.0, calls)
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(app, [
+        "train", str(tmp_path / "data"), "--out", str(out), "--epochs", "1", "--batch-size",
+        "8", "--width", "4", "--synthetic", "8", "--holdout-after", "54", "--threshold-folds",
+        "2", "--no-progress", "--torch-device", "cpu"])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out)
+    choice = meta.extra["threshold_choice"]
+    assert meta.thresholds.on == choice["on"] and meta.thresholds.off == choice["off"]
+    assert choice["folds"] == 2 and len(choice["fold_clip_aucs"]) == 2
+    assert choice["chosen"]["n_annotations"] == 8  # every call before the holdout, once
+    assert choice["chosen"]["hours"] == pytest.approx(54 / 3600, rel=0.02)
+    assert meta.extra["data"]["validation_pos"] == 0  # the shipped model saw all 0-54 s
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--threshold-folds", "1"])
+    assert result.exit_code == 2 and "--threshold-folds" in result.output
