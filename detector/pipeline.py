@@ -1,7 +1,7 @@
 """The main loop: source -> resample -> windows -> model -> event trackers -> sinks.
 
-Built once at start-up (:func:`build`, which fails with one line for anything external),
-then :meth:`Pipeline.run` until the source ends or the stop flag is set. Every time comes
+Built once at start-up by :mod:`detector.daemon` (which fails with one line for anything
+external), then :meth:`Pipeline.run` until the source ends or the stop flag is set. Every time comes
 from sample indices; a backlog goes through the model as one batch; a gap closes open events
 and starts a new segment so no window spans it.
 """
