@@ -46,6 +46,10 @@ CLOSE_MATCH_RATIO = 0.6  # difflib similarity from which a name is suggested
 REASON_QUEUE_FULL = "queue_full"
 REASON_OVERFLOW = "overflow"
 REASON_DEVICE_LOST = "device_lost"
+REASON_STALL = "stall"
+# Callbacks silent this long and then back: the audio between was never captured, so the next
+# block is re-anchored to the clock behind a "stall" gap (shorter pauses are buffering jitter).
+STALL_REANCHOR_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,15 @@ class SampleClock:
         self.rate_hz = rate_hz
         self.next_index = 0
         self.origin_monotonic: float | None = None
+        self.last_monotonic: float | None = None  # arrival of the previous block
         self.pending: list[Gap] = []  # gaps not yet handed on with a block
 
     def place(self, frames: int, now_monotonic: float, reanchor: str | None = None) -> int:
         """The index of a block of ``frames`` that arrived at ``now``; re-anchor after a loss."""
+        if self.last_monotonic is not None and reanchor is None and \
+                now_monotonic - self.last_monotonic > STALL_REANCHOR_SECONDS:
+            reanchor = REASON_STALL
+        self.last_monotonic = now_monotonic
         if self.origin_monotonic is None:
             self.origin_monotonic = now_monotonic - frames / self.rate_hz
         elif reanchor is not None:

@@ -24,6 +24,7 @@ from detector.capture import (
     REASON_DEVICE_LOST,
     REASON_OVERFLOW,
     REASON_QUEUE_FULL,
+    STALL_REANCHOR_SECONDS,
     InputDevice,
     PortAudioSource,
     SampleClock,
@@ -142,6 +143,21 @@ def test_overflow_reanchors_to_the_clock() -> None:
     clock.pending.clear()
     assert clock.place(BLOCK, 10.85, REASON_OVERFLOW) == 1600
     assert clock.pending == []
+
+
+def test_callbacks_silent_then_back_are_a_stall_gap_on_the_clock() -> None:
+    clock = SampleClock(RATE_HZ)
+    clock.place(BLOCK, 10.1)  # origin 10.0
+    clock.place(BLOCK, 10.2)
+    # callbacks stop for longer than STALL_REANCHOR_SECONDS, then resume on their own:
+    # the block arriving at 17.2 s ends at 7.2 s of stream time, not at 0.3 s
+    back = 10.2 + STALL_REANCHOR_SECONDS + 2.0
+    first = clock.place(BLOCK, back)
+    end_by_clock = round((back - 10.0) * RATE_HZ)
+    assert first == end_by_clock - BLOCK
+    assert clock.pending == [Gap(400, end_by_clock - BLOCK, "stall")]
+    # a shorter pause is buffering jitter: indexes keep counting samples
+    assert clock.place(BLOCK, back + STALL_REANCHOR_SECONDS - 0.5) == end_by_clock
 
 
 def test_queue_full_gaps_merge() -> None:
