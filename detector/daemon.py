@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from detector.blocks import StreamInfo
 from detector.config import ConfigError, Settings
 from detector.evidence import EvidenceRecorder
-from detector.health import Reconnector
+from detector.health import DeviceCounters, Reconnector
 from detector.metrics import Metrics, serve
 from detector.model import LoadedModel, ModelError, load_model, pick_torch_device
 from detector.notify import Watchdog
@@ -205,6 +205,7 @@ def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = 
             pipeline.taps.append(evidence)
         watchdog, reload_requested = Watchdog(), threading.Event()
         pipeline.hooks += [
+            DeviceCounters(metrics),
             Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
             reload_hook(reload_requested, reload_settings or (lambda: settings), metrics),
             lambda p: watchdog.tick(p.flow.flowing, status_line(p))]

@@ -81,6 +81,26 @@ class RateMeter:
         self._start, self._frames = 0.0, 0
 
 
+class DeviceCounters:
+    """A main-loop hook: carries a capture source's own drop and overflow counts into metrics.
+
+    One gap can hold many dropped blocks, and an overflow the clock cannot see leaves no gap,
+    so the exact counts are the callback's, read here by difference.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.seen_dropped = self.seen_overflows = 0
+
+    def __call__(self, pipeline: Pipeline) -> None:
+        dropped = int(getattr(pipeline.source, "blocks_dropped", 0))
+        overflows = int(getattr(pipeline.source, "overflows", 0))
+        self.metrics.dropped_blocks.inc(max(0, dropped - self.seen_dropped))
+        self.metrics.overflows.inc(max(0, overflows - self.seen_overflows))
+        self.seen_dropped, self.seen_overflows = max(dropped, self.seen_dropped), max(
+            overflows, self.seen_overflows)
+
+
 class Reconnector:
     """A main-loop hook: reopens a lost or stalled device with exponential backoff.
 

@@ -256,10 +256,6 @@ class Pipeline:
         reason = gap.reason
         self.metrics.gaps.labels(reason).inc()
         self.metrics.gap_seconds.labels(reason).inc(max(seconds, 0.0))
-        if reason == "queue_full":
-            self.metrics.dropped_blocks.inc()
-        elif reason == "overflow":
-            self.metrics.overflows.inc()
         self.summary.gaps.append(gap)
         self._emit(GapRecord(info.utc_at(gap.first_sample), info.utc_at(gap.end_sample),
                              seconds, reason, info.name))

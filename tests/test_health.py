@@ -74,3 +74,22 @@ def test_coverage_and_measured_rate_of_a_live_source(centre_model: Path) -> None
     assert get("whaled_coverage_ratio") == pytest.approx(1.0, abs=0.1)
     assert get("whaled_elapsed_seconds") == pytest.approx(2.5, abs=0.3)
     assert get("whaled_audio_flowing") == 1
+
+
+def test_device_drop_and_overflow_counts_reach_the_metrics_exactly() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from detector.health import DeviceCounters
+    from detector.metrics import Metrics
+
+    registry = CollectorRegistry()
+    hook = DeviceCounters(Metrics(registry, (1,), ("upcall",)))
+    source = SimpleNamespace(blocks_dropped=0, overflows=0)
+    pipeline = SimpleNamespace(source=source)
+    for dropped, overflows in ((0, 0), (7, 1), (7, 1), (12, 4)):
+        source.blocks_dropped, source.overflows = dropped, overflows
+        hook(pipeline)  # type: ignore[arg-type]
+    assert registry.get_sample_value("whaled_dropped_blocks_total") == 12
+    assert registry.get_sample_value("whaled_input_overflows_total") == 4
