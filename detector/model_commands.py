@@ -178,6 +178,9 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Any,
              "threshold_choice": fit.as_dict()}
     metadata = replace(metadata, thresholds=Thresholds(on=fit.on, off=fit.off), extra=extra)
     written = training.write_artefacts(replace(result, metadata=metadata), out)
+    oof_path = out.with_suffix(".oof.json")
+    oof_path.write_text(json.dumps(fit.scores_doc()) + "\n")
+    written.append(oof_path)
     typer.echo(f"threshold on {fit.on:.3f} off {fit.off:.3f} (out of fold); all "
                f"{len(result.history)} epochs kept the last; trained in {seconds:.0f} s")
     typer.echo("wrote " + ", ".join(str(p) for p in written))

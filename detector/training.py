@@ -341,6 +341,15 @@ class CrossFit:
     rule: str
     folds: int
     fold_aucs: tuple[float, ...]  # each fold model's clip AUC on its held-out block
+    scored: tuple[RecordingScores, ...] = ()  # out-of-fold window scores, block by block
+
+    def scores_doc(self) -> dict[str, object]:
+        """The out-of-fold window scores, for review (every "false alarm" deserves a look)."""
+        return {"rule": self.rule, "on": self.on, "off": self.off, "blocks": [
+            {"recording": r.name, "span": list(r.span), "window_seconds": r.window_seconds,
+             "calls": [list(c) for c in r.calls],
+             "starts": [round(float(t), 3) for t in r.starts_seconds],
+             "scores": [round(float(x), 5) for x in r.scores]} for r in self.scored]}
 
     def as_dict(self) -> dict[str, object]:
         return {"on": self.on, "off": self.off, "folds": self.folds, "rule": self.rule,
@@ -365,10 +374,12 @@ def block_scores(model: nn.Module, rec: Recording, block: tuple[float, float],
 def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
                         ) -> EventReport:
     """Highest recall with at most ``max_false_alarms_per_hour``; among the thresholds that
-    reach it, the middle one (a margin on both sides). None allowed: the highest candidate."""
+    reach it, the middle one (a margin on both sides). When no threshold is that quiet: the
+    fewest false alarms first, then the same."""
     allowed = [r for r in curve if r.false_alarms_per_hour <= max_false_alarms_per_hour]
     if not allowed:
-        return max(curve, key=lambda r: r.threshold)
+        fewest = min(r.n_false_alarms for r in curve)
+        allowed = [r for r in curve if r.n_false_alarms == fewest]
     best = max(r.n_found for r in allowed)
     reaching = sorted((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
     return reaching[(len(reaching) - 1) // 2]
@@ -387,6 +398,7 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
     settings = Settings()
     device = pick_torch_device(config.device)
     per_recording: list[list[list[EventReport]]] = []
+    scored_blocks: list[RecordingScores] = []
     fold_aucs = []
     for fold in range(folds):
         dataset = fold_dataset(recordings, folds, fold)
@@ -400,6 +412,7 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
         for rec in recordings:
             block = fold_blocks(rec.end_seconds, folds)[fold]
             scored = block_scores(model, rec, block, settings.hop_seconds, device)
+            scored_blocks.append(scored)
             curves.append(event_curve(scored, THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
                                       settings.hop_seconds, settings.merge_gap_seconds,
                                       settings.max_duration_seconds))
@@ -412,10 +425,11 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
     rule = (f"{folds} contiguous time blocks of every recording up to the holdout; one model "
             "per block trained on the other blocks; on-threshold: the highest out-of-fold event "
             f"recall with at most {max_false_alarms_per_hour:g} out-of-fold false alarms per "
-            "hour, the middle of the candidate thresholds (0.01 steps) that reach it; off = "
+            "hour (none that quiet: the fewest false alarms), the middle of the candidate "
+            "thresholds (0.01 steps) that reach it; off = "
             f"{OFF_THRESHOLD_FRACTION:g} x on")
     return CrossFit(chosen.threshold, chosen.threshold * OFF_THRESHOLD_FRACTION, chosen, curve,
-                    rule, folds, tuple(fold_aucs))
+                    rule, folds, tuple(fold_aucs), tuple(scored_blocks))
 
 
 # ---- checkpoints and artefacts ----

@@ -152,8 +152,8 @@ def test_threshold_choice_maximises_recall_under_the_false_alarm_limit() -> None
     assert training.choose_on_threshold(curve, 2.0).threshold == 0.4
     assert training.choose_on_threshold(curve, 0.0).threshold == 0.4  # 0.4, 0.5: the lower
     assert training.choose_on_threshold(curve, 100.0).threshold == 0.1
-    assert training.choose_on_threshold([event(0.5, 3, 4), event(0.6, 2, 3)], 1.0
-                                        ).threshold == 0.6  # none allowed: the highest
+    too_many = [event(0.5, 3, 4), event(0.6, 2, 3), event(0.7, 1, 3), event(0.8, 0, 4)]
+    assert training.choose_on_threshold(too_many, 1.0).threshold == 0.6  # fewest, then recall
 
 
 def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Path) -> None:
@@ -174,5 +174,8 @@ def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Pa
     assert choice["chosen"]["n_annotations"] == 8  # every call before the holdout, once
     assert choice["chosen"]["hours"] == pytest.approx(54 / 3600, rel=0.02)
     assert meta.extra["data"]["validation_pos"] == 0  # the shipped model saw all 0-54 s
+    oof = json.loads(out.with_suffix(".oof.json").read_text())
+    assert sum(len(b["calls"]) for b in oof["blocks"]) == 8
+    assert all(len(b["starts"]) == len(b["scores"]) > 0 for b in oof["blocks"])
     result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--threshold-folds", "1"])
     assert result.exit_code == 2 and "--threshold-folds" in result.output
