@@ -153,6 +153,18 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     return LoadedModel(module, metadata, path, file_hash(path), torch_device)
 
 
+def span_grid_samples(loaded: LoadedModel) -> int:
+    """The hop grid, in samples, on which the module's ``score_span`` shares work; 0: none.
+
+    ``score_span(audio (channels, samples), hop_samples) -> (channels, windows, labels)``
+    scores every window of a contiguous span at once (see :class:`detector.network.
+    SharedTrunkNet`), equal to the module called on each window cut out.
+    """
+    if not hasattr(loaded.module, "score_span"):
+        return 0
+    return int(getattr(loaded.module, "span_grid_samples", 0))
+
+
 def pick_torch_device(requested: str) -> torch.device:
     """``auto`` means CUDA when available, else the CPU."""
     if requested == "auto":

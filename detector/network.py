@@ -77,3 +77,117 @@ class UpcallNet(nn.Module):
         """The parameters that take weight decay (the talk: decay on convolutions only)."""
         return [p for m in self.features if isinstance(m, nn.Conv2d)
                 for p in m.parameters(recurse=False) if p.dim() == 4]
+
+
+# ---- a network whose work is shared by overlapping windows ----
+
+SHARED_STFT_HOP_SAMPLES = 25  # 12.5 ms: 20 frames per 0.25-s window hop, 150 in a window
+SHARED_POOL_FRAMES = 2  # each max-pool halves time (and frequency)
+SHARED_POOLS = 2  # so the trunk's time stride is 4 frames = 100 samples
+SHARED_CONV_FRAMES = 3  # unpadded 3x3 convolutions: each trims 2 frames
+
+
+class FrameSpectrogram(nn.Module):
+    """Log power with each frame's mean over frequency removed: local to the frame.
+
+    No window-wide statistic (no per-window median or mean), so a frame's value depends
+    only on its 256 samples, and a long span's spectrogram sliced at a window equals that
+    window's own. A periodic Hann window has no DC leakage past bin 1, so the mean of the
+    audio needs no removal for bins from ``LOW_BIN`` up. Gain-invariant, like the median.
+    """
+
+    def __init__(self, n_fft: int = N_FFT, hop_samples: int = SHARED_STFT_HOP_SAMPLES,
+                 low_bin: int = LOW_BIN, n_bins: int = N_BINS) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_samples = hop_samples
+        self.low_bin = low_bin
+        self.n_bins = n_bins
+        self.log_floor = LOG_FLOOR
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames)
+        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples,
+                          window=self.window,  # type: ignore[arg-type]
+                          center=False, return_complex=True)
+        power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
+        log_power = torch.log10(power + self.log_floor)
+        return (log_power - log_power.mean(dim=1, keepdim=True)).unsqueeze(1)
+
+
+class SharedTrunkNet(nn.Module):
+    """Frame-local spectrogram -> unpadded conv trunk -> per-window mean+max -> linear.
+
+    Every stage before the pooling is shift-equivariant on a grid of ``span_grid_samples``
+    (STFT hop x pooling stride), so :meth:`score_span` runs the trunk once over a long span
+    and pools each window's slice of the map: the same scores as :meth:`forward` on each
+    window cut out, for any window hop that is a multiple of the grid (0.25 s = 500 samples).
+    """
+
+    def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
+                 input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
+        super().__init__()
+        self.spectrogram = FrameSpectrogram()
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(4 * width, n_labels)
+        self.stride_frames = SHARED_POOL_FRAMES ** SHARED_POOLS
+        self.span_grid_samples = SHARED_STFT_HOP_SAMPLES * self.stride_frames
+        self.window_samples = window_samples
+        self.window_map_frames = trunk_frames((window_samples - N_FFT)
+                                              // SHARED_STFT_HOP_SAMPLES + 1)
+
+    def logits(self, audio: torch.Tensor) -> torch.Tensor:
+        maps = self.features(self.input_dropout(self.spectrogram(audio)))
+        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        return self.classifier(self.dropout(pooled))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(audio))
+
+    def conv_parameters(self) -> list[nn.Parameter]:
+        """The parameters that take weight decay (the talk: decay on convolutions only)."""
+        return [p for m in self.features if isinstance(m, nn.Conv2d)
+                for p in m.parameters(recurse=False) if p.dim() == 4]
+
+    @torch.jit.export
+    def score_span(self, audio: torch.Tensor, hop_samples: int) -> torch.Tensor:
+        """(channels, span samples) -> (channels, windows, labels): windows at 0, hop, 2 hop...
+
+        ``hop_samples`` must be a multiple of ``span_grid_samples``; the trunk runs once.
+        """
+        if hop_samples % self.span_grid_samples != 0:
+            raise ValueError("hop_samples must be a multiple of span_grid_samples")
+        n_windows = (audio.shape[1] - self.window_samples) // hop_samples + 1
+        maps = self.features(self.spectrogram(audio))  # (channels, maps, rows, frames)
+        step_frames = hop_samples // self.span_grid_samples
+        length = self.window_map_frames
+        means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
+        peaks = nn.functional.max_pool1d(maps.amax(dim=2), length, step_frames)
+        pooled = torch.cat([means, peaks], dim=1)[:, :, :n_windows].transpose(1, 2)
+        return torch.sigmoid(self.classifier(pooled))
+
+
+def trunk_frames(frames: int) -> int:
+    """Frames of the trunk's output map for ``frames`` spectrogram frames."""
+    for _ in range(SHARED_POOLS):
+        frames = (frames - (SHARED_CONV_FRAMES - 1)) // SHARED_POOL_FRAMES
+    return frames - (SHARED_CONV_FRAMES - 1)
+
+
+ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet}
+Network = UpcallNet | SharedTrunkNet
+
+
+def build_network(architecture: str, width: int) -> Network:
+    """The network called ``architecture`` (a key of ``ARCHITECTURES``)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; one of {list(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](width=width)

@@ -70,7 +70,8 @@ class Pipeline:
         self.resampler = Resampler(info.rate_hz, meta.sample_rate_hz, len(info.channels))
         self.hop_samples = max(1, round(settings.hop_seconds * meta.sample_rate_hz))
         self.windower = Windower(meta.window_samples, self.hop_samples, len(info.channels))
-        self.scorer = Scorer(loaded, settings.max_batch_windows)
+        self.scorer = Scorer(loaded, settings.max_batch_windows, self.hop_samples,
+                             len(self.source.info.channels))
         self.trackers = self._make_trackers()
         self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
                               if settings.duration_seconds > 0 else None)
@@ -320,7 +321,8 @@ class Pipeline:
         self._flush_trackers()
         self.loaded, self.settings = loaded, settings
         self.thresholds = thresholds_for(settings, loaded)
-        self.scorer = Scorer(loaded, settings.max_batch_windows)
+        self.scorer = Scorer(loaded, settings.max_batch_windows, self.hop_samples,
+                             len(self.source.info.channels))
         self.trackers = self._make_trackers()
 
     def finish(self) -> RunSummary:
