@@ -1,11 +1,14 @@
 """whaled detect speed: the fast path against a naive reference on the same audio, as JSON.
 
     python benchmarks/detect.py [--minutes 20] [--reference-windows 400] [--threads N]
+                                [--model PATH | --architecture upcall|shared]
 
 Synthetic 2 kHz audio (noise with upcalls) is written to a temporary WAV and scanned by
 ``detector.archive.scan_recording`` (the ``whaled detect`` path: the listen pipeline, the
 frozen model, batches). The reference cuts the same windows and calls the plain TorchScript
-module once per window (per-window STFT, batch 1). Scores must agree within 1e-4. Start-up
+module once per window (per-window STFT, batch 1). Scores must agree within 1e-4. The model
+is the shipped one, ``--model PATH``, or a freshly initialised ``--architecture`` (``shared``:
+SharedTrunkNet, whose trunk the scorer runs once per span of windows). Start-up
 is a fresh process from launch to its first scored window. Not a timed test: the figures
 depend on the machine and its load, printed with them.
 """
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import REPO, machine, matmul_flops_per_second, model_path, window_flops
 
 RATE_HZ = 2000
+SPAN_WINDOWS = 256  # windows in the span whose score_span FLOPs are counted
 SCORE_TOLERANCE = 1e-4
 TARGET_REAL_TIME = 1000.0
 TARGET_STARTUP_SECONDS = 3.0
@@ -100,11 +104,42 @@ def reference(audio: np.ndarray, module: torch.jit.ScriptModule, n_windows: int,
     return time.perf_counter() - started, scores
 
 
+def chosen_model(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
+    """--model, else a fresh --architecture, else the shipped model (or a fresh UpcallNet)."""
+    if args.model:
+        return args.model, str(args.model)
+    if args.architecture:
+        from detector.model import ModelMetadata, save_model
+        from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
+
+        path = scratch / f"fresh-{args.architecture}.pt"
+        save_model(build_network(args.architecture, width=args.width),
+                   ModelMetadata(SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",)), path)
+        return path, f"freshly initialised {args.architecture} network, width {args.width}"
+    return model_path(scratch)
+
+
+def span_flops_per_audio_second(module: object, window: int, hop: int) -> float | None:
+    """FLOPs per audio second of ``score_span`` over a long span; None for per-window models."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if not hasattr(module, "score_span"):
+        return None
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        module.score_span(torch.zeros(1, window + (SPAN_WINDOWS - 1) * hop), hop)
+    return counter.get_total_flops() / (SPAN_WINDOWS * hop / RATE_HZ)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--reference-windows", type=int, default=400)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--model", type=Path, help="a model file instead of the shipped one")
+    parser.add_argument("--architecture", choices=("upcall", "shared"),
+                        help="a freshly initialised network of this architecture")
+    parser.add_argument("--width", type=int, default=16, help="with --architecture")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,7 +148,7 @@ def main() -> None:
     from detector.model import load_model
 
     scratch = Path(tempfile.mkdtemp(prefix="whaled-bench-"))
-    model_file, model_note = model_path(scratch)
+    model_file, model_note = chosen_model(args, scratch)
     loaded = load_model(model_file)
     meta = loaded.metadata
     settings = Settings(speed=0.0, block_seconds=DETECT_BLOCK_SECONDS,
@@ -139,7 +174,8 @@ def main() -> None:
     rtf = audio_seconds / wall
     ref_rtf = n_ref * hop / RATE_HZ / ref_wall
     flops_window = window_flops(loaded.module, meta.window_samples)
-    flops_audio_second = flops_window * RATE_HZ / hop
+    shared_flops = span_flops_per_audio_second(loaded.module, meta.window_samples, hop)
+    flops_audio_second = shared_flops or flops_window * RATE_HZ / hop
     machine_flops = matmul_flops_per_second()
     print(json.dumps({
         "benchmark": "detect", "machine": machine(), "model": model_note,
@@ -151,6 +187,7 @@ def main() -> None:
         "peak_rss_bytes": peak_rss,
         "startup_to_first_window_seconds": round(startup_seconds, 2),
         "model_flops_per_window": flops_window,
+        "trunk_shared_across_windows": shared_flops is not None,
         "model_flops_per_audio_second": flops_audio_second,
         "achieved_flops_per_second": round(flops_audio_second * rtf),
         "machine_matmul_flops_per_second": round(machine_flops),
