@@ -71,6 +71,9 @@ def train(
         help="With --threshold-folds: the out-of-fold false alarms per hour the threshold may "
              "allow; recall is maximised under it.")] = 2.0,
     width: Annotated[int, typer.Option(help="Channels of the first convolution.")] = 16,
+    architecture: Annotated[str, typer.Option(
+        help="upcall: per-window median background; shared: frame-local normalisation, so "
+             "overlapping windows share the convolutions when scoring.")] = "upcall",
     seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
     resume: Annotated[Path | None, typer.Option(
         help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
@@ -88,6 +91,7 @@ def train(
     config = training.TrainConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience_epochs=patience, synthetic=synthetic, width=width, seed=seed,
+        architecture=architecture,
         max_false_positive_rate=false_positive_rate, device=torch_device)
     options = datasets.LoadOptions(positive, validation_fraction, holdout_after)
     checks = [(epochs >= 1, "--epochs must be at least 1"),
@@ -95,6 +99,7 @@ def train(
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
               (synthetic >= 0, "--synthetic must be 0 or more"),
               (threads >= 0, "--threads must be 0 or more"),
+              (architecture in ("upcall", "shared"), "--architecture must be upcall or shared"),
               (threshold_folds == 0 or threshold_folds >= 2, "--threshold-folds must be 0 or 2+"),
               (threshold_folds == 0 or resume is None,
                "--resume does not combine with --threshold-folds"),

@@ -35,7 +35,7 @@ from detector.evaluation import (
     threshold_for_false_positive_rate,
 )
 from detector.model import ModelMetadata, Thresholds, pick_torch_device, save_model
-from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
 
 CALL_BAND_HZ = (50.0, 250.0)  # where synthetic-call SNR is measured
 OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)
@@ -58,6 +58,7 @@ class TrainConfig:
     patience_epochs: int = 10  # stop when validation AUC has not improved for this long
     max_false_positive_rate: float = 0.005  # of validation negative windows above threshold
     width: int = 16  # channels of the first convolution
+    architecture: str = "upcall"  # a key of detector.network.ARCHITECTURES
     select_best: bool = True  # keep the best validation epoch (else the last; no early stop)
     seed: int = 0
     device: str = "auto"
@@ -75,7 +76,7 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class TrainResult:
-    model: UpcallNet
+    model: Network
     metadata: ModelMetadata
     history: tuple[EpochRecord, ...]
     best_epoch: int
@@ -105,7 +106,7 @@ def learning_rate_at(epoch: int, config: TrainConfig) -> float:
     return config.learning_rate * (1 - (1 - config.final_learning_rate_fraction) * progress)
 
 
-def make_optimizer(model: UpcallNet, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer:
     decayed = {id(p) for p in model.conv_parameters()}
     groups = [
         {"params": [p for p in model.parameters() if id(p) in decayed],
@@ -223,7 +224,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
           on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
-    model = UpcallNet(width=config.width).to(device)
+    model = build_network(config.architecture, config.width).to(device)
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
     negatives = [i for i, e in enumerate(train_set) if e.label == 0]
@@ -300,7 +301,7 @@ def progress_bar(total_batches: int, epoch: int, epochs: int, enabled: bool) -> 
                 leave=True, mininterval=1.0, dynamic_ncols=True)
 
 
-def finish(model: UpcallNet, state: Checkpoint, dataset: Dataset, config: TrainConfig,
+def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainConfig,
            val_windows: np.ndarray, val_labels: np.ndarray, device: torch.device
            ) -> TrainResult:
     """The best epoch's weights, its validation metrics and the threshold they give."""
