@@ -23,7 +23,7 @@ EVENT_CURVE_POINTS = 40  # on-thresholds in the recall-versus-false-alarms curve
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"whaled: error: {message}", err=True)
     raise typer.Exit(code=EXIT_BAD_INPUT)
 
 

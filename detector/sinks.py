@@ -56,8 +56,8 @@ def detection_fields(d: Detection) -> dict[str, object]:
             "start_utc": utc_text(d.start_utc), "end_utc": utc_text(d.end_utc),
             "peak_utc": utc_text(d.peak_utc), "start_seconds": round(d.start_seconds, 3),
             "end_seconds": round(d.end_seconds, 3), "peak_score": round(d.peak_score, 4),
-            "model": d.model_hash, "on_threshold": d.on_threshold,
-            "off_threshold": d.off_threshold, "source": d.source}
+            "model": d.model_hash, "on_threshold": round(d.on_threshold, 4),
+            "off_threshold": round(d.off_threshold, 4), "source": d.source}
 
 
 def gap_fields(g: GapRecord) -> dict[str, object]:
