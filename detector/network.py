@@ -47,6 +47,16 @@ class Spectrogram(nn.Module):
         return whitened.unsqueeze(1)
 
 
+def conv_trunk(width: int) -> nn.Sequential:
+    """Three unpadded 3x3 convolutions with batch norm and ReLU, two 2x2 max pools between."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
+    )
+
+
 class UpcallNet(nn.Module):
     """Spectrogram -> three 3x3 conv layers -> global pooling -> dropout -> linear -> sigmoid."""
 
@@ -55,12 +65,7 @@ class UpcallNet(nn.Module):
         super().__init__()
         self.spectrogram = Spectrogram()
         self.input_dropout = nn.Dropout(input_dropout)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
-        )
+        self.features = conv_trunk(width)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(4 * width, n_labels)
 
@@ -130,12 +135,7 @@ class SharedTrunkNet(nn.Module):
         super().__init__()
         self.spectrogram = FrameSpectrogram()
         self.input_dropout = nn.Dropout(input_dropout)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
-        )
+        self.features = conv_trunk(width)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(4 * width, n_labels)
         self.stride_frames = SHARED_POOL_FRAMES ** SHARED_POOLS
