@@ -46,7 +46,7 @@ class Watchdog:
     def __init__(self) -> None:
         self.interval_seconds = watchdog_interval_seconds()
         self.ready = False
-        self._last_ping = 0.0
+        self._next_ping = 0.0  # monotonic time the next WATCHDOG=1 is due
         self._last_status = 0.0
 
     def tick(self, audio_flowing: bool, status: str) -> None:
@@ -56,10 +56,12 @@ class Watchdog:
             sd_notify("READY=1", f"STATUS={status}")
             self.ready = True
             self._last_status = now
-        if audio_flowing and self.interval_seconds and \
-                now - self._last_ping >= self.interval_seconds:
+        if audio_flowing and self.interval_seconds and now >= self._next_ping:
             sd_notify("WATCHDOG=1")  # withheld while stalled: systemd restarts us
-            self._last_ping = now
+            # on a fixed grid, so loop jitter does not stretch the interval; after a stall,
+            # the grid starts again from now
+            on_time = now - self._next_ping < self.interval_seconds
+            self._next_ping = (self._next_ping if on_time else now) + self.interval_seconds
         if self.ready and now - self._last_status >= STATUS_EVERY_SECONDS:
             sd_notify(f"STATUS={status}")
             self._last_status = now
