@@ -29,7 +29,7 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (apt-get install prometheus; "
     "scripts/setup does it): alert rule tests skipped")
 ALERTS = ("WhaledRightWhaleDetected", "WhaledNoAudio", "WhaledInputDead", "WhaledInputClipping",
-          "WhaledFallingBehind", "WhaledAudioLost", "WhaledOutputFailing", "WhaledDown",
+          "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing", "WhaledDown",
           "WhaledAbsent")
 
 
