@@ -29,8 +29,8 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (apt-get install prometheus; "
     "scripts/setup does it): alert rule tests skipped")
 ALERTS = ("WhaledRightWhaleDetected", "WhaledNoAudio", "WhaledInputDead", "WhaledInputClipping",
-          "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing", "WhaledDown",
-          "WhaledAbsent")
+          "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing",
+          "WhaledDown", "WhaledAbsent")
 
 
 @needs_promtool
