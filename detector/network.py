@@ -63,7 +63,7 @@ class UpcallNet(nn.Module):
     def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
                  input_dropout: float = 0.1) -> None:
         super().__init__()
-        self.spectrogram = Spectrogram()
+        self.spectrogram: nn.Module = Spectrogram()
         self.input_dropout = nn.Dropout(input_dropout)
         self.features = conv_trunk(width)
         self.dropout = nn.Dropout(dropout)
@@ -121,7 +121,7 @@ class FrameSpectrogram(nn.Module):
         return (log_power - log_power.mean(dim=1, keepdim=True)).unsqueeze(1)
 
 
-class SharedTrunkNet(nn.Module):
+class SharedTrunkNet(UpcallNet):
     """Frame-local spectrogram -> unpadded conv trunk -> per-window mean+max -> linear.
 
     Every stage before the pooling is shift-equivariant on a grid of ``span_grid_samples``
@@ -132,30 +132,13 @@ class SharedTrunkNet(nn.Module):
 
     def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
                  input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
-        super().__init__()
-        self.spectrogram = FrameSpectrogram()
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.features = conv_trunk(width)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(4 * width, n_labels)
+        super().__init__(n_labels, width, dropout, input_dropout)
+        self.spectrogram = FrameSpectrogram()  # the trunk, pooling and head are UpcallNet's
         self.stride_frames = SHARED_POOL_FRAMES ** SHARED_POOLS
         self.span_grid_samples = SHARED_STFT_HOP_SAMPLES * self.stride_frames
         self.window_samples = window_samples
         self.window_map_frames = trunk_frames((window_samples - N_FFT)
                                               // SHARED_STFT_HOP_SAMPLES + 1)
-
-    def logits(self, audio: torch.Tensor) -> torch.Tensor:
-        maps = self.features(self.input_dropout(self.spectrogram(audio)))
-        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
-        return self.classifier(self.dropout(pooled))
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(audio))
-
-    def conv_parameters(self) -> list[nn.Parameter]:
-        """The parameters that take weight decay (the talk: decay on convolutions only)."""
-        return [p for m in self.features if isinstance(m, nn.Conv2d)
-                for p in m.parameters(recurse=False) if p.dim() == 4]
 
     @torch.jit.export
     def score_span(self, audio: torch.Tensor, hop_samples: int) -> torch.Tensor:
