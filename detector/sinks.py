@@ -9,9 +9,12 @@ process lives. Failures are counted by the caller and logged here.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -148,7 +151,7 @@ class RavenSink:
     def __init__(self, out_dir: Path, stream_name: str, origin_utc: datetime) -> None:
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stream_name)
         path = out_dir / f"{stem}_{origin_utc:%Y%m%d_%H%M%S}.selections.txt"
-        self.file = AppendFile(path, "\t".join(RAVEN_COLUMNS) + "\n")
+        self.file = AppendFile(path, tsv_line(RAVEN_COLUMNS))
         self._selection = _count_rows(path)
 
     def write(self, record: Record) -> None:
@@ -159,7 +162,7 @@ class RavenSink:
                f"{d.end_seconds:.3f}", UPCALL_LOW_HZ, UPCALL_HIGH_HZ, d.label,
                f"{d.peak_score:.4f}", utc_text(d.start_utc), utc_text(d.end_utc),
                utc_text(d.peak_utc), d.model_hash)
-        self.file.append("\t".join(str(v) for v in row) + "\n")
+        self.file.append(tsv_line(row))
         self._selection += 1
 
     def retry(self) -> None:
@@ -183,13 +186,24 @@ class LogSink:
 
 
 def _logfmt(value: object) -> str:
+    """Bare when safe; otherwise a double-quoted string with \\ \" \n \t escapes (JSON's)."""
     text = str(value)
-    return json.dumps(text) if (" " in text or '"' in text or not text) else text
+    if text and not any(ch <= " " or ch in '="\\' or ch == "\x7f" for ch in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def tsv_line(values: Sequence[object]) -> str:
+    """One Raven row: tab-separated as Excel and Raven read it, awkward fields quoted."""
+    buffer = io.StringIO()
+    csv.writer(buffer, dialect="excel-tab", lineterminator="\n").writerow(values)
+    return buffer.getvalue()
 
 
 def _count_rows(path: Path) -> int:
+    """Rows after the header (a quoted field may hold a newline, so lines are not rows)."""
     try:
-        with path.open() as handle:
-            return max(sum(1 for _ in handle) - 1, 0)
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            return max(sum(1 for _ in csv.reader(handle, dialect="excel-tab")) - 1, 0)
     except FileNotFoundError:
         return 0

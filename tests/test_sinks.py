@@ -1,5 +1,8 @@
+import csv
 import json
 import logging
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,3 +68,52 @@ def test_log_line_is_logfmt(caplog: pytest.LogCaptureFixture) -> None:
     assert message.startswith("detection label=upcall channel=1 start_utc=2009-03-29T12:16:22.313Z")
     pairs = dict(p.split("=", 1) for p in message.split()[1:])
     assert pairs["peak_score"] == "0.9" and pairs["model"] == "abc123"
+
+
+AWKWARD = 'file:/data/a b=c"d\\e\tf\ng\rh.wav'  # every character logfmt and TSV must escape
+SPACELESS = "file:/data/a\tb\nc.wav"  # no space to trigger quoting
+
+
+def logfmt_pairs(line: str) -> dict[str, str]:
+    """A strict logfmt reader: bare values end at a space, quoted ones are JSON strings."""
+    pairs = {}
+    for match in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"=\\]*)(?: |$)', line):
+        key, raw = match.groups()
+        pairs[key] = json.loads(raw) if raw.startswith('"') else raw
+    consumed = sum(len(m.group(0)) for m in re.finditer(
+        r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"=\\]*)(?: |$)', line))
+    assert consumed == len(line), f"not logfmt: {line!r}"
+    return pairs
+
+
+def test_raven_rows_survive_tabs_and_newlines_in_their_fields(tmp_path: Path) -> None:
+    raven = RavenSink(tmp_path, "file:x.wav", ORIGIN)
+    odd = replace(detection(82.313, 83.791), label="up\tcall\nsweep", model_hash='ab"c\\d')
+    raven.write(odd)
+    raven.write(detection(102.29, 103.8, 0.61))
+    path = tmp_path / "file_x_wav_20090329_121500.selections.txt"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    assert [r["Selection"] for r in rows] == ["1", "2"]
+    assert rows[0]["Annotation"] == "up\tcall\nsweep" and rows[0]["Model"] == 'ab"c\\d'
+    assert rows[1]["Annotation"] == "upcall" and rows[1]["Begin Time (s)"] == "102.290"
+    RavenSink(tmp_path, "file:x.wav", ORIGIN).write(detection(200.0, 201.0))
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    assert [r["Selection"] for r in rows] == ["1", "2", "3"]  # counted as rows, not lines
+
+
+def test_log_line_quotes_what_logfmt_must(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="whaled.detections")
+    odd = replace(detection(82.313, 83.791), source=AWKWARD, label="")
+    LogSink().write(odd)
+    LogSink().write(replace(odd, source=SPACELESS))
+    LogSink().write(GapRecord(ORIGIN, ORIGIN, 0.0, "stall", "ünïcode=1"))
+    first, spaceless, second = (r.getMessage() for r in caplog.records)
+    for line in (first, spaceless, second):
+        assert "\n" not in line and "\t" not in line and "\r" not in line
+    pairs = logfmt_pairs(first.removeprefix("detection "))
+    assert pairs["source"] == AWKWARD and pairs["label"] == "" and pairs["channel"] == "1"
+    assert logfmt_pairs(spaceless.removeprefix("detection "))["source"] == SPACELESS
+    assert logfmt_pairs(second.removeprefix("gap "))["source"] == "ünïcode=1"
+    assert "ünïcode" in second  # readable, not \u escapes
