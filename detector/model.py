@@ -10,6 +10,7 @@ shape (batch, labels), and a JSON metadata file readable without torch:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -114,29 +115,45 @@ def save_model(module: torch.nn.Module, metadata: ModelMetadata, path: Path) -> 
 
 def read_metadata(path: Path) -> ModelMetadata:
     """Read only the metadata (a zip member), without loading the network."""
+    return _metadata_from(_read_bytes(Path(path)), Path(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except (IsADirectoryError, PermissionError) as error:
+        raise ModelError(f"{path}: not a TorchScript archive ({error})") from None
+
+
+def _metadata_from(data: bytes, path: Path) -> ModelMetadata:
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
             if not names:
                 raise ModelError(f"{path}: not a whaled model (no extra/{METADATA_NAME} inside)")
             return ModelMetadata.from_json(archive.read(names[0]).decode())
-    except FileNotFoundError:
-        raise ModelError(f"model file not found: {path}") from None
-    except (zipfile.BadZipFile, IsADirectoryError, PermissionError) as error:
+    except zipfile.BadZipFile as error:
         raise ModelError(f"{path}: not a TorchScript archive ({error})") from None
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Load and check a model; raise :class:`ModelError` with one line on any problem."""
+    """Load and check a model; raise :class:`ModelError` with one line on any problem.
+
+    The file is read once: the metadata, the module and the content hash all come from the
+    same bytes, so a file replaced while loading cannot pair one model with another's hash.
+    """
     path = Path(path)
-    metadata = read_metadata(path)
+    data = _read_bytes(path)
+    metadata = _metadata_from(data, path)
     torch_device = torch.device(device)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=torch_device)
+            module = torch.jit.load(io.BytesIO(data), map_location=torch_device)
     except (RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise ModelError(f"{path}: cannot load the TorchScript module ({first_line})") from None
@@ -150,7 +167,8 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     if tuple(out.shape) != (1, len(metadata.labels)):
         raise ModelError(f"{path}: the model returns shape {tuple(out.shape)} for one window, "
                          f"expected (1, {len(metadata.labels)}) for labels {metadata.labels}")
-    return LoadedModel(module, metadata, path, file_hash(path), torch_device)
+    content_hash = hashlib.sha256(data).hexdigest()[:HASH_HEX_CHARS]
+    return LoadedModel(module, metadata, path, content_hash, torch_device)
 
 
 def span_grid_samples(loaded: LoadedModel) -> int:
