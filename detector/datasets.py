@@ -258,7 +258,9 @@ def read_selections(path: Path, positive: str) -> tuple[list[Interval], list[Int
 
 
 def recordings_with_tables(data_dir: Path) -> list[tuple[Path, list[Path]]]:
-    tables = sorted(data_dir.rglob("*.selections.txt"))
+    from detector.labels import is_reviewed_table
+
+    tables = sorted(t for t in data_dir.rglob("*.selections.txt") if not is_reviewed_table(t))
     pairs = []
     for audio in audio_files(data_dir):
         mine = [t for t in tables if t.parent == audio.parent and t.name.startswith(audio.stem)

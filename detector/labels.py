@@ -1,0 +1,226 @@
+"""Reviewed labels: a person's verdicts on calls and detections, kept beside the expert tables.
+
+A reviewed-labels table is a Raven selection table named
+``<recording stem>.reviewed.selections.txt`` (tab-separated, python csv dialect ``excel-tab``,
+so a tab or newline in a note is quoted) with the columns of :data:`COLUMNS`; extra columns
+(``Begin UTC``, ``Score``, ...) are allowed and ignored by readers. Times are seconds from
+the start of the recording file. The annotation is one of :data:`VERDICTS`. A later row for
+the same (channel, begin, end) supersedes an earlier one, so appending a changed verdict is
+how a verdict changes.
+
+Readers (``whaled train``, ``whaled evaluate``) find the tables beside the recording and in
+every ``--reviewed DIR``. What a verdict does (:func:`apply_reviewed`):
+
+- ``upcall`` adds a positive; one that overlaps an expert call is that call, not a second one.
+- ``not-upcall`` removes the expert calls it overlaps and marks a confirmed negative.
+- ``unsure`` is left out of training (no positive, no negative windows near it) and of scoring
+  (a detection on it is neither a hit nor a false alarm; it is not a call to find).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+UPCALL = "upcall"
+NOT_UPCALL = "not-upcall"
+UNSURE = "unsure"
+VERDICTS = (UPCALL, NOT_UPCALL, UNSURE)
+SUFFIX = ".reviewed.selections.txt"
+COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
+           "High Freq (Hz)", "Annotation", "Reviewer", "Note")
+WRITTEN_COLUMNS = (*COLUMNS, "Begin UTC", "Score")  # the extras a writer fills when it knows
+VIEW = "Spectrogram 1"
+DEFAULT_LOW_HZ = 50.0  # a nominal upcall box when the reviewer gives none
+DEFAULT_HIGH_HZ = 250.0
+KEY_DECIMALS = 3  # (channel, begin, end) compared to the millisecond when superseding
+
+Interval = tuple[float, float]
+
+
+class LabelsError(Exception):
+    """A reviewed-labels table that cannot be read; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ReviewedLabel:
+    """One verdict on a span of one channel of a recording."""
+
+    begin_seconds: float  # from the start of the recording file
+    end_seconds: float
+    annotation: str  # one of VERDICTS
+    reviewer: str = ""
+    note: str = ""
+    channel: int = 1
+    low_hz: float = DEFAULT_LOW_HZ
+    high_hz: float = DEFAULT_HIGH_HZ
+    begin_utc: str = ""  # ISO 8601, written when known; readers ignore it
+    score: float | None = None  # the model's score, written when known; readers ignore it
+
+    def __post_init__(self) -> None:
+        if self.annotation not in VERDICTS:
+            raise LabelsError(f"annotation {self.annotation!r} is not one of "
+                              f"{', '.join(VERDICTS)}")
+        if not self.end_seconds > self.begin_seconds >= 0:
+            raise LabelsError(f"a reviewed label needs 0 <= begin < end seconds, got "
+                              f"{self.begin_seconds:g}-{self.end_seconds:g}")
+
+    @property
+    def key(self) -> tuple[int, float, float]:
+        """Rows with the same key describe the same selection; the later one wins."""
+        return (self.channel, round(self.begin_seconds, KEY_DECIMALS),
+                round(self.end_seconds, KEY_DECIMALS))
+
+    @property
+    def interval(self) -> Interval:
+        return (self.begin_seconds, self.end_seconds)
+
+
+def table_name(recording: Path) -> str:
+    """``X.reviewed.selections.txt`` for the recording ``X.wav``."""
+    return Path(recording).stem + SUFFIX
+
+
+def is_reviewed_table(path: Path) -> bool:
+    return Path(path).name.endswith(SUFFIX)
+
+
+def read_rows(path: Path) -> list[ReviewedLabel]:
+    """Every row in file order, superseded ones included."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise LabelsError(f"{path}: unreadable reviewed labels ({error})") from None
+    labels = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            labels.append(ReviewedLabel(
+                float(row["Begin Time (s)"]), float(row["End Time (s)"]),
+                (row.get("Annotation") or "").strip().lower(),
+                reviewer=row.get("Reviewer") or "", note=row.get("Note") or "",
+                channel=int(row.get("Channel") or 1),
+                low_hz=float(row.get("Low Freq (Hz)") or DEFAULT_LOW_HZ),
+                high_hz=float(row.get("High Freq (Hz)") or DEFAULT_HIGH_HZ)))
+        except (KeyError, TypeError, ValueError, LabelsError) as error:
+            reason = f"no column {error}" if isinstance(error, KeyError) else str(error)
+            raise LabelsError(f"{path}: line {line}: {reason}") from None
+    return labels
+
+
+def read_reviewed(path: Path) -> list[ReviewedLabel]:
+    """The table's current verdicts (a later row for the same selection replaces an earlier
+    one), in order of begin time."""
+    return resolve(read_rows(path))
+
+
+def resolve(labels: Sequence[ReviewedLabel]) -> list[ReviewedLabel]:
+    latest: dict[tuple[int, float, float], ReviewedLabel] = {}
+    for label in labels:
+        latest.pop(label.key, None)
+        latest[label.key] = label
+    return sorted(latest.values(), key=lambda r: (r.begin_seconds, r.end_seconds, r.channel))
+
+
+def append_reviewed(path: Path, label: ReviewedLabel) -> None:
+    """Append one row durably: the header first when the file is new or empty, then the row,
+    flushed and fsynced (and the folder fsynced when the file was created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    header = list(WRITTEN_COLUMNS)
+    selection = 1
+    if not created and path.stat().st_size:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, dialect="excel-tab")
+            header = next(reader, header)
+            selection = sum(1 for _ in reader) + 1
+    row = {"Selection": str(selection), "View": VIEW, "Channel": str(label.channel),
+           "Begin Time (s)": f"{label.begin_seconds:.6f}",
+           "End Time (s)": f"{label.end_seconds:.6f}",
+           "Low Freq (Hz)": f"{label.low_hz:g}", "High Freq (Hz)": f"{label.high_hz:g}",
+           "Annotation": label.annotation, "Reviewer": label.reviewer, "Note": label.note,
+           "Begin UTC": label.begin_utc,
+           "Score": "" if label.score is None else f"{label.score:.6f}"}
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, header, dialect="excel-tab", extrasaction="ignore",
+                                restval="")
+        if selection == 1 and handle.tell() == 0:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if created:
+        fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # a platform without directory handles; the file itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---- finding and applying the verdicts of one recording ----
+
+def reviewed_tables(recording: Path, reviewed_dirs: Sequence[Path] = ()) -> list[Path]:
+    """The existing tables for ``recording``: beside it first, then in each directory given
+    (in order, so a later directory's verdict on the same selection wins)."""
+    name = table_name(recording)
+    candidates = [Path(recording).parent / name, *(Path(d) / name for d in reviewed_dirs)]
+    seen: set[Path] = set()
+    found = []
+    for path in candidates:
+        resolved = path.resolve()
+        if path.is_file() and resolved not in seen:
+            seen.add(resolved)
+            found.append(path)
+    return found
+
+
+def reviewed_for(recording: Path, reviewed_dirs: Sequence[Path] = ()) -> list[ReviewedLabel]:
+    """The current verdicts on ``recording`` from every table found for it."""
+    return resolve([r for t in reviewed_tables(recording, reviewed_dirs) for r in read_rows(t)])
+
+
+def overlaps(a: Interval, b: Interval) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """One recording's labels after review: what to find, what to keep away from, what to
+    leave out."""
+
+    calls: tuple[Interval, ...]  # positives: calls to find, and positive training examples
+    busy: tuple[Interval, ...]  # no negative window is taken near these
+    unsure: tuple[Interval, ...] = ()  # neither a call to find nor a false alarm
+    negatives: tuple[Interval, ...] = ()  # confirmed not a call (reviewed not-upcall)
+    reviewed: int = 0  # verdicts applied
+
+
+def apply_reviewed(calls: Sequence[Interval], others: Sequence[Interval],
+                   reviewed: Sequence[ReviewedLabel]) -> Annotations:
+    """The expert ``calls`` (positives) and ``others`` (other annotated sounds) with the
+    verdicts applied, as the module docstring describes. Only channel-1 verdicts apply: the
+    data sets read the first channel."""
+    verdicts = [r for r in reviewed if r.channel == 1]
+    negatives = [r.interval for r in verdicts if r.annotation == NOT_UPCALL]
+    unsure = [r.interval for r in verdicts if r.annotation == UNSURE]
+    kept = [c for c in calls
+            if not any(overlaps(c, n) for n in negatives + unsure)]
+    added = [r.interval for r in verdicts if r.annotation == UPCALL
+             and not any(overlaps(r.interval, c) for c in kept)]
+    positives = sorted(kept + added)
+    busy = sorted(positives + list(others) + unsure)
+    return Annotations(tuple(positives), tuple(busy), tuple(sorted(unsure)),
+                       tuple(sorted(negatives)), len(verdicts))
