@@ -126,6 +126,7 @@ def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
                                 max_event_seconds=settings.max_duration_seconds,
                                 max_bytes=settings.evidence_max_bytes,
                                 max_age_days=settings.evidence_max_age_days)
+    recorder.remove_leftovers()
     recorder.enforce_limits()
     return recorder
 

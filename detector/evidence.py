@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import struct
 import time
 import zlib
@@ -38,6 +39,7 @@ SPECTROGRAM_RANGE_DB = 60.0  # darkest grey is this far below the clip's loudest
 MARK_ROWS = 4  # rows of the detection bar at the top of the PNG
 SECONDS_PER_DAY = 86_400
 SUFFIXES = (".wav", ".png", ".json")
+TMP_SUFFIX = ".tmp"  # a clip's files are written under this suffix, then renamed
 
 
 class EvidenceRecorder:
@@ -105,23 +107,41 @@ class EvidenceRecorder:
         return out
 
     def _save(self, d: Detection, first: int, end: int) -> None:
+        """The three files, each written as ``*.tmp`` and renamed only when all are whole."""
         audio = self._audio(self.info.channels.index(d.channel), first, end)
         stamp = d.peak_utc.strftime("%Y%m%dT%H%M%S") + f"{d.peak_utc.microsecond // 1000:03d}Z"
         folder = self.folder / d.label
         folder.mkdir(parents=True, exist_ok=True)
         stem = folder / f"{stamp}_ch{d.channel}"
         rate = self.info.rate_hz
-        soundfile.write(str(stem.with_suffix(".wav")), audio, rate, subtype="PCM_16")
         mark = ((d.start_seconds * rate - first) / max(len(audio), 1),
                 (d.end_seconds * rate - first) / max(len(audio), 1))
-        stem.with_suffix(".png").write_bytes(spectrogram_png(audio, rate, mark))
         meta = {**detection_fields(d), "clip_start_utc": utc_text(self.info.utc_at(first)),
                 "clip_seconds": round(len(audio) / rate, 3), "rate_hz": rate,
                 "padding_seconds": self.padding_seconds}
-        stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        final = [stem.with_suffix(suffix) for suffix in SUFFIXES]
+        temporary = [path.with_name(path.name + TMP_SUFFIX) for path in final]
+        try:
+            soundfile.write(str(temporary[0]), audio, rate, subtype="PCM_16", format="WAV")
+            temporary[1].write_bytes(spectrogram_png(audio, rate, mark))
+            temporary[2].write_text(json.dumps(meta, indent=1) + "\n")
+            for tmp, path in zip(temporary, final, strict=True):
+                tmp.replace(path)
+        except (OSError, soundfile.SoundFileError) as error:  # libsndfile raises RuntimeError
+            for path in temporary + final:  # never a torn clip in a folder train reads
+                path.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise
+            free = shutil.disk_usage(folder).free
+            raise OSError(f"{temporary[0]}: libsndfile: {error} ({free} bytes free)") from error
         self.metrics.evidence_clips.inc()
         log.info("evidence clip %s", stem.with_suffix(".wav"))
         self.enforce_limits()
+
+    def remove_leftovers(self) -> None:
+        """``*.tmp`` files a crash left behind (at start-up, before any clip is written)."""
+        for path in self.folder.rglob("*" + TMP_SUFFIX):
+            path.unlink(missing_ok=True)
 
     def enforce_limits(self) -> None:
         """Remove the oldest clips (all three files) beyond the size or the age limit."""

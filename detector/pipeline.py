@@ -307,7 +307,7 @@ class Pipeline:
         for sink in self.sinks:
             try:
                 sink.write(record)
-            except OSError as error:
+            except (OSError, RuntimeError) as error:  # RuntimeError: libsndfile's disk full
                 name = getattr(sink, "name", type(sink).__name__)
                 self.metrics.sink_errors.labels(name).inc()
                 log.error("cannot write %s output (%s); kept for retry", name, error)

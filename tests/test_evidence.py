@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 from helpers import calls_recording
 from prometheus_client import CollectorRegistry
@@ -22,6 +26,7 @@ from detector.evidence import EvidenceRecorder
 from detector.metrics import Metrics
 from detector.model import load_model
 from detector.pipeline import Pipeline
+from detector.sinks import JsonlSink
 from detector.sources import FileSource
 
 CAPTURE_RATE_HZ = 8000  # not the model's 2 kHz: clips keep the capture rate
@@ -121,3 +126,66 @@ def test_evidence_switched_off_writes_nothing(tmp_path: Path) -> None:
     settings = Settings(evidence=False, out=str(tmp_path / "out"))
     assert open_evidence(settings, info, metrics) is None
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real full disk: a tmpfs of 160 KiB, room for about one and a half clips."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a size-limited tmpfs needs root and mount(8): full-disk test skipped")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({result.stderr.strip()}): full-disk test skipped")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_evidence_disk_is_counted_logged_and_survived(
+        centre_model: Path, tmp_path: Path, small_disk: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    wav = calls_recording(tmp_path / "NOPP_20090329_120000.wav", CAPTURE_RATE_HZ, 19.0, CALLS)
+    source = FileSource(wav, block_frames=800, speed=0.0)
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    recorder = EvidenceRecorder(small_disk, source.info, metrics,
+                                padding_seconds=PADDING_SECONDS, max_event_seconds=10.0,
+                                max_bytes=10**9, max_age_days=0.0)
+    out = tmp_path / "out"
+    pipeline = Pipeline(source, load_model(centre_model), Settings(),
+                        [JsonlSink(out), recorder], metrics)
+    pipeline.taps.append(recorder)
+    caplog.set_level("INFO")
+    try:
+        pipeline.run(threading.Event())  # libsndfile's RuntimeError once killed the daemon
+        recorder.flush()
+    finally:
+        source.close()
+    lines = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
+    assert [round(line["start_seconds"]) for line in lines] == [3, 9, 15]  # nothing lost
+    errors = metrics.registry.get_sample_value("whaled_sink_errors_total", {"sink": "evidence"})
+    assert errors is not None and errors >= 2
+    assert any("evidence clip" in r.getMessage() and r.levelname == "ERROR"
+               for r in caplog.records)
+    saved = metrics.registry.get_sample_value("whaled_evidence_clips_total")
+    files = sorted(p.name for p in small_disk.rglob("*") if p.is_file())
+    assert saved == 1 and len(files) == 3, files  # one whole clip, no torn or .tmp files
+    audio, rate = soundfile.read(str(next(small_disk.rglob("*.wav"))), dtype="float32")
+    assert rate == CAPTURE_RATE_HZ and len(audio) > 3 * CAPTURE_RATE_HZ
+
+
+def test_torn_files_a_crash_left_are_removed_at_start(tmp_path: Path) -> None:
+    from detector.blocks import StreamInfo
+    from detector.daemon import open_evidence
+
+    info = StreamInfo(2000, (1,), datetime(2026, 1, 1, tzinfo=UTC), "flag", "test")
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    folder = tmp_path / "out" / "evidence" / "upcall"
+    folder.mkdir(parents=True)
+    (folder / "20260101T000000000Z_ch1.wav.tmp").write_bytes(b"RIFF")  # killed mid-write
+    (folder / "20260101T000001000Z_ch1.wav").write_bytes(b"RIFF....")  # a whole clip stays
+    assert open_evidence(Settings(out=str(tmp_path / "out")), info, metrics) is not None
+    assert [p.name for p in folder.iterdir()] == ["20260101T000001000Z_ch1.wav"]
