@@ -108,6 +108,11 @@ def train(
     for ok, message in checks:
         if not ok:
             fail(message)
+    if resume is not None:
+        try:  # before the data is read: a checkpoint of another network is refused at once
+            training.load_checkpoint(resume, config)
+        except training.CheckpointError as error:
+            fail(str(error))
     if threshold_folds:
         train_with_folds(data_dir, out, noise or [], options, config, threshold_folds,
                          max_false_alarms_per_hour, threads, progress, command, holdout_after)

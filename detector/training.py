@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -233,7 +234,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     val_labels = np.array([e.label for e in dataset.validation], dtype=np.float64)
     state = Checkpoint(asdict(config), -1, {}, {}, {}, (-1.0, -math.inf), -1)
     if resume is not None:
-        state = load_checkpoint(resume)
+        state = load_checkpoint(resume, config)
         model.load_state_dict(state.model_state)
         optimizer.load_state_dict(state.optimizer_state)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -441,10 +442,39 @@ def save_checkpoint(state: Checkpoint, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    doc = torch.load(path, map_location="cpu", weights_only=False)
-    doc["best_key"] = tuple(doc["best_key"])
-    return Checkpoint(**doc)
+class CheckpointError(Exception):
+    """A checkpoint that cannot continue this run; the message is one line."""
+
+
+# Settings that shape the network: a checkpoint's weights only fit a run that keeps them.
+NETWORK_SETTINGS = ("architecture", "width")
+
+
+def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint:
+    """Read a checkpoint with ``weights_only=True`` (tensors and plain data, never code).
+
+    Given the run's ``config``, refuse a checkpoint written by a different network
+    (``--architecture``, ``--width``): its weights would load into the wrong layers.
+    """
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+        doc["best_key"] = tuple(doc["best_key"])
+        state = Checkpoint(**doc)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError,
+            ValueError) as error:
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise CheckpointError(f"{path}: not a whaled training checkpoint ({first})") from None
+    if config is not None:
+        for key in NETWORK_SETTINGS:
+            saved, wanted = state.config.get(key), getattr(config, key)
+            if saved != wanted:
+                raise CheckpointError(
+                    f"{path} was trained with {key} {saved!r}, this run asks for {wanted!r}: "
+                    f"resume with --{key} {saved}, or start afresh without --resume")
+    return state
 
 
 def write_artefacts(result: TrainResult, model_path: Path) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,42 @@ def test_resume_continues_from_the_saved_epoch_and_optimiser(dataset: object,
     straight = training.train(dataset, TINY, progress=False)  # type: ignore[arg-type]
     assert resumed.history[1].train_loss == pytest.approx(straight.history[1].train_loss,
                                                           rel=1e-4)
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(dataset: object,
+                                                             tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+    one_epoch = replace(TINY, epochs=1)
+    training.train(dataset, one_epoch, checkpoint_path=ckpt, progress=False)  # type: ignore[arg-type]
+    shared = replace(TINY, architecture="shared")
+    with pytest.raises(training.CheckpointError, match=r"architecture 'upcall'.*'shared'"):
+        training.train(dataset, shared, resume=ckpt, progress=False)  # type: ignore[arg-type]
+    data = folder_data(tmp_path / "data")
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m.pt"),
+                                      "--epochs", "2", "--width", "4", "--synthetic", "0",
+                                      "--architecture", "shared", "--resume", str(ckpt),
+                                      "--torch-device", "cpu", "--no-progress"])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("whaled: error: "), result.output
+    assert "trained with architecture 'upcall'" in lines[0]
+    assert not (tmp_path / "m.pt").exists()
+
+
+class RunsCode:
+    """Unpickling this runs code: what a hostile checkpoint would carry."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran while loading a checkpoint",))
+
+
+def test_resume_loads_weights_only_never_code(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "hostile.ckpt"
+    torch.save({"config": {}, "payload": RunsCode()}, ckpt)
+    with pytest.raises(training.CheckpointError, match="not a whaled training checkpoint"):
+        training.load_checkpoint(ckpt)
+    assert "code ran" not in capsys.readouterr().out
 
 
 def test_learning_rate_is_lowered_towards_the_end() -> None:
