@@ -255,6 +255,7 @@ class ArchiveOutput:
     def _write_raven(self, result: RecordingResult) -> str:
         assert result.origin_utc is not None
         partial = self.out_dir / PARTIAL_DIR
+        partial.mkdir(exist_ok=True)  # a silent recording first: no row ever created it
         sink = RavenSink(partial, result.source, result.origin_utc)
         staged = sink.file.path
         staged.unlink(missing_ok=True)  # a leftover of an interrupted run
