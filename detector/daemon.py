@@ -32,7 +32,7 @@ from detector.health import DeviceCounters, Reconnector
 from detector.metrics import Metrics, serve
 from detector.model import LoadedModel, ModelError, load_model, pick_torch_device
 from detector.notify import Watchdog
-from detector.pipeline import Hook, Pipeline, RunSummary
+from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
 from detector.sinks import JsonlSink, LogSink, RavenSink, Sink
 from detector.sources import FileSource, Source, SourceError, SyntheticSource
 
@@ -124,6 +124,7 @@ def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
     recorder = EvidenceRecorder(folder, info, metrics,
                                 padding_seconds=settings.evidence_padding_seconds,
                                 max_event_seconds=settings.max_duration_seconds,
+                                delay_seconds=longest_emission_delay_seconds(settings),
                                 max_bytes=settings.evidence_max_bytes,
                                 max_age_days=settings.evidence_max_age_days)
     recorder.remove_leftovers()

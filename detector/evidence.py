@@ -38,6 +38,7 @@ SPECTROGRAM_MAX_HZ = 1000.0  # upcalls live at 50-250 Hz; show up to this
 SPECTROGRAM_RANGE_DB = 60.0  # darkest grey is this far below the clip's loudest bin
 MARK_ROWS = 4  # rows of the detection bar at the top of the PNG
 SECONDS_PER_DAY = 86_400
+KEEP_MARGIN_SECONDS = 5.0  # audio held beyond the longest a detection can need
 SUFFIXES = (".wav", ".png", ".json")
 TMP_SUFFIX = ".tmp"  # a clip's files are written under this suffix, then renamed
 
@@ -46,12 +47,16 @@ class EvidenceRecorder:
     name = "evidence"
 
     def __init__(self, folder: Path, info: StreamInfo, metrics: Metrics, *,
-                 padding_seconds: float, max_event_seconds: float, max_bytes: int,
-                 max_age_days: float) -> None:
+                 padding_seconds: float, max_event_seconds: float, delay_seconds: float,
+                 max_bytes: int, max_age_days: float) -> None:
+        """``delay_seconds``: how long a detection can be reported after its last sample
+        arrived (a backlogged batch; :func:`detector.pipeline.longest_emission_delay_seconds`).
+        The audio held covers it, so a late detection still finds its samples."""
         self.folder, self.info, self.metrics = Path(folder), info, metrics
         self.padding_seconds = padding_seconds
         self.max_bytes, self.max_age_seconds = max_bytes, max_age_days * SECONDS_PER_DAY
-        self._keep_samples = round((max_event_seconds + 3 * padding_seconds + 5) * info.rate_hz)
+        keep_seconds = max_event_seconds + 2 * padding_seconds + delay_seconds + KEEP_MARGIN_SECONDS
+        self._keep_samples = round(keep_seconds * info.rate_hz)
         self._blocks: deque[tuple[int, np.ndarray]] = deque()
         self._waiting: list[Detection] = []
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import WHALED
 from helpers import calls_recording
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +26,7 @@ from detector.datasets import Layout, detect_layout, labelled_clips
 from detector.evidence import EvidenceRecorder
 from detector.metrics import Metrics
 from detector.model import load_model
-from detector.pipeline import Pipeline
+from detector.pipeline import Pipeline, longest_emission_delay_seconds
 from detector.sinks import JsonlSink
 from detector.sources import FileSource
 
@@ -41,6 +42,7 @@ def run_with_evidence(model: Path, tmp_path: Path, **limits: float) -> tuple[
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     recorder = EvidenceRecorder(tmp_path / "evidence", source.info, metrics,
                                 padding_seconds=PADDING_SECONDS, max_event_seconds=10.0,
+                                delay_seconds=longest_emission_delay_seconds(Settings()),
                                 max_bytes=int(limits.get("max_bytes", 10**9)),
                                 max_age_days=limits.get("max_age_days", 0.0))
     pipeline = Pipeline(source, load_model(model), Settings(), [recorder], metrics)
@@ -153,6 +155,7 @@ def test_a_full_evidence_disk_is_counted_logged_and_survived(
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     recorder = EvidenceRecorder(small_disk, source.info, metrics,
                                 padding_seconds=PADDING_SECONDS, max_event_seconds=10.0,
+                                delay_seconds=longest_emission_delay_seconds(Settings()),
                                 max_bytes=10**9, max_age_days=0.0)
     out = tmp_path / "out"
     pipeline = Pipeline(source, load_model(centre_model), Settings(),
@@ -189,3 +192,29 @@ def test_torn_files_a_crash_left_are_removed_at_start(tmp_path: Path) -> None:
     (folder / "20260101T000001000Z_ch1.wav").write_bytes(b"RIFF....")  # a whole clip stays
     assert open_evidence(Settings(out=str(tmp_path / "out")), info, metrics) is not None
     assert [p.name for p in folder.iterdir()] == ["20260101T000001000Z_ch1.wav"]
+
+
+def test_a_backlogged_replay_saves_the_real_audio_not_silence(
+        centre_model: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """``--speed 0`` scores a full batch (256 windows, 64 s) before any event closes, so a
+    detection is emitted a minute after its audio arrived; the clip must still hold it."""
+    calls = [(10.0, 1.0), (70.0, 1.0), (110.0, 1.0)]
+    wav = calls_recording(tmp_path / "NOPP_20090329_120000.wav", CAPTURE_RATE_HZ, 120.0, calls)
+    out = tmp_path / "out"
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{wav}", "--speed", "0",
+                          "--model", str(centre_model), "--metrics-port", "0", "--out",
+                          str(out)], capture_output=True, text=True, env=subprocess_env,
+                         timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    original, _ = soundfile.read(str(wav), dtype="float32")
+    metas = sorted((out / "evidence" / "upcall").glob("*.json"))
+    assert len(metas) == len(calls)
+    for meta_path, (call_start, _) in zip(metas, calls, strict=True):
+        meta = json.loads(meta_path.read_text())
+        audio, _ = soundfile.read(str(meta_path.with_suffix(".wav")), dtype="float32")
+        first = round((meta["start_seconds"] - 5.0) * CAPTURE_RATE_HZ)  # default padding 5 s
+        assert abs(meta["start_seconds"] - call_start) < 1.0
+        assert len(audio) == round(meta["clip_seconds"] * CAPTURE_RATE_HZ) > 10 * 8000
+        silent = float(np.mean(audio == 0.0))
+        assert silent < 0.01, f"{meta_path.name}: {silent:.0%} of the clip is silence"
+        assert np.allclose(audio, original[first:first + len(audio)], atol=1 / 32768)
