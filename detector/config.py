@@ -11,7 +11,16 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "upcall.pt"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT_MODEL = PACKAGE_DIR.parent / "models" / "upcall.pt"  # a checkout, an editable install
+INSTALLED_MODEL = PACKAGE_DIR / "models" / "upcall.pt"  # an installed wheel (setup.py puts it)
+
+
+def default_model() -> Path:
+    """The shipped model: ``models/upcall.pt`` of a checkout, else the installed package's."""
+    if CHECKOUT_MODEL.exists() or not INSTALLED_MODEL.exists():
+        return CHECKOUT_MODEL
+    return INSTALLED_MODEL
 
 
 class ConfigError(Exception):
@@ -63,7 +72,7 @@ class Settings:
 
     @property
     def model_path(self) -> Path:
-        return Path(self.model) if self.model else DEFAULT_MODEL
+        return Path(self.model) if self.model else default_model()
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
