@@ -47,9 +47,6 @@ REASON_QUEUE_FULL = "queue_full"
 REASON_OVERFLOW = "overflow"
 REASON_DEVICE_LOST = "device_lost"
 REASON_STALL = "stall"
-# Callbacks silent this long and then back: the audio between was never captured, so the next
-# block is re-anchored to the clock behind a "stall" gap (shorter pauses are buffering jitter).
-STALL_REANCHOR_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +144,16 @@ class SampleClock:
 
     Runs on the PortAudio callback thread only. ``now`` is ``time.monotonic()``: the wall
     clock is read once, for the origin, so a clock step (NTP) never moves a sample index.
+
+    Callbacks silent for more than ``stall_timeout_seconds`` (the daemon's one stall
+    threshold; 0: never) and then back: the audio the clock says is missing was never
+    captured, so the block is re-anchored to the clock behind a "stall" gap. Shorter pauses,
+    and pauses after which the missing audio arrives after all, keep counting samples.
     """
 
-    def __init__(self, rate_hz: int) -> None:
+    def __init__(self, rate_hz: int, stall_timeout_seconds: float = 0.0) -> None:
         self.rate_hz = rate_hz
+        self.stall_timeout_seconds = stall_timeout_seconds
         self.next_index = 0
         self.origin_monotonic: float | None = None
         self.last_monotonic: float | None = None  # arrival of the previous block
@@ -159,7 +162,8 @@ class SampleClock:
     def place(self, frames: int, now_monotonic: float, reanchor: str | None = None) -> int:
         """The index of a block of ``frames`` that arrived at ``now``; re-anchor after a loss."""
         if self.last_monotonic is not None and reanchor is None and \
-                now_monotonic - self.last_monotonic > STALL_REANCHOR_SECONDS:
+                self.stall_timeout_seconds and \
+                now_monotonic - self.last_monotonic > self.stall_timeout_seconds:
             reanchor = REASON_STALL
         self.last_monotonic = now_monotonic
         if self.origin_monotonic is None:
@@ -199,7 +203,8 @@ class PortAudioSource:
 
     def __init__(self, device: str, *, rate_hz: int = 0, channels: Sequence[int] = (),
                  block_seconds: float = 0.1, queue_seconds: float = 60.0,
-                 duration_seconds: float | None = None) -> None:
+                 duration_seconds: float | None = None,
+                 stall_timeout_seconds: float = 10.0) -> None:
         self.query = device
         self.callbacks = 0
         self.blocks_dropped = 0
@@ -234,7 +239,7 @@ class PortAudioSource:
         self._queue: queue.Queue[tuple[list[Gap], Block]] = queue.Queue(
             maxsize=max(MIN_QUEUE_BLOCKS, math.ceil(queue_seconds / block_seconds)))
         self._limit = None if not duration_seconds else round(duration_seconds * rate)
-        self._clock = SampleClock(rate)
+        self._clock = SampleClock(rate, stall_timeout_seconds)
         self._origin_wall = 0.0  # time.time() of sample 0: the first callback's, less its block
 
         self._open()

@@ -86,7 +86,8 @@ def open_source(settings: Settings) -> Source:
     return PortAudioSource(device, rate_hz=settings.sample_rate_hz,
                            channels=settings.channels or (1,),
                            block_seconds=settings.block_seconds,
-                           queue_seconds=settings.queue_seconds)
+                           queue_seconds=settings.queue_seconds,
+                           stall_timeout_seconds=settings.stall_timeout_seconds)
 
 
 def _file_rate(path: Path) -> int:

@@ -181,10 +181,11 @@ class Pipeline:
         stalled_seconds = self.flow.audio(arrival)
         self.metrics.audio_flowing.set(1)
         if stalled_seconds is not None:
+            # No gap of our own: the sample indexes say whether audio was lost. A capture
+            # source re-anchors after the same stall_timeout_seconds behind a "stall" gap;
+            # a block that continues the stream means the audio came late, and is analysed.
             log.info("audio flows again after %.1f s", stalled_seconds)
             self.rate_meter.reset()
-            if not self._source_gap_in_stall:  # the source said nothing: record it ourselves
-                self._record_stall(stalled_seconds - block.frames / self.source.info.rate_hz)
         self._source_gap_in_stall = False
         rate = self.rate_meter.add(block.frames, block.arrival_monotonic)
         if rate is not None:

@@ -24,7 +24,6 @@ from detector.capture import (
     REASON_DEVICE_LOST,
     REASON_OVERFLOW,
     REASON_QUEUE_FULL,
-    STALL_REANCHOR_SECONDS,
     InputDevice,
     PortAudioSource,
     SampleClock,
@@ -145,19 +144,31 @@ def test_overflow_reanchors_to_the_clock() -> None:
     assert clock.pending == []
 
 
+STALL_TIMEOUT_SECONDS = 2.0  # below the 5 s capture once used on its own
+
+
 def test_callbacks_silent_then_back_are_a_stall_gap_on_the_clock() -> None:
-    clock = SampleClock(RATE_HZ)
+    clock = SampleClock(RATE_HZ, stall_timeout_seconds=STALL_TIMEOUT_SECONDS)
     clock.place(BLOCK, 10.1)  # origin 10.0
     clock.place(BLOCK, 10.2)
-    # callbacks stop for longer than STALL_REANCHOR_SECONDS, then resume on their own:
-    # the block arriving at 17.2 s ends at 7.2 s of stream time, not at 0.3 s
-    back = 10.2 + STALL_REANCHOR_SECONDS + 2.0
+    # callbacks stop for longer than the configured stall timeout, then resume on their own:
+    # the block arriving at 13.2 s ends at 3.2 s of stream time, not at 0.3 s
+    back = 10.2 + STALL_TIMEOUT_SECONDS + 1.0
     first = clock.place(BLOCK, back)
     end_by_clock = round((back - 10.0) * RATE_HZ)
     assert first == end_by_clock - BLOCK
     assert clock.pending == [Gap(400, end_by_clock - BLOCK, "stall")]
     # a shorter pause is buffering jitter: indexes keep counting samples
-    assert clock.place(BLOCK, back + STALL_REANCHOR_SECONDS - 0.5) == end_by_clock
+    clock.pending.clear()
+    assert clock.place(BLOCK, back + STALL_TIMEOUT_SECONDS - 0.5) == end_by_clock
+    assert clock.pending == []
+
+
+def test_a_stall_timeout_of_zero_never_reanchors() -> None:
+    clock = SampleClock(RATE_HZ, stall_timeout_seconds=0.0)
+    clock.place(BLOCK, 10.1)
+    assert clock.place(BLOCK, 100.0) == BLOCK
+    assert clock.pending == []
 
 
 def test_queue_full_gaps_merge() -> None:

@@ -107,6 +107,47 @@ def test_a_silent_stall_is_noticed_counted_recorded_and_starves_the_watchdog(
     assert value(metrics, "whaled_gaps_total", reason="stall") == 1
 
 
+class PausingSource:
+    """Live synthetic audio whose blocks stop for ``pause_seconds`` and then arrive late, all
+    of them: a busy machine or a buffering sound server, no audio lost."""
+
+    def __init__(self, pause_after_seconds: float, pause_seconds: float) -> None:
+        self.inner = SyntheticSource(rate_hz=RATE_HZ, block_frames=100, speed=1.0)
+        self.info = self.inner.info
+        self.pause_at = round(pause_after_seconds * RATE_HZ)
+        self.pause_seconds = pause_seconds
+        self.resume_at = 0.0  # monotonic time blocks flow again; 0: not paused yet
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        if self.resume_at and time.monotonic() < self.resume_at:
+            time.sleep(timeout_seconds)
+            return []
+        items = self.inner.read(timeout_seconds)
+        if not self.resume_at and any(isinstance(i, Block) and i.end_sample >= self.pause_at
+                                      for i in items):
+            self.resume_at = time.monotonic() + self.pause_seconds
+        return items
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_audio_that_comes_late_after_a_short_stall_timeout_is_analysed_not_gapped(
+        centre_model: Path) -> None:
+    """A stall_timeout_seconds below capture's old fixed 5 s: the stall is noticed and
+    counted, but the audio that then arrives is analysed, so no gap may be written over it."""
+    settings = Settings(stall_timeout_seconds=STALL_TIMEOUT_SECONDS, evidence=False,
+                        duration_seconds=3.0)
+    source = PausingSource(pause_after_seconds=1.0, pause_seconds=STALL_TIMEOUT_SECONDS * 3)
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
+    pipeline = Pipeline(source, load_model(centre_model), settings, [], metrics)
+    summary = pipeline.run(threading.Event())
+    assert value(metrics, "whaled_stalls_total") == 1
+    assert summary.samples == 3 * RATE_HZ  # every sample analysed, none skipped
+    assert summary.gaps == []
+    assert value(metrics, "whaled_gaps_total", reason="stall") == 0
+
+
 def test_a_full_disk_loses_no_detection_and_writing_resumes(
         centre_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """RLIMIT_FSIZE makes the kernel refuse the append (EFBIG), as a full disk would."""
