@@ -2,8 +2,8 @@
 
 Clip level follows the 2013 talk's report: ROC AUC, average precision, a confusion matrix and
 precision/recall/F1 per class at the model's threshold. Event level matches detections to
-annotations on long recordings by time overlap: an annotation is found when any detection
-overlaps it; a detection that overlaps no annotation is a false alarm. A detection's span
+annotations on long recordings one-to-one (:data:`MATCHING_RULE`): a detection finds at most
+one call, so two calls under one long detection are one hit and one miss. A detection's span
 runs between its windows' centres, so matching widens it by ``reach_seconds`` each side to
 cover the audio its windows actually held (half a window less half a hop).
 
@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from detector.events import Event, TrackerSettings
 
 SECONDS_PER_HOUR = 3600.0
 Interval = tuple[float, float]
@@ -141,14 +145,24 @@ def format_clip_report(report: ClipReport) -> str:
 
 # ---- event level ----
 
+MATCHING_RULE = (
+    "one-to-one: each detection is matched to at most one call and each call to at most one "
+    "detection, by a maximum bipartite matching on time overlap (a detection widened by the "
+    "reach of its windows); matched calls are found, the other calls are missed, the other "
+    "detections are false alarms, except detections overlapping a reviewed 'unsure' span, "
+    "which count as neither")
+
+
 @dataclass(frozen=True)
 class EventReport:
     threshold: float
     n_annotations: int
-    n_found: int  # annotations overlapped by at least one detection
+    n_found: int  # calls matched one-to-one to a detection
     n_detections: int
-    n_false_alarms: int  # detections overlapping no annotation
+    n_false_alarms: int  # detections matched to no call (and not on an unsure span)
     hours: float
+    n_ignored: int = 0  # detections on a reviewed unsure span: neither hit nor false alarm
+    n_duplicates: int = 0  # of the false alarms, those overlapping a call another one found
 
     @property
     def recall(self) -> float:
@@ -156,7 +170,7 @@ class EventReport:
 
     @property
     def precision(self) -> float:
-        return safe_ratio(self.n_detections - self.n_false_alarms, self.n_detections)
+        return safe_ratio(self.n_found, self.n_found + self.n_false_alarms)
 
     @property
     def false_alarms_per_hour(self) -> float:
@@ -167,7 +181,8 @@ class EventReport:
                 "false_alarms_per_hour": self.false_alarms_per_hour, "hours": self.hours,
                 "threshold": self.threshold, "n_annotations": self.n_annotations,
                 "n_found": self.n_found, "n_detections": self.n_detections,
-                "n_false_alarms": self.n_false_alarms}
+                "n_false_alarms": self.n_false_alarms, "n_ignored": self.n_ignored,
+                "n_duplicates": self.n_duplicates}
 
 
 def overlap(a: Interval, b: Interval) -> bool:
@@ -179,28 +194,97 @@ def window_reach_seconds(window_seconds: float, hop_seconds: float) -> float:
     return max(window_seconds / 2 - hop_seconds / 2, 0.0)
 
 
+def match_pairs(detections: Sequence[Interval], calls: Sequence[Interval]
+                ) -> list[tuple[int, int]]:
+    """(detection index, call index) of a maximum one-to-one matching on overlap; among the
+    largest matchings, the one with the most overlap (as a share of each call)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not detections or not calls:
+        return []
+    d = np.asarray(detections, np.float64)
+    c = np.asarray(calls, np.float64)
+    shared = np.minimum(d[:, None, 1], c[None, :, 1]) - np.maximum(d[:, None, 0], c[None, :, 0])
+    share = np.clip(shared / np.maximum(c[None, :, 1] - c[None, :, 0], 1e-9), 0.0, 1.0)
+    # every pair counts 1 (the most pairs first); overlap only breaks ties between matchings
+    weight = np.where(shared > 0, 1.0 + share / (2 * min(len(d), len(c))), 0.0)
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if weight[i, j] > 0]
+
+
 def match_events(detections: Sequence[Interval], annotations: Sequence[Interval],
                  hours: float, threshold: float = float("nan"),
-                 reach_seconds: float = 0.0) -> EventReport:
-    detections = [(lo - reach_seconds, hi + reach_seconds) for lo, hi in detections]
-    found = sum(1 for a in annotations if any(overlap(a, d) for d in detections))
-    false_alarms = sum(1 for d in detections if not any(overlap(a, d) for a in annotations))
-    return EventReport(threshold, len(annotations), found, len(detections), false_alarms, hours)
+                 reach_seconds: float = 0.0, unsure: Sequence[Interval] = ()) -> EventReport:
+    """Recall and false alarms under :data:`MATCHING_RULE`."""
+    widened = [(lo - reach_seconds, hi + reach_seconds) for lo, hi in detections]
+    pairs = match_pairs(widened, annotations)
+    matched = {i for i, _ in pairs}
+    found_calls = [annotations[j] for _, j in pairs]
+    spare = [d for i, d in enumerate(widened) if i not in matched]
+    ignored = [d for d in spare if any(overlap(d, u) for u in unsure)]
+    false_alarms = [d for d in spare if not any(overlap(d, u) for u in unsure)]
+    duplicates = sum(1 for d in false_alarms if any(overlap(d, a) for a in found_calls))
+    return EventReport(threshold, len(annotations), len(pairs), len(detections),
+                       len(false_alarms), hours, len(ignored), duplicates)
 
 
 def combine(reports: Sequence[EventReport]) -> EventReport:
     """Sum the counts of several recordings evaluated at the same threshold."""
     return EventReport(reports[0].threshold, sum(r.n_annotations for r in reports),
                        sum(r.n_found for r in reports), sum(r.n_detections for r in reports),
-                       sum(r.n_false_alarms for r in reports), sum(r.hours for r in reports))
+                       sum(r.n_false_alarms for r in reports), sum(r.hours for r in reports),
+                       sum(r.n_ignored for r in reports), sum(r.n_duplicates for r in reports))
 
 
 def format_event_report(report: EventReport) -> str:
     return (f"events at threshold {report.threshold:.3f} over {report.hours:.3f} h: "
             f"recall {report.recall:.3f} ({report.n_found}/{report.n_annotations}), "
-            f"precision {report.precision:.3f} "
-            f"({report.n_detections - report.n_false_alarms}/{report.n_detections}), "
+            f"precision {report.precision:.3f}, "
             f"false alarms {report.n_false_alarms} = {report.false_alarms_per_hour:.1f} per hour")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The highest recall with at most ``max_false_alarms_per_hour``, and where it is."""
+
+    max_false_alarms_per_hour: float
+    report: EventReport | None  # None: no threshold on the grid is that quiet
+
+    def as_dict(self) -> dict[str, object]:
+        return {"max_false_alarms_per_hour": self.max_false_alarms_per_hour,
+                "recall": self.report.recall if self.report else 0.0,
+                "threshold": self.report.threshold if self.report else None,
+                "events": self.report.as_dict() if self.report else None}
+
+
+FALSE_ALARM_LIMITS_PER_HOUR = (1.0, 2.0, 5.0)
+
+
+def operating_points(curve: Sequence[EventReport],
+                     limits: Sequence[float] = FALSE_ALARM_LIMITS_PER_HOUR
+                     ) -> list[OperatingPoint]:
+    """For each limit: the highest recall on ``curve`` with at most that many false alarms
+    per hour; of the thresholds reaching it, the one with the fewest false alarms (then the
+    highest threshold)."""
+    points = []
+    for limit in limits:
+        allowed = [r for r in curve if r.false_alarms_per_hour <= limit]
+        best = max(allowed, key=lambda r: (r.n_found, -r.n_false_alarms, r.threshold),
+                   default=None)
+        points.append(OperatingPoint(limit, best))
+    return points
+
+
+def format_operating_points(points: Sequence[OperatingPoint]) -> str:
+    parts = []
+    for p in points:
+        if p.report is None:
+            parts.append(f"<= {p.max_false_alarms_per_hour:g}/h: none")
+        else:
+            parts.append(f"<= {p.max_false_alarms_per_hour:g}/h: recall {p.report.recall:.3f} "
+                         f"({p.report.n_found}/{p.report.n_annotations}) at threshold "
+                         f"{p.report.threshold:.4f}")
+    return "best recall with false alarms " + "; ".join(parts)
 
 
 # ---- plots ----
@@ -250,6 +334,7 @@ class RecordingScores:
     calls: tuple[Interval, ...]  # annotated positives inside the span
     busy: tuple[Interval, ...]  # every annotation (no negatives are taken near one)
     span: Interval
+    unsure: tuple[Interval, ...] = ()  # reviewed unsure: neither a call nor a false alarm
 
     @property
     def hours(self) -> float:
@@ -265,7 +350,7 @@ def clip_windows(rec: RecordingScores, guard_seconds: float) -> tuple[np.ndarray
     near = np.zeros(len(starts), bool)
     for lo, hi in rec.calls:
         positive |= (starts <= lo) & (ends >= hi)
-    for lo, hi in rec.busy:
+    for lo, hi in (*rec.busy, *rec.unsure):
         near |= (starts < hi + guard_seconds) & (ends > lo - guard_seconds)
     keep = inside & (positive | ~near)
     return rec.scores[keep], positive[keep].astype(np.int64)
@@ -275,24 +360,37 @@ def in_span(intervals: Sequence[Interval], span: Interval) -> list[Interval]:
     return [i for i in intervals if i[1] > span[0] and i[0] < span[1]]
 
 
+def tracker_events(centres: np.ndarray, scores: np.ndarray, settings: TrackerSettings
+                   ) -> list[Event]:
+    """The events ``listen``'s tracker gives on these windows, feeding it only the windows at
+    or above the off-threshold and the one after each: the others change nothing but when a
+    waiting event is reported, never what it is."""
+    from detector.events import EventTracker
+
+    above = np.asarray(scores) >= settings.thresholds.off
+    fed = np.flatnonzero(above | np.r_[False, above[:-1]])
+    tracker = EventTracker(settings, channel=1, label="upcall")
+    events = [e for i in fed for e in tracker.update(float(centres[i]), float(scores[i]))]
+    return events + tracker.flush()
+
+
 def event_curve(rec: RecordingScores, thresholds: Sequence[float] | np.ndarray,
                 off_fraction: float,
-                hop_seconds: float, merge_gap_seconds: float, max_duration_seconds: float
-                ) -> list[EventReport]:
-    """Events from the same tracker ``listen`` uses, at each on-threshold, over the span."""
-    from detector.events import EventTracker, TrackerSettings
+                hop_seconds: float, merge_gap_seconds: float, max_duration_seconds: float,
+                min_duration_seconds: float = 0.0) -> list[EventReport]:
+    """Events from the same tracker ``listen`` uses, at each on-threshold, over the span,
+    matched one-to-one."""
+    from detector.events import TrackerSettings
     from detector.model import Thresholds
 
     reports = []
     centres = rec.starts_seconds + rec.window_seconds / 2
+    reach = window_reach_seconds(rec.window_seconds, hop_seconds)
     for on in thresholds:
-        settings = TrackerSettings(Thresholds(on, on * off_fraction), hop_seconds,
-                                   merge_gap_seconds=merge_gap_seconds,
-                                   max_duration_seconds=max_duration_seconds)
-        tracker = EventTracker(settings, channel=1, label="upcall")
-        events = [e for c, s in zip(centres, rec.scores, strict=True)
-                  for e in tracker.update(float(c), float(s))] + tracker.flush()
+        settings = TrackerSettings(Thresholds(float(on), float(on) * off_fraction), hop_seconds,
+                                   min_duration_seconds, merge_gap_seconds,
+                                   max_duration_seconds)
+        events = tracker_events(centres, rec.scores, settings)
         found = in_span([(e.start_seconds, e.end_seconds) for e in events], rec.span)
-        reach = window_reach_seconds(rec.window_seconds, hop_seconds)
-        reports.append(match_events(found, rec.calls, rec.hours, on, reach))
+        reports.append(match_events(found, rec.calls, rec.hours, float(on), reach, rec.unsure))
     return reports

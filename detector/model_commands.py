@@ -9,14 +9,14 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
+
+from detector.progress import Progress
 
 EXIT_BAD_INPUT = 2
 EVENT_CURVE_POINTS = 40  # on-thresholds in the recall-versus-false-alarms curve
@@ -208,147 +208,214 @@ def report_data(dataset: Any) -> None:
 
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model archive to evaluate.")],
-    data_dir: Annotated[Path, typer.Argument(help="Labelled data in any layout `train` reads.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Long recordings (X.wav with its Raven table X*.selections.txt beside it; a "
+             "recording without one counts every detection as a false alarm) and folders of "
+             "them; or folders of labelled clips in any layout `train` reads.")],
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object instead of the text report.")] = False,
     plots: Annotated[Path | None, typer.Option(
         help="Directory for ROC, PR and recall-versus-false-alarms PNGs.")] = None,
+    review_dir: Annotated[Path | None, typer.Option(
+        help="Directory for the missed calls and false alarms: mistakes.csv, mistakes.json "
+             "and a spectrogram PNG each.")] = None,
+    reviewed: Annotated[list[Path] | None, typer.Option(
+        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the "
+             "tables beside each recording; repeatable.")] = None,
     from_seconds: Annotated[float, typer.Option(
         help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
+    hop: Annotated[float | None, typer.Option(
+        help="Seconds between window starts. (default: 0.25)")] = None,
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection. (default: the model's)")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which a detection closes. (default: the model's)")] = None,
     positive: Annotated[str, typer.Option(
         help="Positive label: folder name or Raven annotation.")] = "upcall",
     torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
+    threads: Annotated[int, typer.Option(
+        help="Torch CPU threads. (default: torch's own)")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress line on stderr.")] = True,
 ) -> None:
-    """Clip-level ROC AUC, precision and recall; event recall and false alarms per hour."""
+    """Event recall and false alarms per hour per recording, per day and pooled (matched
+    one-to-one), recall at fixed false-alarm rates, and clip ROC AUC."""
+    from detector import config as config_module
     from detector import datasets, evaluation
+    from detector import recording_evaluation as receval
     from detector.model import ModelError, load_model, pick_torch_device
 
     try:
-        loaded = load_model(model, pick_torch_device(torch_device))
-        layout = datasets.detect_layout(data_dir)
-    except (ModelError, datasets.DatasetError) as error:
+        settings = config_module.load(None, {
+            "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
+            "torch_device": torch_device, "torch_threads": threads})
+    except config_module.ConfigError as error:
         fail(str(error))
-    threshold = loaded.metadata.thresholds.on
-    doc: dict[str, Any] = {"model": str(model), "data": str(data_dir), "layout": str(layout)}
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    clip_dirs: list[tuple[Path, Any]] = []
+    recording_paths: list[Path] = []
+    try:
+        loaded = load_model(model, pick_torch_device(torch_device))
+        for path in paths:
+            layout = datasets.detect_layout(path) if path.is_dir() else datasets.Layout.RAVEN
+            if layout is datasets.Layout.RAVEN:
+                recording_paths.append(path)
+            else:
+                clip_dirs.append((path, layout))
+        recordings = receval.collect_recordings(recording_paths)
+    except (ModelError, datasets.DatasetError, receval.EvaluationError) as error:
+        fail(str(error))
+    doc: dict[str, Any] = {"model": str(model), "paths": [str(p) for p in paths]}
+    scores, labels = [np.zeros(0)], [np.zeros(0, np.int64)]
+    for data_dir, layout in clip_dirs:
+        s, y, skipped = score_clips(loaded, data_dir, layout, positive)
+        scores.append(s)
+        labels.append(y)
+        doc.setdefault("skipped", []).extend(skipped)
+    lines: list[str] = []
     curve: list[evaluation.EventReport] = []
-    if layout is datasets.Layout.RAVEN:
-        scores, labels, operating, curve = evaluate_recordings(loaded, data_dir, from_seconds,
-                                                               positive)
-        doc["events"] = {**operating.as_dict(), "curve": [r.as_dict() for r in curve]}
-        doc["from_seconds"] = from_seconds
-    else:
-        scores, labels, skipped = score_clips(loaded, data_dir, layout, positive)
-        doc["skipped"] = skipped
-    if len(set(labels.tolist())) < 2:
-        fail(f"{data_dir}: evaluation needs both positive and negative examples")
-    report = evaluation.clip_report(scores, labels, threshold)
-    doc["clips"] = {k: v for k, v in asdict(report).items() if k != "classes"}
-    doc["clips"]["classes"] = [asdict(c) for c in report.classes]
-    if plots is not None:
-        doc["plots"] = [str(p) for p in evaluation.write_plots(scores, labels, curve, plots)]
-    if json_output:
-        typer.echo(json.dumps(doc, indent=2))
-        return
-    typer.echo(evaluation.format_clip_report(report))
-    if "events" in doc:
-        typer.echo(evaluation.format_event_report(operating))
-    if plots is not None:
-        typer.echo("wrote " + ", ".join(doc["plots"]))
+    if recordings:
+        result = evaluate_with_progress(loaded, recordings, settings, reviewed or [], positive,
+                                        from_seconds, progress)
+        for rec in result.recordings:
+            s, y = evaluation.clip_windows(rec.scores, receval.GUARD_SECONDS)
+            scores.append(s)
+            labels.append(y)
+        doc.update(recordings_doc(result, from_seconds))
+        lines += recordings_lines(result)
+        curve = list(receval.summarise("all", result.recordings,
+                                       result.thresholds.on).curve)
+        if review_dir is not None:
+            from detector.mistakes import write_review
+
+            mistakes = write_review(result.recordings, result.hop_seconds, review_dir)
+            doc["review_dir"] = {"path": str(review_dir), "missed": sum(
+                m.kind == "missed" for m in mistakes), "false_alarms": sum(
+                m.kind == "false_alarm" for m in mistakes)}
+            lines.append(f"wrote {len(mistakes)} missed calls and false alarms to "
+                         f"{review_dir / 'mistakes.csv'} with a spectrogram each")
+    all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
+    threshold = (settings.on_threshold if settings.on_threshold >= 0
+                 else loaded.metadata.thresholds.on)
+    if len(set(all_labels.tolist())) == 2:
+        report = evaluation.clip_report(all_scores, all_labels, threshold)
+        doc["clips"] = {k: v for k, v in asdict(report).items() if k != "classes"}
+        doc["clips"]["classes"] = [asdict(c) for c in report.classes]
+        lines = [evaluation.format_clip_report(report), *lines]
+    elif not recordings:
+        fail(f"{', '.join(map(str, paths))}: evaluation needs both positive and negative "
+             "examples")
+    if plots is not None and len(set(all_labels.tolist())) == 2:
+        doc["plots"] = [str(p) for p in evaluation.write_plots(all_scores, all_labels, curve,
+                                                               plots)]
+        lines.append("wrote " + ", ".join(doc["plots"]))
+    typer.echo(json.dumps(doc, indent=2) if json_output else "\n".join(lines))
+
+
+def evaluate_with_progress(loaded: Any, recordings: list[Path], settings: Any,
+                           reviewed: list[Path], positive: str, from_seconds: float,
+                           show: bool) -> Any:
+    import soundfile
+
+    from detector import recording_evaluation as receval
+    total = 0.0
+    for path in recordings:
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+            fail(f"{path}: unreadable ({str(error).strip().splitlines()[0]})")
+        total += info.frames / info.samplerate
+    bar = EvaluateProgress(total, enabled=show)
+    done: dict[str, float] = {}
+
+    def on_progress(name: str, seconds: float) -> None:
+        if name not in done:
+            if done:
+                bar.end_file(list(done.values())[-1])
+            bar.start_file(name)
+        done[name] = seconds
+        bar.within_file(seconds)
+
+    try:
+        result = receval.evaluate_recordings(loaded, recordings, settings, reviewed,
+                                             positive=positive, from_seconds=from_seconds,
+                                             on_progress=on_progress)
+    except receval.EvaluationError as error:
+        fail(str(error))
+    if done:
+        bar.end_file(list(done.values())[-1])
+    bar.close()
+    return result
+
+
+class EvaluateProgress(Progress):
+    def line(self) -> str:
+        return "evaluate" + super().line().removeprefix("detect")
+
+
+def recordings_doc(result: Any, from_seconds: float) -> dict[str, Any]:
+    from detector import evaluation
+    from detector import recording_evaluation as receval
+
+    on = result.thresholds.on
+    pooled = receval.summarise("all", result.recordings, on)
+    return {
+        "matching_rule": evaluation.MATCHING_RULE, "from_seconds": from_seconds,
+        "hop_seconds": result.hop_seconds,
+        "thresholds": {"on": on, "off": result.thresholds.off},
+        "recordings": [{**receval.summarise(r.path.name, [r], on).as_dict(), "day": r.day,
+                        "path": str(r.path), "reviewed_labels": r.reviewed,
+                        "audio_seconds": r.audio_seconds,
+                        "real_time_factor": r.audio_seconds / max(r.wall_seconds, 1e-9)}
+                       for r in result.recordings],
+        "days": [receval.summarise(day, recs, on).as_dict()
+                 for day, recs in result.by_day().items()],
+        "pooled": pooled.as_dict(),
+        "events": {**pooled.events.as_dict(), "curve": [r.as_dict() for r in pooled.curve]},
+    }
+
+
+def recordings_lines(result: Any) -> list[str]:
+    from detector import evaluation
+    from detector import recording_evaluation as receval
+
+    on = result.thresholds.on
+    rows = [(r.path.name, receval.summarise(r.path.name, [r], on)) for r in result.recordings]
+    rows += [(f"day {day}", receval.summarise(day, recs, on))
+             for day, recs in result.by_day().items()]
+    pooled = receval.summarise("all", result.recordings, on)
+    rows.append(("pooled", pooled))
+    width = max(len(name) for name, _ in rows)
+    lines = [f"events at on-threshold {on:.4f}, off {result.thresholds.off:.4f}, hop "
+             f"{result.hop_seconds:g} s; matching: {evaluation.MATCHING_RULE}",
+             f"{'':{width}}  {'found':>9} {'recall':>7} {'false':>6} {'per h':>7} "
+             f"{'hours':>6} {'clip AUC':>8}  best recall at <=1 / <=2 / <=5 false alarms/h"]
+    for name, summary in rows:
+        e = summary.events
+        auc = f"{summary.clips.roc_auc:8.4f}" if summary.clips else f"{'-':>8}"
+        best = " / ".join(f"{p.report.recall:.3f}@{p.report.threshold:.4f}" if p.report
+                          else "none" for p in summary.points)
+        lines.append(f"{name:{width}}  {e.n_found:4d}/{e.n_annotations:<4d} {e.recall:7.3f} "
+                     f"{e.n_false_alarms:6d} {e.false_alarms_per_hour:7.2f} {e.hours:6.3f} "
+                     f"{auc}  {best}")
+    lines.append(evaluation.format_operating_points(pooled.points))
+    return lines
 
 
 def score_clips(loaded: Any, data_dir: Path, layout: Any, positive: str
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from detector import datasets
-    from detector.training import centre_crop, score_windows
+    from detector.scoring import Scorer
+    from detector.training import centre_crop
 
     clips, skipped = datasets.load_clips(datasets.labelled_clips(data_dir, layout, positive))
     if not clips:
         fail(f"{data_dir}: no readable clips ({len(skipped)} skipped)")
     windows = np.stack([centre_crop(c) for c in clips]).astype(np.float32)
     labels = np.array([c.label for c in clips])
-    return score_windows(loaded.module, windows, loaded.device), labels, skipped
-
-
-def evaluate_recordings(loaded: Any, data_dir: Path, from_seconds: float, positive: str
-                        ) -> tuple[np.ndarray, np.ndarray, Any, list[Any]]:
-    """Clip windows and events over each recording's span from ``from_seconds`` to its end.
-
-    The operating point runs ``listen``'s own path (detect_recording); the curve replays the
-    same window scores through the same event tracker at other thresholds.
-    """
-    from detector import datasets, evaluation
-    from detector.config import Settings
-    from detector.pipeline import detect_recording
-
-    settings = Settings(device="file:", speed=0.0, model=str(loaded.path))
-    thresholds = loaded.metadata.thresholds
-    curve_thresholds = np.unique(np.r_[np.linspace(0.02, 0.98, EVENT_CURVE_POINTS - 1),
-                                       thresholds.on])
-    all_scores, all_labels, operating, curves = [], [], [], []
-    for path, tables in datasets.recordings_with_tables(data_dir):
-        rec = score_recording(loaded, path, tables, from_seconds, positive, settings.hop_seconds)
-        scores, labels = evaluation.clip_windows(rec, datasets.GUARD_SECONDS)
-        all_scores.append(scores)
-        all_labels.append(labels)
-        with span_recording(path, from_seconds - rec.window_seconds) as (part, offset):
-            detections = detect_recording(part, loaded, replace(settings, device=f"file:{part}"))
-        found = evaluation.in_span([(d.start_seconds + offset, d.end_seconds + offset)
-                                    for d in detections], rec.span)
-        reach = evaluation.window_reach_seconds(rec.window_seconds, settings.hop_seconds)
-        operating.append(evaluation.match_events(found, rec.calls, rec.hours, thresholds.on,
-                                                 reach))
-        curves.append(evaluation.event_curve(
-            rec, curve_thresholds, thresholds.off / thresholds.on, settings.hop_seconds,
-            settings.merge_gap_seconds, settings.max_duration_seconds))
-    curve = [evaluation.combine(list(points)) for points in zip(*curves, strict=True)]
-    return (np.concatenate(all_scores), np.concatenate(all_labels),
-            evaluation.combine(operating), curve)
-
-
-@contextmanager
-def span_recording(path: Path, from_seconds: float) -> Iterator[tuple[Path, float]]:
-    """The recording from ``from_seconds`` on, as (file, its offset in seconds): the original
-    when that is the whole of it, else a temporary WAV of the same samples at the same rate."""
-    import tempfile
-
-    import soundfile
-
-    info = soundfile.info(str(path))
-    first_frame = max(0, int(from_seconds * info.samplerate))
-    if first_frame == 0:
-        yield path, 0.0
-        return
-    audio, rate = soundfile.read(str(path), start=first_frame, dtype="float32", always_2d=True)
-    with tempfile.TemporaryDirectory(prefix="whaled-eval-") as folder:
-        part = Path(folder) / f"{path.stem}.wav"
-        soundfile.write(str(part), audio, rate, subtype="FLOAT")
-        yield part, first_frame / rate
-
-
-def score_recording(loaded: Any, path: Path, tables: list[Path], from_seconds: float,
-                    positive: str, hop_seconds: float) -> Any:
-    from detector import datasets, evaluation
-    from detector.training import score_windows
-
-    try:
-        audio = datasets.read_audio(path)
-    except datasets.AudioError as error:
-        fail(f"{path}: unreadable ({error})")
-    rate, window = loaded.metadata.sample_rate_hz, loaded.metadata.window_samples
-    calls: list[tuple[float, float]] = []
-    others: list[tuple[float, float]] = []
-    for table in tables:
-        c, o = datasets.read_selections(table, positive)
-        calls, others = calls + c, others + o
-    span = (from_seconds, len(audio) / rate)
-    hop = round(hop_seconds * rate)
-    first = max(0, int((from_seconds * rate - window) // hop)) * hop  # on the same grid
-    starts = np.arange(first, len(audio) - window + 1, hop)
-    windows = np.lib.stride_tricks.sliding_window_view(audio, window)[starts]
-    scores = score_windows(loaded.module, windows.astype(np.float32), loaded.device)
-    return evaluation.RecordingScores(path.name, starts / rate, scores, window / rate,
-                                      tuple(c for c in calls if c[0] >= span[0]),
-                                      tuple(calls + others), span)
+    return Scorer(loaded, len(windows)).score(windows)[:, 0], labels, skipped
 
 
 def inspect(

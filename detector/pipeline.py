@@ -32,6 +32,7 @@ from detector.sinks import GapRecord, Record, Sink
 from detector.sources import FileSource, Source
 from detector.windows import Windower
 
+ScoreTap = Callable[[np.ndarray, np.ndarray], None]  # (centres s, scores (n, channels, labels))
 Hook = Callable[["Pipeline"], None]  # called on every pass of the main loop (watchdog, reload)
 
 log = logging.getLogger("whaled.pipeline")
@@ -95,6 +96,7 @@ class Pipeline:
         self._last_arrival = 0.0
         self.hooks: list[Hook] = []
         self.taps: list[AudioTap] = []  # see capture-rate audio as it arrives (evidence clips)
+        self.score_taps: list[ScoreTap] = []  # see every window's centre and scores (evaluate)
         self.flow = FlowWatch(settings.stall_timeout_seconds if self._live() else 0.0)
         self.rate_meter = RateMeter()
         self._started_monotonic = time.monotonic()
@@ -287,6 +289,8 @@ class Pipeline:
         n, n_channels, length = windows.shape
         scores = self.scorer.score(windows.reshape(n * n_channels, length))
         scores = scores.reshape(n, n_channels, -1)
+        for score_tap in self.score_taps:
+            score_tap(centres, scores)
         self.metrics.inference.observe(self.scorer.last_seconds)
         self.summary.windows += n * n_channels
         for channel in self.source.info.channels:

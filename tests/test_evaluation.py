@@ -80,10 +80,61 @@ def test_known_events_give_known_recall_and_false_alarms_per_hour() -> None:
     detections = [(10.5, 11.5), (19.0, 20.2), (21.2, 22.0), (55.0, 56.0), (80.0, 81.0)]
     report = match_events(detections, annotations, hours=0.5)
     assert report.n_found == 2 and report.recall == 0.5
-    assert report.n_false_alarms == 2 and report.false_alarms_per_hour == 4.0
-    assert report.precision == pytest.approx(3 / 5)
+    # one-to-one: the second detection on the call at 20 s finds nothing, a false alarm
+    assert report.n_false_alarms == 3 and report.false_alarms_per_hour == 6.0
+    assert report.n_duplicates == 1
+    assert report.precision == pytest.approx(2 / 5)
     both = evaluation.combine([report, match_events([], annotations, hours=0.5)])
-    assert (both.recall, both.false_alarms_per_hour) == (0.25, 2.0)
+    assert (both.recall, both.false_alarms_per_hour) == (0.25, 3.0)
+
+
+def test_two_calls_under_one_detection_are_one_hit_and_one_miss() -> None:
+    calls = [(10.0, 11.0), (12.0, 13.0), (30.0, 31.0)]
+    report = match_events([(9.5, 13.5), (30.2, 30.8)], calls, hours=0.25)
+    assert (report.n_found, report.n_false_alarms) == (2, 0)  # any-overlap said 3 of 3
+    assert report.recall == pytest.approx(2 / 3)
+    assert report.precision == 1.0
+
+
+def test_one_call_under_two_detections_is_one_hit_and_one_false_alarm() -> None:
+    report = match_events([(10.0, 10.4), (10.6, 11.2)], [(10.2, 11.0)], hours=0.5)
+    assert (report.n_found, report.n_false_alarms, report.n_duplicates) == (1, 1, 1)
+    assert (report.recall, report.false_alarms_per_hour) == (1.0, 2.0)
+
+
+def test_a_detection_between_calls_finds_one_and_the_matching_is_maximal() -> None:
+    calls = [(10.0, 11.0), (12.0, 13.0)]
+    # the first detection touches both calls, the second only the later one: giving the
+    # first the later call would leave the earlier one unmatched; the maximum matching is 2
+    report = match_events([(10.8, 12.2), (12.5, 12.9)], calls, hours=1.0)
+    assert (report.n_found, report.n_false_alarms) == (2, 0)
+    pairs = evaluation.match_pairs([(10.8, 12.2), (12.5, 12.9)], calls)
+    assert sorted(pairs) == [(0, 0), (1, 1)]
+    alone = match_events([(10.8, 12.2)], calls, hours=1.0)  # between calls, touching both
+    assert (alone.n_found, alone.n_false_alarms, alone.recall) == (1, 0, 0.5)
+    apart = match_events([(11.2, 11.8)], calls, hours=1.0)  # between calls, touching neither
+    assert (apart.n_found, apart.n_false_alarms) == (0, 1)
+
+
+def test_detections_on_unsure_spans_are_neither_hits_nor_false_alarms() -> None:
+    report = match_events([(10.0, 11.0), (50.0, 51.0), (70.0, 71.0)], [(10.2, 10.8)],
+                          hours=1.0, unsure=[(50.5, 52.0)])
+    assert (report.n_found, report.n_false_alarms, report.n_ignored) == (1, 1, 1)
+    assert report.precision == 0.5
+
+
+def test_operating_points_take_the_best_recall_under_each_false_alarm_limit() -> None:
+    def at(threshold: float, found: int, false_alarms: int) -> evaluation.EventReport:
+        return evaluation.EventReport(threshold, 10, found, found + false_alarms,
+                                      false_alarms, 2.0)
+
+    curve = [at(0.5, 9, 20), at(0.7, 9, 4), at(0.8, 8, 2), at(0.9, 6, 2), at(0.95, 3, 0)]
+    one, two, five = evaluation.operating_points(curve)
+    assert one.report is not None and (one.report.threshold, one.report.recall) == (0.8, 0.8)
+    assert two.report is not None and two.report.threshold == 0.7  # 9 found; 4 in 2 h = 2/h
+    assert five.report == two.report
+    (none,) = evaluation.operating_points(curve[:2], limits=[1.0])
+    assert none.report is None and none.as_dict()["recall"] == 0.0
 
 
 def test_detections_reach_the_audio_their_windows_held() -> None:

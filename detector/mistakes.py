@@ -1,0 +1,122 @@
+"""The calls an evaluation missed and its false alarms, for a person to look at.
+
+``whaled evaluate --review-dir DIR`` writes ``mistakes.csv`` and ``mistakes.json`` (one row per
+missed call and per false alarm at the operating thresholds, matched one-to-one, with times
+and scores) and one spectrogram PNG per row (time and frequency axes, 0-500 Hz, the call or
+detection boxed). A missed call's score is the highest any window holding part of it got.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from detector import evaluation
+from detector.recording_evaluation import RecordingEvaluation
+
+PAD_SECONDS = 4.0  # audio shown before and after the boxed span
+TOP_HZ = 500.0  # spectrogram's frequency axis: 0 to this
+BOX_HZ = (50.0, 250.0)  # the upcall band, boxed
+FRAME_SECONDS = 0.128  # STFT frame
+OVERLAP = 0.875  # of a frame
+
+
+@dataclass(frozen=True)
+class Mistake:
+    kind: str  # "missed" or "false_alarm"
+    recording: str
+    begin_seconds: float  # from the start of the file
+    end_seconds: float
+    begin_utc: str
+    score: float
+    png: str  # file name inside the review folder
+
+
+def find_mistakes(rec: RecordingEvaluation, hop_seconds: float) -> list[Mistake]:
+    scores = rec.scores
+    reach = evaluation.window_reach_seconds(scores.window_seconds, hop_seconds)
+    detections = [d for d in rec.detections
+                  if evaluation.in_span([(d.start_seconds, d.end_seconds)], scores.span)]
+    widened = [(d.start_seconds - reach, d.end_seconds + reach) for d in detections]
+    pairs = evaluation.match_pairs(widened, scores.calls)
+    matched_d, matched_c = {i for i, _ in pairs}, {j for _, j in pairs}
+    out = []
+    for j, (lo, hi) in enumerate(scores.calls):
+        if j not in matched_c:
+            held = (scores.starts_seconds < hi) & \
+                (scores.starts_seconds + scores.window_seconds > lo)
+            best = float(np.max(scores.scores[held])) if held.any() else 0.0
+            out.append(_mistake(rec, "missed", lo, hi, best))
+    for i, d in enumerate(detections):
+        on_unsure = any(evaluation.overlap(widened[i], u) for u in scores.unsure)
+        if i not in matched_d and not on_unsure:
+            out.append(_mistake(rec, "false_alarm", d.start_seconds, d.end_seconds,
+                                d.peak_score))
+    return sorted(out, key=lambda m: m.begin_seconds)
+
+
+def _mistake(rec: RecordingEvaluation, kind: str, lo: float, hi: float,
+             score: float) -> Mistake:
+    utc = rec.origin_utc + timedelta(seconds=lo)
+    png = f"{rec.path.stem}_{lo:09.3f}_{kind}.png"
+    return Mistake(kind, rec.path.name, round(lo, 3), round(hi, 3),
+                   utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                   round(score, 5), png)
+
+
+def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder: Path
+                 ) -> list[Mistake]:
+    """The table, its JSON twin and a PNG per mistake in ``folder``; the mistakes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mistakes: list[Mistake] = []
+    for rec in recs:
+        mine = find_mistakes(rec, hop_seconds)
+        for m in mine:
+            spectrogram_png(rec.path, m, folder / m.png)
+        mistakes += mine
+    rows = [asdict(m) for m in mistakes]
+    with (folder / "mistakes.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, [f for f in Mistake.__dataclass_fields__])
+        writer.writeheader()
+        writer.writerows(rows)
+    (folder / "mistakes.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return mistakes
+
+
+def spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> None:
+    import matplotlib
+    import soundfile
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    info = soundfile.info(str(recording))
+    rate = info.samplerate
+    first = max(0, int((mistake.begin_seconds - PAD_SECONDS) * rate))
+    last = min(info.frames, int((mistake.end_seconds + PAD_SECONDS) * rate))
+    audio, _ = soundfile.read(str(recording), start=first, stop=last, dtype="float32",
+                              always_2d=True)
+    nfft = 1 << max(4, int(np.ceil(np.log2(FRAME_SECONDS * rate))))
+    fig, ax = plt.subplots(figsize=(6, 3))
+    if len(audio) > nfft:
+        ax.specgram(audio[:, 0], NFFT=nfft, Fs=rate, noverlap=int(nfft * OVERLAP),
+                    xextent=(first / rate, last / rate), cmap="magma")
+    ax.add_patch(Rectangle((mistake.begin_seconds, BOX_HZ[0]),
+                           mistake.end_seconds - mistake.begin_seconds, BOX_HZ[1] - BOX_HZ[0],
+                           fill=False, edgecolor="cyan", linewidth=1.5))
+    what = "missed call" if mistake.kind == "missed" else "false alarm"
+    ax.set(ylim=(0, min(TOP_HZ, rate / 2)), xlabel="time in recording (s)",
+           ylabel="frequency (Hz)",
+           title=f"{what}, score {mistake.score:.3f}: {mistake.recording} "
+                 f"{mistake.begin_seconds:.1f} s")
+    ax.title.set_fontsize(8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)

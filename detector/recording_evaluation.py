@@ -1,0 +1,242 @@
+"""Annotated long recordings through the ``whaled detect`` path, scored once each.
+
+Each recording goes through the same :class:`~detector.pipeline.Pipeline` (file source at speed
+0, the project's :class:`~detector.scoring.Scorer`, so ``score_span`` shares the trunk where
+the model has one) as ``whaled detect``; a score tap keeps every window's score. One pass gives
+both the detections at the operating thresholds (exactly ``detect``'s) and the window scores
+that the event tracker replays at every threshold of :data:`EVENT_GRID` for the curve.
+
+Annotations are the expert Raven tables beside each recording with the reviewed labels
+(:mod:`detector.labels`) applied. Recordings are grouped by day: the date in the file name
+(``..._20090328_000000.wav``), else the folder's name. :func:`summarise` pools any group.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from detector import evaluation
+from detector.config import Settings
+from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
+from detector.events import Detection
+from detector.labels import Annotations
+from detector.model import LoadedModel, Thresholds
+
+GUARD_SECONDS = 1.0  # unannotated time this close to a call is no negative clip (as training)
+EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
+    np.arange(0.01, 1.0, 0.01), 0.995, 0.999, 0.9995, 0.9999], 4)))  # on-thresholds of curves
+EVALUATE_BLOCK_SECONDS = 8.0  # audio per pipeline block, as ``whaled detect`` reads
+
+
+class EvaluationError(Exception):
+    """A recording or table that cannot be evaluated; the message is one line."""
+
+
+@dataclass(frozen=True)
+class RecordingEvaluation:
+    path: Path
+    day: str  # YYYY-MM-DD from the file name, else the folder's name
+    origin_utc: datetime  # of the file's first sample
+    scores: RecordingScores  # every window of the recording; calls and span after review
+    detections: tuple[Detection, ...]  # the pipeline's at the operating thresholds
+    operating: EventReport  # those detections inside the span, matched one-to-one
+    curve: tuple[EventReport, ...]  # at each threshold of the evaluation's grid
+    reviewed: int  # reviewed verdicts applied
+    audio_seconds: float
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    thresholds: Thresholds  # the operating point (the model's, or --on/--off-threshold)
+    hop_seconds: float
+    grid: tuple[float, ...]  # on-thresholds of every curve
+    recordings: tuple[RecordingEvaluation, ...]
+
+    def by_day(self) -> dict[str, list[RecordingEvaluation]]:
+        days: dict[str, list[RecordingEvaluation]] = {}
+        for rec in self.recordings:
+            days.setdefault(rec.day, []).append(rec)
+        return dict(sorted(days.items()))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Figures pooled over a group of recordings (one, a day, or all)."""
+
+    name: str
+    recordings: int
+    clips: ClipReport | None  # None: the group has no positive or no negative windows
+    events: EventReport  # at the operating thresholds
+    curve: tuple[EventReport, ...]
+    points: tuple[OperatingPoint, ...]  # best recall under each false-alarm limit
+
+    def as_dict(self) -> dict[str, object]:
+        clips = None if self.clips is None else {
+            "roc_auc": self.clips.roc_auc, "average_precision": self.clips.average_precision,
+            "n_pos": self.clips.n_pos, "n_neg": self.clips.n_neg}
+        return {"name": self.name, "recordings": self.recordings, "clips": clips,
+                "events": self.events.as_dict(),
+                "operating_points": [p.as_dict() for p in self.points]}
+
+
+def summarise(name: str, recs: Sequence[RecordingEvaluation], threshold: float) -> Summary:
+    windows = [evaluation.clip_windows(r.scores, GUARD_SECONDS) for r in recs]
+    scores = np.concatenate([s for s, _ in windows]) if windows else np.zeros(0)
+    labels = np.concatenate([y for _, y in windows]) if windows else np.zeros(0, np.int64)
+    clips = (evaluation.clip_report(scores, labels, threshold)
+             if len(set(labels.tolist())) == 2 else None)
+    curve = tuple(evaluation.combine(list(points))
+                  for points in zip(*(r.curve for r in recs), strict=True))
+    return Summary(name, len(recs), clips, evaluation.combine([r.operating for r in recs]),
+                   curve, tuple(evaluation.operating_points(curve)))
+
+
+def day_of(path: Path) -> str:
+    from detector.sources import origin_from_name
+
+    stamp = origin_from_name(path)
+    return f"{stamp:%Y-%m-%d}" if stamp else Path(path).resolve().parent.name
+
+
+def expert_tables(recording: Path) -> list[Path]:
+    """``X*.selections.txt`` beside ``X.wav`` (not ``X1.wav``'s, not reviewed tables)."""
+    from detector.labels import is_reviewed_table
+
+    stem = recording.stem
+    return sorted(t for t in recording.parent.glob(f"{stem}*.selections.txt")
+                  if not is_reviewed_table(t) and not t.name[len(stem):][:1].isalnum())
+
+
+def collect_recordings(paths: Sequence[Path]) -> list[Path]:
+    """Recordings named, and those with a Raven table beside them in the folders named."""
+    from detector import datasets
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            try:
+                found += [audio for audio, _ in datasets.recordings_with_tables(path)]
+            except datasets.DatasetError as error:
+                raise EvaluationError(str(error)) from None
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise EvaluationError(f"not found: {path}")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Path(p) for p in unique]
+
+
+def reviewed_annotations(recording: Path, positive: str, reviewed_dirs: Sequence[Path]
+                ) -> tuple[Annotations, int]:
+    from detector import datasets, labels
+
+    calls: list[Interval] = []
+    others: list[Interval] = []
+    try:
+        for table in expert_tables(recording):
+            c, o = datasets.read_selections(table, positive)
+            calls, others = calls + c, others + o
+        verdicts = labels.reviewed_for(recording, reviewed_dirs)
+    except (datasets.DatasetError, labels.LabelsError, OSError) as error:
+        raise EvaluationError(str(error)) from None
+    return labels.apply_reviewed(calls, others, verdicts), len(verdicts)
+
+
+def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], settings: Settings,
+                        reviewed_dirs: Sequence[Path] = (), *, positive: str = "upcall",
+                        from_seconds: float = 0.0, grid: Sequence[float] = EVENT_GRID,
+                        on_progress: Callable[[str, float], None] | None = None
+                        ) -> Evaluation:
+    """Every recording through the detect path once: window scores, the detections at the
+    operating thresholds (``settings``' on/off, else the model's), and event curves over
+    ``grid``, all matched one-to-one on the span from ``from_seconds`` to the end.
+    ``on_progress(name, audio_seconds_done)`` is called while a recording is scored."""
+    from detector.pipeline import thresholds_for
+
+    settings = replace(settings, speed=0.0, evidence=False, metrics_port=0, channels=(1,),
+                       block_seconds=EVALUATE_BLOCK_SECONDS)
+    thresholds = thresholds_for(settings, loaded)
+    results = [evaluate_one(loaded, Path(path), settings, thresholds, reviewed_dirs, positive,
+                            from_seconds, tuple(grid), on_progress) for path in recordings]
+    return Evaluation(thresholds, settings.hop_seconds, tuple(grid), tuple(results))
+
+
+def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds: Thresholds,
+                 reviewed_dirs: Sequence[Path], positive: str, from_seconds: float,
+                 grid: tuple[float, ...],
+                 on_progress: Callable[[str, float], None] | None) -> RecordingEvaluation:
+    marks, reviewed = reviewed_annotations(path, positive, reviewed_dirs)
+    started = time.perf_counter()
+    centres, scores, detections, origin, audio_seconds = run_pipeline(
+        loaded, path, settings, on_progress)
+    if on_progress is not None:
+        on_progress(path.name, audio_seconds)
+    window_seconds = loaded.metadata.window_seconds
+    span = (from_seconds, audio_seconds)
+    rec = RecordingScores(path.name, centres - window_seconds / 2, scores, window_seconds,
+                          tuple(c for c in marks.calls if c[0] >= span[0]), marks.busy, span,
+                          marks.unsure)
+    reach = evaluation.window_reach_seconds(window_seconds, settings.hop_seconds)
+    found = evaluation.in_span([(d.start_seconds, d.end_seconds) for d in detections], span)
+    operating = evaluation.match_events(found, rec.calls, rec.hours, thresholds.on, reach,
+                                        rec.unsure)
+    off_fraction = thresholds.off / thresholds.on if thresholds.on > 0 else 1.0
+    curve = evaluation.event_curve(rec, grid, off_fraction, settings.hop_seconds,
+                                   settings.merge_gap_seconds, settings.max_duration_seconds,
+                                   settings.min_duration_seconds)
+    return RecordingEvaluation(path, day_of(path), origin, rec, tuple(detections), operating,
+                               tuple(curve), reviewed, audio_seconds,
+                               time.perf_counter() - started)
+
+
+def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
+                 on_progress: Callable[[str, float], None] | None
+                 ) -> tuple[np.ndarray, np.ndarray, list[Detection], datetime, float]:
+    """(window centres s, scores, detections, origin, audio seconds) of channel 1."""
+    import soundfile
+    from prometheus_client import CollectorRegistry
+
+    from detector.metrics import Metrics
+    from detector.pipeline import Pipeline
+    from detector.sources import FileSource, SourceError
+
+    try:
+        info = soundfile.info(str(path))
+        rate, expected = info.samplerate, info.frames
+        source = FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
+                            speed=0.0, channels=settings.channels)
+    except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise EvaluationError(f"{path}: unreadable ({text})") from None
+    centres: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    try:
+        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
+        pipeline = Pipeline(source, loaded, settings, [], metrics)
+
+        def keep(window_centres: np.ndarray, window_scores: np.ndarray) -> None:
+            centres.append(window_centres.copy())
+            scores.append(window_scores[:, 0, 0].copy())
+
+        pipeline.score_taps.append(keep)
+        if on_progress is not None:
+            pipeline.hooks.append(lambda p: on_progress(path.name, p.summary.samples / rate))
+        summary = pipeline.run(threading.Event())
+    except (RuntimeError, OSError, ValueError) as error:
+        raise EvaluationError(f"{path}: {type(error).__name__}: {error}") from None
+    finally:
+        source.close()
+    if summary.samples < expected or summary.gaps:
+        raise EvaluationError(f"{path}: read error after {summary.samples / rate:.1f} s of "
+                              f"{expected / rate:.1f} s")
+    return (np.concatenate(centres) if centres else np.zeros(0),
+            np.concatenate(scores) if scores else np.zeros(0, np.float32),
+            summary.detections, source.info.origin_utc, summary.samples / rate)
