@@ -196,7 +196,7 @@ def test_evaluate_command_events_on_a_long_recording(tmp_path: Path, tiny_model:
     result = CliRunner().invoke(app, ["evaluate", str(tiny_model), str(tmp_path), "--json",
                                       "--from-seconds", "10", "--plots", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     events = doc["events"]
     assert events["n_annotations"] == 2 and events["hours"] == pytest.approx(30 / 3600)
     assert {"recall", "precision", "false_alarms_per_hour"} <= set(events)

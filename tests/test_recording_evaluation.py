@@ -215,11 +215,10 @@ def test_evaluate_command_bad_inputs_are_one_line(tiny: LoadedModel, tmp_path: P
                     reason="../shared/data/dclde2013-20090328 is absent: real-data check skipped")
 def test_shipped_model_on_a_real_recording_gives_detects_detections() -> None:
     from detector.archive import DETECT_BLOCK_SECONDS, scan_recording
-    from detector.config import DEFAULT_MODEL
     from detector.events import Detection
 
     path = SHARED / "dclde2013-20090328" / "NOPP6_EST_20090328_003000.wav"
-    loaded = load_model(DEFAULT_MODEL, "cpu")
+    loaded = load_model(Settings().model_path, "cpu")
     (rec,) = evaluate_recordings(loaded, [path], Settings()).recordings
     assert rec.operating.n_annotations == 8 and rec.day == "2009-03-28"
     settings = Settings(speed=0.0, block_seconds=DETECT_BLOCK_SECONDS, evidence=False)
