@@ -52,13 +52,20 @@ from detector.sinks import (
     utc_text,
 )
 from detector.sources import AUDIO_SUFFIXES, FileSource, SourceError
+from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled.detect")
 DETECT_BLOCK_SECONDS = 8.0  # blocks read per pass: large, so per-block Python costs vanish
 PARTIAL_DIR = ".partial"  # Raven tables being written; moved into --out when complete
 FINGERPRINT_KEYS = ("hop_seconds", "on_threshold", "off_threshold", "min_duration_seconds",
                     "merge_gap_seconds", "max_duration_seconds", "channels",
-                    "model_rate_hz", "window_seconds")  # settings that change detections
+                    "model_rate_hz", "window_seconds", "origin_utc",
+                    "timestamp_pattern")  # settings that change detections or their times
+UTC_KEYS = ("start_utc", "end_utc", "peak_utc")  # left empty when a recording's start is unknown
+
+
+class DetectError(Exception):
+    """A reason to start nothing; one line for the operator."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class DetectSummary:
     wall_seconds: float = 0.0
     detections: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    unstamped: list[str] = field(default_factory=list)  # scanned with no known start
 
 
 def find_recordings(inputs: Iterable[Path]) -> tuple[list[Recording], list[tuple[str, str]]]:
@@ -154,8 +162,10 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
     try:
         file_info = soundfile.info(str(path))
         block_frames = max(1, round(settings.block_seconds * file_info.samplerate))
+        origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
         source = FileSource(Path(path), block_frames=block_frames, speed=0.0,
-                            channels=settings.channels)
+                            channels=settings.channels, origin=origin,
+                            timestamp_pattern=settings.timestamp_pattern)
     except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
         result.error = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         return result
@@ -237,13 +247,14 @@ class ArchiveOutput:
             resolved, size, mtime_ns = self.identity(path)
         except OSError:
             resolved, size, mtime_ns = str(path), -1, -1
-        lines = [json.dumps(detection_fields(r) if isinstance(r, Detection) else gap_fields(r),
-                            separators=(",", ":")) for r in result.records]
+        lines = [json.dumps(self._fields(record, result), separators=(",", ":"))
+                 for record in result.records]
         status = "failed" if result.error else "complete"
+        known = result.origin_utc is not None and result.origin_from != "none"
         lines.append(json.dumps({
             "type": "recording", "path": resolved, "status": status, "error": result.error,
             "source": result.source, "size_bytes": size, "mtime_ns": mtime_ns,
-            "origin_utc": utc_text(result.origin_utc) if result.origin_utc else None,
+            "origin_utc": utc_text(result.origin_utc) if known and result.origin_utc else None,
             "origin_from": result.origin_from, "channels": list(result.channels),
             "audio_seconds": round(result.audio_seconds, 3),
             "detections": len(result.detections), "raven_table": table,
@@ -252,11 +263,27 @@ class ArchiveOutput:
         if status == "complete":
             self.complete.add((resolved, size, mtime_ns))
 
+    @staticmethod
+    def _fields(record: Record, result: RecordingResult) -> dict[str, object]:
+        """A JSONL line: gaps get seconds from the file's start; no UTC when it is unknown."""
+        if isinstance(record, Detection):
+            fields = detection_fields(record)
+        else:
+            fields = gap_fields(record)
+            if result.origin_utc is not None:
+                start = (record.start_utc - result.origin_utc).total_seconds()
+                fields["start_seconds"] = round(start, 3)
+                fields["end_seconds"] = round(start + record.seconds, 3)
+        if result.origin_from == "none":
+            fields.update({key: None for key in UTC_KEYS if key in fields})
+        return fields
+
     def _write_raven(self, result: RecordingResult) -> str:
         assert result.origin_utc is not None
         partial = self.out_dir / PARTIAL_DIR
         partial.mkdir(exist_ok=True)  # a silent recording first: no row ever created it
-        sink = RavenSink(partial, result.source, result.origin_utc)
+        sink = RavenSink(partial, result.source, result.origin_utc,
+                         absolute_times=result.origin_from != "none")
         staged = sink.file.path
         staged.unlink(missing_ok=True)  # a leftover of an interrupted run
         sink._selection = 0
@@ -315,13 +342,31 @@ def scan_on_worker(path: str, model_path: str, settings: Settings) -> RecordingR
     return scan_recording(Path(path), loaded, settings)
 
 
-def detect(inputs: Iterable[Path], loaded: LoadedModel, settings: Settings, out_dir: Path,
-           shard: tuple[int, int] = (0, 1), executor: Executor | None = None,
+@dataclass(frozen=True)
+class Plan:
+    """This shard's recordings, found and checked before anything is loaded."""
+
+    recordings: tuple[Recording, ...]
+    missing: tuple[tuple[str, str], ...]  # (argument, why)
+
+
+def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0, 1)) -> Plan:
+    """The recordings to scan; DetectError when the run cannot make sense of them."""
+    found, missing = find_recordings(inputs)
+    recordings = tuple(r for r in found if in_shard(r, *shard))
+    if settings.origin_utc and len(found) + len(missing) > 1:
+        raise DetectError(f"--origin is the start of one recording, but {len(found)} were "
+                          "found: name their starts with --timestamp-pattern")
+    return Plan(recordings, tuple(missing))
+
+
+def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Settings,
+           out_dir: Path, shard: tuple[int, int] = (0, 1), executor: Executor | None = None,
            progress: Progress | None = None) -> DetectSummary:
     """Scan every recording not already complete in ``out_dir``; write outputs as each ends."""
     started = time.perf_counter()
-    recordings, missing = find_recordings(inputs)
-    recordings = [r for r in recordings if in_shard(r, *shard)]
+    planned = inputs if isinstance(inputs, Plan) else plan(inputs, settings, shard)
+    recordings, missing = list(planned.recordings), planned.missing
     output = ArchiveOutput(out_dir, loaded.content_hash, settings_fingerprint(settings))
     summary = DetectSummary(recordings=len(recordings), failed=list(missing))
     todo = [r for r in recordings if not output.is_complete(r.path)]
@@ -335,6 +380,11 @@ def detect(inputs: Iterable[Path], loaded: LoadedModel, settings: Settings, out_
             summary.audio_seconds += result.audio_seconds
             summary.detections += len(result.detections)
             progress.end_file(result.audio_seconds)
+            if result.origin_from == "none":
+                log.warning("%s: no start time in its name: its times are seconds from the "
+                            "file's start, UTC left empty (give --timestamp-pattern or --origin)",
+                            result.path)
+                summary.unstamped.append(result.path)
             if result.error:
                 log.error("skipped %s: %s", result.path, result.error)
                 summary.failed.append((result.path, result.error))
@@ -351,6 +401,10 @@ def summary_lines(summary: DetectSummary) -> list[str]:
              f"{summary.audio_seconds / 3600:.3f} h of audio in {summary.wall_seconds:.1f} s "
              f"({rtf:.0f}x real time), {summary.detections} detections, "
              f"{len(summary.failed)} failed"]
+    if summary.unstamped:
+        lines.append(f"warning: {len(summary.unstamped)} recordings have no start time in "
+                     "their names: their detections carry seconds from the file's start and no "
+                     "UTC (give --timestamp-pattern, or --origin for one recording)")
     lines += [f"failed: {path}: {why}" for path, why in summary.failed]
     return lines
 
@@ -368,9 +422,10 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
         torch.set_num_threads(settings.torch_threads)
     try:
         shard = parse_shard(shard_text)
+        planned = plan(paths, settings, shard)
         loaded = check_model(settings)
         out_dir.mkdir(parents=True, exist_ok=True)
-    except (*KNOWN_STARTUP_ERRORS, ValueError, OSError) as error:
+    except (*KNOWN_STARTUP_ERRORS, DetectError, ValueError, OSError) as error:
         print(f"whaled: error: {error}", file=sys.stderr)
         return 2
     client = None
@@ -390,7 +445,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
              "out=%s", loaded.path, loaded.content_hash, loaded.device, torch.get_num_threads(),
              settings.hop_seconds, *shard, out_dir)
     try:
-        summary = detect(paths, loaded, settings, out_dir, shard, executor, progress)
+        summary = detect(planned, loaded, settings, out_dir, shard, executor, progress)
     finally:
         if client is not None:
             client.close()

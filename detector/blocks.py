@@ -21,7 +21,7 @@ class StreamInfo:
     rate_hz: int
     channels: tuple[int, ...]  # device channel numbers (1-based) carried by each column
     origin_utc: datetime  # the UTC time of sample index 0
-    origin_from: str  # where origin_utc came from: "file name", "flag", "mtime", "clock"
+    origin_from: str  # where origin_utc came from: "file name", "flag", "clock", "none"
     name: str  # a short human description of the source
 
     def utc_at(self, sample_index: float) -> datetime:

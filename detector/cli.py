@@ -50,8 +50,11 @@ def listen(
         help="Comma-separated 1-based channels to detect on, each separately. "
              "(default: 1 for devices, all for files)")] = None,
     origin: Annotated[str | None, typer.Option(
-        help="UTC start of a file: recording (ISO 8601); otherwise from the file name's "
-             "YYYYMMDD_HHMMSS stamp, else the file's modification time.")] = None,
+        help="Start of a file: recording, ISO 8601 (2009-03-29T12:15:00Z; an offset is "
+             "applied). (default: the time stamp in the file name; none: refused)")] = None,
+    timestamp_pattern: Annotated[str | None, typer.Option(
+        help="strptime pattern of the start in the file name, e.g. %Y%m%d_%H%M%S. "
+             "(default: YYYYMMDD_HHMMSS, YYYY-MM-DD_HH-MM-SS, SoundTrap, ISO 8601)")] = None,
     torch_device: Annotated[str | None, typer.Option(
         help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda, "
              "cuda:N. (default: auto)")] = None,
@@ -78,7 +81,8 @@ def listen(
     overrides: dict[str, Any] = {
         "device": device, "model": str(model) if model else None, "out": out,
         "duration_seconds": duration, "speed": speed, "sample_rate_hz": rate,
-        "channels": _channels(channels), "origin_utc": origin, "torch_device": torch_device,
+        "channels": _channels(channels), "origin_utc": origin,
+        "timestamp_pattern": timestamp_pattern, "torch_device": torch_device,
         "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
         "block_seconds": block_seconds, "metrics_address": metrics_address,
         "metrics_port": metrics_port, "seed": seed, "log_level": log_level,
@@ -118,6 +122,13 @@ def detect(
     channels: Annotated[str | None, typer.Option(
         help="Comma-separated 1-based channels, each detected separately. (default: all)")]
     = None,
+    origin: Annotated[str | None, typer.Option(
+        help="Start of the one recording given, ISO 8601 (an offset is applied).")] = None,
+    timestamp_pattern: Annotated[str | None, typer.Option(
+        help="strptime pattern of the start in file names (%Y %y %m %d %j %H %M %S %f %z), "
+             "e.g. %Y%m%d_%H%M%S; with a / it is matched against the whole path. (default: "
+             "YYYYMMDD_HHMMSS, YYYY-MM-DD_HH-MM-SS, SoundTrap NNNN.YYMMDDHHMMSS, ISO 8601)")]
+    = None,
     hop: Annotated[float | None, typer.Option(help="Seconds between window starts.")] = None,
     on_threshold: Annotated[float | None, typer.Option(
         help="Score that opens a detection. (default: the model's)")] = None,
@@ -137,6 +148,7 @@ def detect(
         "model": str(model) if model else None, "channels": _channels(channels),
         "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
         "torch_device": torch_device, "torch_threads": threads, "speed": 0.0,
+        "origin_utc": origin, "timestamp_pattern": timestamp_pattern,
         "block_seconds": DETECT_BLOCK_SECONDS, "evidence": False, "metrics_port": 0}
     try:
         settings = config_module.load(config, overrides)

@@ -36,7 +36,8 @@ class Settings:
     block_seconds: float = 0.1  # audio per capture callback or replayed block
     queue_seconds: float = 60.0  # capture backlog held before blocks are dropped
     speed: float = 1.0  # file: and synthetic pacing, times real time; 0: as fast as possible
-    origin_utc: str = ""  # ISO 8601 origin for file: replay when the name carries no stamp
+    origin_utc: str = ""  # ISO 8601 start of a file: recording (an offset is applied)
+    timestamp_pattern: str = ""  # strptime pattern of the start in recording names
     duration_seconds: float = 0.0  # stop after this much audio; 0: run until stopped
     seed: int = 1  # synthetic source
     # model and inference
@@ -132,14 +133,18 @@ def validate(settings: Settings) -> Settings:
     if 0 <= s.on_threshold < s.off_threshold and s.off_threshold >= 0:
         raise ConfigError(f"config key 'off_threshold': {s.off_threshold} is above "
                           f"on_threshold {s.on_threshold}")
-    if s.origin_utc:
-        from datetime import datetime
+    from detector.stamps import StampError, compile_pattern, parse_origin
 
-        try:
-            datetime.fromisoformat(s.origin_utc.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"config key 'origin_utc': {s.origin_utc!r} is not ISO 8601")\
-                from None
+    try:
+        if s.origin_utc:
+            parse_origin(s.origin_utc)
+    except StampError as error:
+        raise ConfigError(f"config key 'origin_utc': {error}") from None
+    try:
+        if s.timestamp_pattern:
+            compile_pattern(s.timestamp_pattern)
+    except StampError as error:
+        raise ConfigError(f"config key 'timestamp_pattern': {error}") from None
     return s
 
 

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -35,6 +34,7 @@ from detector.notify import Watchdog
 from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
 from detector.sinks import JsonlSink, LogSink, RavenSink, Sink
 from detector.sources import FileSource, Source, SourceError, SyntheticSource
+from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled")
 SYNTHETIC_RATE_HZ = 2000
@@ -61,9 +61,7 @@ def check_model(settings: Settings) -> LoadedModel:
 
 
 def open_source(settings: Settings) -> Source:
-    origin = None
-    if settings.origin_utc:
-        origin = datetime.fromisoformat(settings.origin_utc.replace("Z", "+00:00"))
+    origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
     duration = settings.duration_seconds or None
     device = settings.device
     if device.startswith("file:"):
@@ -71,9 +69,15 @@ def open_source(settings: Settings) -> Source:
         if not path.is_file():
             raise SourceError(f"recording not found: {path}")
         rate = _file_rate(path)
-        return FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
-                          speed=settings.speed, channels=settings.channels, origin=origin,
-                          duration_seconds=duration)
+        source = FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
+                            speed=settings.speed, channels=settings.channels, origin=origin,
+                            duration_seconds=duration,
+                            timestamp_pattern=settings.timestamp_pattern)
+        if source.info.origin_from == "none":
+            source.close()
+            raise SourceError(f"recording {path} has no start time in its name: give --origin "
+                              "(its ISO 8601 start) or --timestamp-pattern")
+        return source
     if device == "synthetic":
         rate = settings.sample_rate_hz or SYNTHETIC_RATE_HZ
         n_channels = max(settings.channels, default=1)

@@ -148,20 +148,23 @@ class RavenSink:
 
     name = "raven"
 
-    def __init__(self, out_dir: Path, stream_name: str, origin_utc: datetime) -> None:
+    def __init__(self, out_dir: Path, stream_name: str, origin_utc: datetime, *,
+                 absolute_times: bool = True) -> None:
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stream_name)
         path = out_dir / f"{stem}_{origin_utc:%Y%m%d_%H%M%S}.selections.txt"
         self.file = AppendFile(path, tsv_line(RAVEN_COLUMNS))
+        self.absolute_times = absolute_times  # False: a recording of unknown start, no UTC
         self._selection = _count_rows(path)
 
     def write(self, record: Record) -> None:
         if not isinstance(record, Detection):
             return
         d = record
+        utc = ([utc_text(d.start_utc), utc_text(d.end_utc), utc_text(d.peak_utc)]
+               if self.absolute_times else ["", "", ""])
         row = (self._selection + 1, "Spectrogram 1", d.channel, f"{d.start_seconds:.3f}",
                f"{d.end_seconds:.3f}", UPCALL_LOW_HZ, UPCALL_HIGH_HZ, d.label,
-               f"{d.peak_score:.4f}", utc_text(d.start_utc), utc_text(d.end_utc),
-               utc_text(d.peak_utc), d.model_hash)
+               f"{d.peak_score:.4f}", *utc, d.model_hash)
         self.file.append(tsv_line(row))
         self._selection += 1
 

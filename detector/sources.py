@@ -9,22 +9,21 @@ unit tests and demos drive the pipeline with.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from detector.blocks import Block, EndOfStream, Gap, StreamInfo, utc_now
+from detector.stamps import UNKNOWN_ORIGIN, recording_origin
 from detector.synthetic import SyntheticHydrophone
 
 log = logging.getLogger("whaled.source")
 
 Item = Block | Gap | EndOfStream
-FILE_NAME_STAMP = re.compile(r"(?<!\d)(\d{8})[_T-]?(\d{6})(?!\d)")
 SYNTHETIC_EPOCH_SECONDS = 3600  # the simulated stream is scheduled an hour at a time
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc")
 
@@ -39,17 +38,6 @@ class Source(Protocol):
     def read(self, timeout_seconds: float) -> list[Item]: ...
 
     def close(self) -> None: ...
-
-
-def origin_from_name(path: Path) -> datetime | None:
-    """``NOPP6_EST_20090329_121500.wav`` -> 2009-03-29 12:15:00 UTC."""
-    match = FILE_NAME_STAMP.search(path.stem)
-    if not match:
-        return None
-    try:
-        return datetime.strptime(match[1] + match[2], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def select_channels(available: int, wanted: Sequence[int]) -> tuple[int, ...]:
@@ -82,11 +70,15 @@ class Pacer:
 
 
 class FileSource:
-    """A recording replayed in blocks, paced at ``speed`` times real time (0: unpaced)."""
+    """A recording replayed in blocks, paced at ``speed`` times real time (0: unpaced).
+
+    Its start is ``origin``, else the time stamp in its name (:mod:`detector.stamps`), else
+    unknown: ``origin_from`` is "none" and times count from the file's start (1970-01-01).
+    """
 
     def __init__(self, path: Path, *, block_frames: int, speed: float = 0.0,
                  channels: Sequence[int] = (), origin: datetime | None = None,
-                 duration_seconds: float | None = None) -> None:
+                 duration_seconds: float | None = None, timestamp_pattern: str = "") -> None:
         import soundfile
 
         self.path = Path(path)
@@ -96,14 +88,13 @@ class FileSource:
             raise SourceError(f"cannot read {self.path}: {_one_line(error)}") from None
         rate = int(self._file.samplerate)
         self._columns = [c - 1 for c in select_channels(self._file.channels, channels)]
-        stamp = origin_from_name(self.path)
+        stamp = recording_origin(self.path, timestamp_pattern)
         if origin is not None:
             origin_utc, origin_from = origin, "flag"
         elif stamp is not None:
             origin_utc, origin_from = stamp, "file name"
-        else:
-            mtime = self.path.stat().st_mtime
-            origin_utc, origin_from = datetime.fromtimestamp(mtime, UTC), "mtime"
+        else:  # never the modification time: recorders set it when the file closes
+            origin_utc, origin_from = UNKNOWN_ORIGIN, "none"
         self.info = StreamInfo(rate, tuple(c + 1 for c in self._columns), origin_utc,
                                origin_from, f"file:{self.path.name}")
         self._block_frames = block_frames

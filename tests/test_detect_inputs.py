@@ -4,13 +4,23 @@ recordings, and outputs that cannot be written (issue 9)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import WHALED
 from helpers import calls_recording
 
 from detector.sinks import JSONL_NAME
+from detector.stamps import (
+    StampError,
+    compile_pattern,
+    origin_from_name,
+    origin_from_pattern,
+    parse_origin,
+)
 
 
 def run_detect(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -37,3 +47,100 @@ def test_silent_recording_first_in_a_fresh_out(tmp_path: Path, centre_model: Pat
     table = out / str(recording["raven_table"])
     assert table.read_text().splitlines()[0].startswith("Selection\tView\tChannel")
     assert len(table.read_text().splitlines()) == 1
+
+
+# --- 5, 6: start times from --origin and name stamps, never from the modification time ---
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("NOPP6_EST_20090329_121500.wav", datetime(2009, 3, 29, 12, 15, tzinfo=UTC)),
+    ("site_20090329-121500.flac", datetime(2009, 3, 29, 12, 15, tzinfo=UTC)),
+    ("buoy3_2009-03-29_12-15-00.wav", datetime(2009, 3, 29, 12, 15, tzinfo=UTC)),
+    ("5863.180914120000.wav", datetime(2018, 9, 14, 12, 0, tzinfo=UTC)),
+    ("glider_2009-03-29T12:15:00Z.wav", datetime(2009, 3, 29, 12, 15, tzinfo=UTC)),
+    ("glider_2009-03-29T14:15:00.5+02:00.wav",
+     datetime(2009, 3, 29, 12, 15, 0, 500000, tzinfo=UTC)),
+    ("g_20090329T131500+0100.aif", datetime(2009, 3, 29, 12, 15, tzinfo=UTC)),
+    ("take_20091329_121500.wav", None),  # month 13: not a stamp
+    ("recording.wav", None),
+])
+def test_name_stamps(name: str, expected: datetime | None) -> None:
+    assert origin_from_name(Path("/x") / name) == expected
+
+
+def test_timestamp_pattern_and_origin_offsets() -> None:
+    assert origin_from_pattern(Path("/d/AMAR173.1.20090329T121500.123Z.wav"),
+                               "%Y%m%dT%H%M%S.%f") == datetime(2009, 3, 29, 12, 15, 0, 123000,
+                                                               tzinfo=UTC)
+    assert origin_from_pattern(Path("/d/2009/088/st1_121500.wav"), "%Y/%j/st1_%H%M%S") == \
+        datetime(2009, 3, 29, 12, 15, tzinfo=UTC)
+    assert origin_from_pattern(Path("/d/other.wav"), "%Y%m%d") is None
+    with pytest.raises(StampError, match="needs a year"):
+        compile_pattern("%H%M%S")
+    with pytest.raises(StampError, match="%b is not supported"):
+        compile_pattern("%d%b%Y")
+    assert parse_origin("2020-01-01T00:00:00+05:00") == datetime(2019, 12, 31, 19, tzinfo=UTC)
+    assert parse_origin("2020-01-01T00:00:00") == datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def test_origin_with_an_offset_is_converted_to_utc(tmp_path: Path, centre_model: Path) -> None:
+    """listen --origin and detect --origin: +05:00 means five hours earlier in UTC."""
+    rec = calls_recording(tmp_path / "plain.wav", 2000, 30, [(12.0, 1.0)])
+    out = tmp_path / "listen"
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{rec}", "--speed", "0",
+                          "--model", str(centre_model), "--out", str(out), "--metrics-port",
+                          "0", "--origin", "2020-01-01T00:00:00+05:00"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    [detection] = records(out, "detection")
+    assert str(detection["start_utc"]).startswith("2019-12-31T19:00:1")
+    run = run_detect(str(rec), "--model", str(centre_model), "--out", str(tmp_path / "d"),
+                     "--origin", "2020-01-01T00:00:00+05:00")
+    assert run.returncode == 0, run.stderr
+    [detection] = records(tmp_path / "d", "detection")
+    assert str(detection["start_utc"]).startswith("2019-12-31T19:00:1")
+    [recording] = records(tmp_path / "d", "recording")
+    assert (recording["origin_utc"], recording["origin_from"]) == (
+        "2019-12-31T19:00:00.000Z", "flag")
+
+
+def test_no_stamp_is_said_loudly_and_mtime_is_never_a_start(
+        tmp_path: Path, centre_model: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    plain = calls_recording(folder / "take1.wav", 2000, 30, [(12.0, 1.0)])
+    calls_recording(folder / "take2.wav", 2000, 30, [])
+    os.utime(plain, (1_600_000_000, 1_600_000_000))
+    out = tmp_path / "out"
+    run = run_detect(str(folder), "--model", str(centre_model), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "take1.wav: no start time in its name" in run.stderr
+    assert "2 recordings have no start time" in run.stderr
+    [detection] = records(out, "detection")
+    assert detection["start_utc"] is None and 11.5 < float(detection["start_seconds"]) < 12.5
+    recording = records(out, "recording")[0]
+    assert (recording["origin_utc"], recording["origin_from"]) == (None, "none")
+    table = (out / str(recording["raven_table"])).read_text().splitlines()
+    header, row = table[0].split("\t"), table[1].split("\t")
+    assert row[header.index("Begin UTC")] == "" and float(row[header.index("Begin Time (s)")]) > 11
+    # --origin names one recording's start; a folder of them needs a pattern
+    run = run_detect(str(folder), "--model", str(centre_model), "--out", str(out),
+                     "--origin", "2020-01-01T00:00:00Z")
+    assert run.returncode == 2 and run.stderr.startswith("whaled: error: --origin")
+    # a pattern that fits the names gives every recording its start
+    for i, path in enumerate(sorted(folder.glob("*.wav"))):
+        path.rename(folder / f"take{i + 1}-29.03.09-12h15.wav")
+    run = run_detect(str(folder), "--model", str(centre_model), "--out", str(tmp_path / "p"),
+                     "--timestamp-pattern", "%d.%m.%y-%Hh%M")
+    assert run.returncode == 0 and "no start time" not in run.stderr, run.stderr
+    [detection] = records(tmp_path / "p", "detection")
+    assert str(detection["start_utc"]).startswith("2009-03-29T12:15:1")
+
+
+def test_listen_refuses_a_recording_without_a_start(tmp_path: Path, centre_model: Path) -> None:
+    rec = calls_recording(tmp_path / "plain.wav", 2000, 5, [])
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{rec}", "--speed", "0",
+                          "--model", str(centre_model), "--out", str(tmp_path / "o"),
+                          "--metrics-port", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.startswith("whaled: error: ") and "--origin" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

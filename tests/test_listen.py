@@ -29,6 +29,7 @@ from detector.metrics import Metrics, serve
 from detector.model import load_model
 from detector.pipeline import Pipeline, detect_recording
 from detector.sources import FileSource, ListSource
+from detector.stamps import UNKNOWN_ORIGIN
 
 CALLS = [(5.0, 1.0), (15.0, 1.4), (21.3, 0.8), (33.7, 1.2)]  # (start, duration) seconds
 HOP_SECONDS = 0.25
@@ -315,9 +316,8 @@ def test_file_source_origin_precedence(tmp_path: Path, recordings: dict[int, Pat
     plain.write_bytes(recordings[2000].read_bytes())
     flagged = FileSource(plain, block_frames=100, origin=datetime(2001, 2, 3, tzinfo=UTC))
     assert flagged.info.origin_from == "flag"
-    mtime = FileSource(plain, block_frames=100)
-    assert mtime.info.origin_from == "mtime"
-    assert mtime.info.origin_utc.timestamp() == pytest.approx(plain.stat().st_mtime)
+    unknown = FileSource(plain, block_frames=100)  # never the modification time (issue 9.6)
+    assert (unknown.info.origin_from, unknown.info.origin_utc) == ("none", UNKNOWN_ORIGIN)
 
 
 def test_each_channel_is_detected_separately_and_labelled(tmp_path: Path,
