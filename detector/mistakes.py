@@ -33,7 +33,7 @@ class Mistake:
     recording: str
     begin_seconds: float  # from the start of the file
     end_seconds: float
-    begin_utc: str
+    begin_utc: str  # empty when the recording's name carries no start time
     score: float
     png: str  # file name inside the review folder
 
@@ -63,11 +63,10 @@ def find_mistakes(rec: RecordingEvaluation, hop_seconds: float) -> list[Mistake]
 
 def _mistake(rec: RecordingEvaluation, kind: str, lo: float, hi: float,
              score: float) -> Mistake:
-    utc = rec.origin_utc + timedelta(seconds=lo)
+    utc = "" if rec.origin_utc is None else (rec.origin_utc + timedelta(seconds=lo)).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
     png = f"{rec.path.stem}_{lo:09.3f}_{kind}.png"
-    return Mistake(kind, rec.path.name, round(lo, 3), round(hi, 3),
-                   utc.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                   round(score, 5), png)
+    return Mistake(kind, rec.path.name, round(lo, 3), round(hi, 3), utc, round(score, 5), png)
 
 
 def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder: Path

@@ -43,7 +43,7 @@ class EvaluationError(Exception):
 class RecordingEvaluation:
     path: Path
     day: str  # YYYY-MM-DD from the file name, else the folder's name
-    origin_utc: datetime  # of the file's first sample
+    origin_utc: datetime | None  # of the file's first sample; None: no stamp in its name
     scores: RecordingScores  # every window of the recording; calls and span after review
     detections: tuple[Detection, ...]  # the pipeline's at the operating thresholds
     operating: EventReport  # those detections inside the span, matched one-to-one
@@ -100,7 +100,7 @@ def summarise(name: str, recs: Sequence[RecordingEvaluation], threshold: float) 
 
 
 def day_of(path: Path) -> str:
-    from detector.sources import origin_from_name
+    from detector.stamps import origin_from_name
 
     stamp = origin_from_name(path)
     return f"{stamp:%Y-%m-%d}" if stamp else Path(path).resolve().parent.name
@@ -199,7 +199,7 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
 
 def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
                  on_progress: Callable[[str, float], None] | None
-                 ) -> tuple[np.ndarray, np.ndarray, list[Detection], datetime, float]:
+                 ) -> tuple[np.ndarray, np.ndarray, list[Detection], datetime | None, float]:
     """(window centres s, scores, detections, origin, audio seconds) of channel 1."""
     import soundfile
     from prometheus_client import CollectorRegistry
@@ -239,4 +239,6 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
                               f"{expected / rate:.1f} s")
     return (np.concatenate(centres) if centres else np.zeros(0),
             np.concatenate(scores) if scores else np.zeros(0, np.float32),
-            summary.detections, source.info.origin_utc, summary.samples / rate)
+            summary.detections,
+            None if source.info.origin_from == "none" else source.info.origin_utc,
+            summary.samples / rate)

@@ -34,7 +34,7 @@ def measured() -> dict[str, dict[str, float]]:
     result = CliRunner().invoke(app, ["evaluate", str(MODEL), str(DCLDE), "--json",
                                       "--from-seconds", str(holdout)])
     assert result.exit_code == 0, result.output
-    doc: dict[str, dict[str, float]] = json.loads(result.output)
+    doc: dict[str, dict[str, float]] = json.loads(result.stdout)  # progress is on stderr
     return doc
 
 
