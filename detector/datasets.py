@@ -67,6 +67,7 @@ class LoadOptions:
     positive_label: str = "upcall"
     validation_fraction: float = 0.2  # last part of each recording (or of the clips by name)
     holdout_after_seconds: float | None = None  # long recordings: never read past this time
+    reviewed_dirs: tuple[Path, ...] = ()  # more places for X.reviewed.selections.txt tables
 
 
 @dataclass(frozen=True)
@@ -282,14 +283,22 @@ def load_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
     readable, skipped = read_recordings(recordings, options)
     for rec in readable:
         cut_seconds = rec.end_seconds * (1 - options.validation_fraction)
-        train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, (0.0, cut_seconds),
-                               True)
-        val += cut_recording(rec.audio, rec.source, rec.calls, rec.busy,
-                             (cut_seconds, rec.end_seconds), False)
+        train += cut(rec, (0.0, cut_seconds), True)
+        val += cut(rec, (cut_seconds, rec.end_seconds), False)
         spans.append(f"{Path(rec.source).name} train 0-{cut_seconds:.0f} s, validation "
                      f"{cut_seconds:.0f}-{rec.end_seconds:.0f} s")
     kind = "by time, never shuffled" if not noise_only else "by time"
-    return train, val, skipped, f"recordings split {kind}: " + "; ".join(spans)
+    return (train, val, skipped,
+            f"recordings split {kind}: " + "; ".join(spans) + reviewed_summary(readable))
+
+
+def reviewed_summary(recordings: Sequence[Recording]) -> str:
+    counts = [r.reviewed for r in recordings if any(r.reviewed)]
+    if not counts:
+        return ""
+    up, negative, unsure = (sum(c[i] for c in counts) for i in range(3))
+    return (f"; reviewed labels on {len(counts)} recording(s): {up} upcall, {negative} "
+            f"not-upcall, {unsure} unsure")
 
 
 @dataclass(frozen=True)
@@ -301,11 +310,18 @@ class Recording:
     calls: tuple[Interval, ...]  # positive annotations
     busy: tuple[Interval, ...]  # every annotation (no negatives are taken near one)
     end_seconds: float  # usable audio ends here: the file's end or ``holdout_after_seconds``
+    negatives: tuple[Interval, ...] = ()  # reviewed not-upcall: a negative window centred on each
+    unsure: tuple[Interval, ...] = ()  # reviewed unsure: in ``busy``, never a positive
+    reviewed: tuple[int, int, int] = (0, 0, 0)  # verdicts applied: upcall, not-upcall, unsure
 
 
 def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOptions
                     ) -> tuple[list[Recording], list[str]]:
-    """The readable recordings (annotations from their tables) and "name (reason)" for the rest."""
+    """The readable recordings and "name (reason)" for the rest. Annotations come from their
+    tables with the reviewed labels (:mod:`detector.labels`) beside the recording and in
+    ``options.reviewed_dirs`` applied."""
+    from detector import labels
+
     readable: list[Recording] = []
     skipped: list[str] = []
     for path, tables in recordings:
@@ -319,11 +335,18 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
         for table in tables:
             c, o = read_selections(table, options.positive_label)
             calls, others = calls + c, others + o
+        try:
+            verdicts = labels.reviewed_for(path, options.reviewed_dirs)
+        except labels.LabelsError as error:
+            raise DatasetError(str(error)) from None
+        marks = labels.apply_reviewed(calls, others, verdicts)
         end_seconds = len(audio) / SAMPLE_RATE_HZ
         if options.holdout_after_seconds is not None:
             end_seconds = min(end_seconds, options.holdout_after_seconds)
-        readable.append(Recording(audio, str(path), tuple(sorted(calls)),
-                                  tuple(sorted(calls + others)), end_seconds))
+        counts = tuple(sum(v.annotation == kind for v in verdicts) for kind in labels.VERDICTS)
+        readable.append(Recording(audio, str(path), marks.calls, marks.busy, end_seconds,
+                                  marks.negatives, marks.unsure, (counts[0], counts[1],
+                                                                  counts[2])))
     return readable, skipped
 
 
@@ -356,14 +379,13 @@ def fold_dataset(recordings: Sequence[Recording], folds: int, fold: int | None) 
     val: list[Example] = []
     for rec in recordings:
         if fold is None:
-            train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy,
-                                   (0.0, rec.end_seconds), True)
+            train += cut(rec, (0.0, rec.end_seconds), True)
             continue
         lo, hi = fold_blocks(rec.end_seconds, folds)[fold]
         for span in ((0.0, lo), (hi, rec.end_seconds)):
             if span[1] > span[0]:
-                train += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, span, True)
-        val += cut_recording(rec.audio, rec.source, rec.calls, rec.busy, (lo, hi), False)
+                train += cut(rec, span, True)
+        val += cut(rec, (lo, hi), False)
     split = ("all of each recording up to the holdout" if fold is None else
              f"time-blocked fold {fold + 1} of {folds}: block {fold + 1} of each recording "
              "held out, the other blocks trained on")
@@ -374,9 +396,17 @@ def overlaps(lo: float, hi: float, intervals: Sequence[Interval], guard: float) 
     return any(lo < end + guard and start - guard < hi for start, end in intervals)
 
 
+def cut(rec: Recording, span: Interval, for_training: bool) -> list[Example]:
+    """:func:`cut_recording` of a recording, its reviewed negatives included."""
+    return cut_recording(rec.audio, rec.source, rec.calls, rec.busy, span, for_training,
+                         rec.negatives)
+
+
 def cut_recording(audio: np.ndarray, source: str, calls: Sequence[Interval],
-                  busy: Sequence[Interval], span: Interval, for_training: bool) -> list[Example]:
-    """Positives around each call inside ``span``; negatives from quiet time (guard band).
+                  busy: Sequence[Interval], span: Interval, for_training: bool,
+                  negatives: Sequence[Interval] = ()) -> list[Example]:
+    """Positives around each call inside ``span``; negatives from quiet time (guard band), and
+    one centred on each confirmed negative (a reviewed not-upcall) clear of every call.
 
     Training examples keep extra audio for random shifts and crops; validation examples are
     exactly one window (centred on the call for positives).
@@ -402,4 +432,9 @@ def cut_recording(audio: np.ndarray, source: str, calls: Sequence[Interval],
             a = int(t * rate)
             examples.append(Example(audio[a:a + int(length * rate)], 0, source, t))
         t += NEGATIVE_HOP_SECONDS
+    for start, end in negatives:
+        lo = (start + end) / 2 - length / 2
+        if lo_span <= lo and lo + length <= hi_span and not overlaps(lo, lo + length, busy, 0.0):
+            a = int(lo * rate)
+            examples.append(Example(audio[a:a + int(length * rate)], 0, source, lo))
     return examples

@@ -44,6 +44,10 @@ def train(
     noise: Annotated[list[Path] | None, typer.Option(
         help="Recordings (files or folders) with no calls, used as negatives; repeatable.")
     ] = None,
+    reviewed: Annotated[list[Path] | None, typer.Option(
+        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the tables "
+             "beside each recording: upcall adds a positive, not-upcall removes an expert "
+             "call and adds a negative, unsure is left out; repeatable.")] = None,
     synthetic: Annotated[int, typer.Option(
         help="Synthetic upcalls mixed into real negatives per epoch (fresh each epoch).")] = 0,
     epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 40,
@@ -93,7 +97,8 @@ def train(
         patience_epochs=patience, synthetic=synthetic, width=width, seed=seed,
         architecture=architecture,
         max_false_positive_rate=false_positive_rate, device=torch_device)
-    options = datasets.LoadOptions(positive, validation_fraction, holdout_after)
+    options = datasets.LoadOptions(positive, validation_fraction, holdout_after,
+                                   tuple(reviewed or []))
     checks = [(epochs >= 1, "--epochs must be at least 1"),
               (batch_size >= 2, "--batch-size must be at least 2"),
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),

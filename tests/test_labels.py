@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,58 @@ def test_a_reviewed_table_is_not_read_as_an_expert_table(tmp_path: Path) -> None
     expert.write_text("Selection\tBegin Time (s)\tEnd Time (s)\n1\t0.1\t0.5\n")
     append_reviewed(tmp_path / labels.table_name(recording), ReviewedLabel(0.6, 0.9, "upcall"))
     assert datasets.recordings_with_tables(tmp_path) == [(recording, [expert])]
+
+
+def test_reviewed_labels_change_the_training_set(tmp_path: Path) -> None:
+    from test_datasets import raven_recording
+
+    from detector.datasets import Example, LoadOptions, load_dataset
+    from detector.network import SAMPLE_RATE_HZ
+
+    calls = [(5.0, 6.2), (20.0, 21.0), (33.0, 34.5), (52.0, 53.0)]
+    path = raven_recording(tmp_path / "data", 60.0, calls)
+    review = tmp_path / "review"
+    for label in (ReviewedLabel(12.0, 13.0, "upcall", reviewer="t", note="missed by experts"),
+                  ReviewedLabel(20.0, 21.0, "not-upcall", reviewer="t", note="a ship tonal"),
+                  ReviewedLabel(33.2, 34.4, "unsure", reviewer="t")):
+        append_reviewed(review / labels.table_name(path), label)
+    options = LoadOptions(validation_fraction=0.25)  # train 0-45 s, validation 45-60 s
+    plain = load_dataset(tmp_path / "data", options)
+    reviewed = load_dataset(tmp_path / "data", replace(options, reviewed_dirs=(review,)))
+
+    def centres(examples: Sequence[Example], label: int) -> list[float]:
+        return sorted(round(e.start_seconds + len(e.audio) / 2 / SAMPLE_RATE_HZ, 2)
+                      for e in examples if e.label == label)
+
+    assert centres(plain.train, 1) == [5.6, 20.5, 33.75]
+    assert centres(reviewed.train, 1) == [5.6, 12.5]  # added; removed; unsure left out
+    negatives = centres(reviewed.train, 0)
+    assert 20.5 in negatives and 20.5 not in centres(plain.train, 0)  # a confirmed negative
+    window_half = 1.25  # a training negative is a 2.5-s crop
+
+    def near(centre: float, lo: float, hi: float) -> bool:
+        return centre - window_half < hi + 1.0 and centre + window_half > lo - 1.0
+
+    assert not any(near(c, 33.2, 34.4) for c in negatives)  # nothing near the unsure span
+    assert not any(near(c, 12.0, 13.0) for c in negatives)
+    assert "reviewed labels on 1 recording(s): 1 upcall, 1 not-upcall, 1 unsure" in \
+        reviewed.split
+    assert centres(reviewed.validation, 1) == centres(plain.validation, 1) == [52.5]
+
+
+def test_train_reads_reviewed_dirs_and_refuses_a_bad_table_in_one_line(tmp_path: Path) -> None:
+    from test_datasets import raven_recording
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    path = raven_recording(tmp_path / "data", 30.0, [(5.0, 6.0), (20.0, 21.0)])
+    review = tmp_path / "review"
+    review.mkdir()
+    (review / labels.table_name(path)).write_text(
+        "Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n1\t9\t8\tupcall\n")
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--reviewed",
+                                      str(review), "--out", str(tmp_path / "m.pt")])
+    assert result.exit_code == 2, result.output
+    assert "line 2: a reviewed label needs 0 <= begin < end seconds" in result.output
+    assert "Traceback" not in result.output
