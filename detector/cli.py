@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,11 +94,16 @@ def listen(
         typer.echo(f"whaled: error: {error}", err=True)
         raise typer.Exit(2) from None
     setup_logging(settings.log_level)
+    from detector import signals
+
+    requests = signals.install()  # first: a signal during the slow start-up is never fatal
+    logging.getLogger("whaled").debug("starting pid=%d", os.getpid())
     from detector.daemon import KNOWN_STARTUP_ERRORS, fail
     from detector.daemon import listen as run_listen
 
     try:
-        run_listen(settings, lambda: config_module.load(config, overrides))  # SIGHUP
+        run_listen(settings, lambda: config_module.load(config, overrides),  # SIGHUP
+                   requests)
     except KNOWN_STARTUP_ERRORS as error:
         fail(str(error))
 

@@ -1,7 +1,8 @@
 """``whaled listen`` start-up and shutdown: everything external is checked before capture.
 
-Config, model, audio device, metrics port and output directory each fail with one clear
-line and exit status 2 before any audio is taken. Then the pipeline runs until the source
+Signal handlers come first (:mod:`detector.signals`), then config, model, output
+directories and metrics port, each failing with one clear line and exit status 2; the audio
+device opens last, as opening it starts capture. Then the pipeline runs until the source
 ends or a signal comes: SIGINT or SIGTERM stop capture, close open events, flush and exit 0;
 a second signal forces the exit. SIGHUP reloads the model and thresholds from the config
 file without dropping audio; a bad new model is refused and the old one keeps running. Under
@@ -10,20 +11,20 @@ systemd (Type=notify) it reports READY=1, WATCHDOG=1 while audio flows, STATUS= 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
+from wsgiref.simple_server import WSGIServer
 
 import torch
 from prometheus_client import CollectorRegistry
 
+from detector import signals
 from detector.blocks import StreamInfo
 from detector.config import ConfigError, Settings
 from detector.evidence import EvidenceRecorder
@@ -38,7 +39,6 @@ from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled")
 SYNTHETIC_RATE_HZ = 2000
-FORCED_EXIT_STATUS = 130
 RELOADED_KEYS = ("model", "on_threshold", "off_threshold", "min_duration_seconds",
                  "merge_gap_seconds", "max_duration_seconds")  # what SIGHUP may change
 
@@ -103,7 +103,8 @@ def _file_rate(path: Path) -> int:
         raise SourceError(f"cannot read {path}: {str(error).strip().splitlines()[0]}") from None
 
 
-def open_sinks(settings: Settings, source: Source) -> list[Sink]:
+def check_outputs(settings: Settings) -> None:
+    """The output directory is writable and the evidence directory exists (before capture)."""
     out = Path(settings.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,22 @@ def open_sinks(settings: Settings, source: Source) -> list[Sink]:
     except OSError as error:
         raise StartupError(f"output directory {out} is not writable: {error.strerror}")\
             from None
+    if settings.evidence:
+        folder = evidence_folder(settings)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StartupError(f"evidence directory {folder} cannot be created: "
+                               f"{error.strerror}") from None
+
+
+def evidence_folder(settings: Settings) -> Path:
+    return Path(settings.evidence_dir or Path(settings.out) / "evidence")
+
+
+def open_sinks(settings: Settings, source: Source) -> list[Sink]:
+    check_outputs(settings)
+    out = Path(settings.out)
     return [LogSink(), JsonlSink(out), RavenSink(out, source.info.name, source.info.origin_utc)]
 
 
@@ -120,13 +137,8 @@ def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
                   ) -> EvidenceRecorder | None:
     if not settings.evidence:
         return None
-    folder = Path(settings.evidence_dir or Path(settings.out) / "evidence")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StartupError(f"evidence directory {folder} cannot be created: {error.strerror}")\
-            from None
-    recorder = EvidenceRecorder(folder, info, metrics,
+    check_outputs(settings)
+    recorder = EvidenceRecorder(evidence_folder(settings), info, metrics,
                                 padding_seconds=settings.evidence_padding_seconds,
                                 max_event_seconds=settings.max_duration_seconds,
                                 delay_seconds=longest_emission_delay_seconds(settings),
@@ -135,6 +147,16 @@ def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
     recorder.remove_leftovers()
     recorder.enforce_limits()
     return recorder
+
+
+def serve_metrics(settings: Settings, registry: CollectorRegistry) -> WSGIServer | None:
+    if not settings.metrics_port:
+        return None
+    try:
+        return serve(registry, settings.metrics_address, settings.metrics_port)
+    except OSError as error:
+        raise StartupError(f"cannot serve metrics on {settings.metrics_address}:"
+                           f"{settings.metrics_port}: {error.strerror}") from None
 
 
 def reload_hook(requested: threading.Event, reload_settings: Callable[[], Settings],
@@ -172,72 +194,65 @@ def status_line(pipeline: Pipeline) -> str:
             f"{len(s.detections)} detections, {len(s.gaps)} gaps")
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            os._exit(FORCED_EXIT_STATUS)
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-
-
-def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = None
-           ) -> RunSummary:
-    """Start everything, run until done; raise StartupError-like exceptions before capture."""
+def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = None,
+           requests: signals.Requests | None = None) -> RunSummary:
+    """Check everything external, then capture until done; StartupError-like exceptions
+    come before the device opens (opening it starts the audio)."""
+    requests = requests or signals.install()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     loaded = check_model(settings)
+    check_outputs(settings)
     registry = CollectorRegistry()
-    source = open_source(settings)
-    try:
-        info = source.info
-        metrics = Metrics(registry, info.channels, loaded.metadata.labels)
-        metrics.set_model(loaded.content_hash, loaded.metadata.version, str(loaded.path),
-                          loaded.metadata.sample_rate_hz, loaded.metadata.window_seconds,
-                          loaded.metadata.labels)
-        sinks = open_sinks(settings, source)
-        evidence = open_evidence(settings, info, metrics)
-        server = None
-        if settings.metrics_port:
-            try:
-                server = serve(registry, settings.metrics_address, settings.metrics_port)
-            except OSError as error:
-                raise StartupError(f"cannot serve metrics on {settings.metrics_address}:"
-                                   f"{settings.metrics_port}: {error.strerror}") from None
-        pipeline = Pipeline(source, loaded, settings, sinks, metrics)
-        if evidence is not None:
-            pipeline.sinks.append(evidence)
-            pipeline.taps.append(evidence)
-        watchdog, reload_requested = Watchdog(), threading.Event()
-        pipeline.hooks += [
-            DeviceCounters(metrics),
-            Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
-            reload_hook(reload_requested, reload_settings or (lambda: settings), metrics),
-            lambda p: watchdog.tick(p.flow.flowing, status_line(p))]
-        log.info("listening source=%s rate_hz=%d channels=%s origin=%s origin_from=%s "
-                 "model=%s model_hash=%s torch_device=%s on=%.3f off=%.3f hop_s=%.3f out=%s "
-                 "metrics=%s", info.name, info.rate_hz, ",".join(map(str, info.channels)),
-                 info.origin_utc.isoformat(), info.origin_from.replace(" ", "_"), loaded.path,
-                 loaded.content_hash, loaded.device, pipeline.thresholds.on,
-                 pipeline.thresholds.off, settings.hop_seconds, settings.out,
-                 f"{settings.metrics_address}:{settings.metrics_port}" if server else "off")
-        stop = threading.Event()
-        install_signal_handlers(stop)
-        signal.signal(signal.SIGHUP, lambda signum, frame: reload_requested.set())
-        summary = pipeline.run(stop)
-        watchdog.stopping(status_line(pipeline))
-        if evidence is not None:
-            evidence.flush()
+    with contextlib.ExitStack() as cleanup:
+        server = serve_metrics(settings, registry)  # bound now: a busy port stops us here
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
-                 summary.windows, len(summary.detections), len(summary.gaps))
-        return summary
-    finally:
-        source.close()
+            cleanup.callback(server.server_close)
+            cleanup.callback(server.shutdown)
+        if requests.stop.is_set():
+            log.info("stopped before capture: a stop was asked for during start-up")
+            return RunSummary()
+        source = open_source(settings)
+        cleanup.callback(source.close)
+        return run(settings, source, loaded, registry, requests,
+                   reload_settings or (lambda: settings), server is not None)
+    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
+
+
+def run(settings: Settings, source: Source, loaded: LoadedModel, registry: CollectorRegistry,
+        requests: signals.Requests, reload_settings: Callable[[], Settings],
+        serving: bool) -> RunSummary:
+    info = source.info
+    metrics = Metrics(registry, info.channels, loaded.metadata.labels)
+    metrics.set_model(loaded.content_hash, loaded.metadata.version, str(loaded.path),
+                      loaded.metadata.sample_rate_hz, loaded.metadata.window_seconds,
+                      loaded.metadata.labels)
+    sinks = open_sinks(settings, source)
+    evidence = open_evidence(settings, info, metrics)
+    pipeline = Pipeline(source, loaded, settings, sinks, metrics)
+    if evidence is not None:
+        pipeline.sinks.append(evidence)
+        pipeline.taps.append(evidence)
+    watchdog = Watchdog()
+    pipeline.hooks += [
+        DeviceCounters(metrics),
+        Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
+        reload_hook(requests.reload, reload_settings, metrics),
+        lambda p: watchdog.tick(p.flow.flowing, status_line(p))]
+    log.info("listening source=%s rate_hz=%d channels=%s origin=%s origin_from=%s "
+             "model=%s model_hash=%s torch_device=%s on=%.3f off=%.3f hop_s=%.3f out=%s "
+             "metrics=%s", info.name, info.rate_hz, ",".join(map(str, info.channels)),
+             info.origin_utc.isoformat(), info.origin_from.replace(" ", "_"), loaded.path,
+             loaded.content_hash, loaded.device, pipeline.thresholds.on,
+             pipeline.thresholds.off, settings.hop_seconds, settings.out,
+             f"{settings.metrics_address}:{settings.metrics_port}" if serving else "off")
+    summary = pipeline.run(requests.stop)
+    watchdog.stopping(status_line(pipeline))
+    if evidence is not None:
+        evidence.flush()
+    log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
+             summary.windows, len(summary.detections), len(summary.gaps))
+    return summary
 
 
 def fail(message: str, status: int = 2) -> None:

@@ -337,3 +337,79 @@ def test_each_channel_is_detected_separately_and_labelled(tmp_path: Path,
     only_two = detect_recording(path, loaded, Settings(channels=(2,)))
     assert [(d.channel, d.start_utc) for d in only_two] == [(d.channel, d.start_utc)
                                                             for d in both if d.channel == 2]
+
+
+def test_port_and_outputs_are_checked_before_the_device_opens(
+        tmp_path: Path, centre_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a capture device starts audio; nothing may be refused after that."""
+    from detector import daemon
+
+    opened: list[str] = []
+    real_open = daemon.open_source
+    monkeypatch.setattr(daemon, "open_source",
+                        lambda settings: opened.append(settings.device) or real_open(settings))
+    base = Settings(model=str(centre_model), device="synthetic", duration_seconds=1.0,
+                    speed=0.0, metrics_port=0, out=str(tmp_path / "out"))
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(daemon.StartupError, match="cannot serve metrics"):
+            daemon.listen(replace(base, metrics_port=busy.getsockname()[1]))
+    with pytest.raises(daemon.StartupError, match="is not writable"):
+        daemon.listen(replace(base, out=str(blocked / "sub")))
+    with pytest.raises(daemon.StartupError, match="cannot be created"):
+        daemon.listen(replace(base, evidence_dir=str(blocked / "evidence")))
+    assert opened == []
+    daemon.listen(base)  # and with all of it in order, the device does open
+    assert opened == ["synthetic"]
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout_seconds: float,
+                  seen: list[str]) -> bool:
+    """Read stderr lines into ``seen`` until one holds ``text`` (False at EOF or timeout)."""
+    assert proc.stderr is not None
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line.rstrip())
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    return found.wait(timeout_seconds)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_signals_during_start_up_neither_kill_nor_hang(
+        signum: int, tmp_path: Path, centre_model: Path,
+        subprocess_env: dict[str, str]) -> None:
+    """Handlers go in before torch is imported and the model loaded: a SIGHUP then is a
+    reload request, a SIGTERM a clean stop before any audio is taken."""
+    proc = subprocess.Popen(
+        [*WHALED, "listen", "--device", "synthetic", "--speed", "0", "--duration", "30",
+         "--model", str(centre_model), "--out", str(tmp_path), "--metrics-port", "0",
+         "--log-level", "DEBUG"], stderr=subprocess.PIPE, text=True, env=subprocess_env)
+    seen: list[str] = []
+    wait_for_line(proc, "starting", 1.0, seen)  # before the fix: no such line, and torch
+    # is still importing a second in, with the default (fatal) SIGHUP action
+    for _ in range(5 if signum == signal.SIGHUP else 1):  # a second SIGTERM forces exit
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signum)
+        time.sleep(0.02)
+    status = proc.wait(timeout=120)
+    time.sleep(0.2)  # the reader thread takes the last lines
+    text = "\n".join(seen)
+    if proc.stderr is not None:
+        text += proc.stderr.read()
+        proc.stderr.close()
+    assert status == 0, text
+    assert "Traceback" not in text
+    if signum == signal.SIGHUP:
+        assert "samples=60000 " in text  # it started and ran its 30 s of audio
+    else:
+        assert " listening " not in text and "stopped before capture" in text
