@@ -39,6 +39,7 @@ from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled")
 SYNTHETIC_RATE_HZ = 2000
+RECENT_RECORDS_KEPT = 1000  # detections and gaps held in memory (the latest; all are in files)
 RELOADED_KEYS = ("model", "on_threshold", "off_threshold", "min_duration_seconds",
                  "merge_gap_seconds", "max_duration_seconds")  # what SIGHUP may change
 
@@ -191,7 +192,7 @@ def status_line(pipeline: Pipeline) -> str:
         f"STALLED: no audio for {flow.silent_seconds(time.monotonic()):.0f} s"
         if flow.stalled else "waiting for audio")
     return (f"{state}; {s.samples / pipeline.source.info.rate_hz:.0f} s analysed, "
-            f"{len(s.detections)} detections, {len(s.gaps)} gaps")
+            f"{s.detection_count} detections, {s.gap_count} gaps")
 
 
 def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = None,
@@ -228,8 +229,23 @@ def run(settings: Settings, source: Source, loaded: LoadedModel, registry: Colle
                       loaded.metadata.sample_rate_hz, loaded.metadata.window_seconds,
                       loaded.metadata.labels)
     sinks = open_sinks(settings, source)
+    try:
+        return run_pipeline(settings, source, loaded, metrics, sinks, requests,
+                            reload_settings, serving)
+    finally:  # on an error path too: no file left open, nothing written half
+        for sink in sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+
+def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metrics: Metrics,
+                 sinks: list[Sink], requests: signals.Requests,
+                 reload_settings: Callable[[], Settings], serving: bool) -> RunSummary:
+    info = source.info
     evidence = open_evidence(settings, info, metrics)
-    pipeline = Pipeline(source, loaded, settings, sinks, metrics)
+    pipeline = Pipeline(source, loaded, settings, list(sinks), metrics,
+                        records_kept=RECENT_RECORDS_KEPT)
     if evidence is not None:
         pipeline.sinks.append(evidence)
         pipeline.taps.append(evidence)
@@ -246,12 +262,14 @@ def run(settings: Settings, source: Source, loaded: LoadedModel, registry: Colle
              loaded.content_hash, loaded.device, pipeline.thresholds.on,
              pipeline.thresholds.off, settings.hop_seconds, settings.out,
              f"{settings.metrics_address}:{settings.metrics_port}" if serving else "off")
-    summary = pipeline.run(requests.stop)
+    try:
+        summary = pipeline.run(requests.stop)
+    finally:
+        if evidence is not None:
+            evidence.flush()  # clips of what was detected, with the audio there is
     watchdog.stopping(status_line(pipeline))
-    if evidence is not None:
-        evidence.flush()
     log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
-             summary.windows, len(summary.detections), len(summary.gaps))
+             summary.windows, summary.detection_count, summary.gap_count)
     return summary
 
 

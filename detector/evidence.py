@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import struct
 import time
 import zlib
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +40,19 @@ SPECTROGRAM_MAX_HZ = 1000.0  # upcalls live at 50-250 Hz; show up to this
 SPECTROGRAM_RANGE_DB = 60.0  # darkest grey is this far below the clip's loudest bin
 MARK_ROWS = 4  # rows of the detection bar at the top of the PNG
 SECONDS_PER_DAY = 86_400
+RESCAN_SECONDS = 3600.0  # how often retention walks the folder for what others changed
 KEEP_MARGIN_SECONDS = 5.0  # audio held beyond the longest a detection can need
 SUFFIXES = (".wav", ".png", ".json")
 TMP_SUFFIX = ".tmp"  # a clip's files are written under this suffix, then renamed
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip's files on disk, for retention."""
+
+    mtime: float  # Unix seconds, of its oldest file
+    bytes: int  # of all its files
+    files: tuple[Path, ...]
 
 
 class EvidenceRecorder:
@@ -59,6 +71,9 @@ class EvidenceRecorder:
         self._keep_samples = round(keep_seconds * info.rate_hz)
         self._blocks: deque[tuple[int, np.ndarray]] = deque()
         self._waiting: list[Detection] = []
+        self._clips: dict[Path, Clip] = {}  # on disk, oldest first (see enforce_limits)
+        self._bytes = 0
+        self._scanned_monotonic = -math.inf
 
     def write(self, record: Record) -> None:
         if isinstance(record, Detection):
@@ -141,7 +156,7 @@ class EvidenceRecorder:
             raise OSError(f"{temporary[0]}: libsndfile: {error} ({free} bytes free)") from error
         self.metrics.evidence_clips.inc()
         log.info("evidence clip %s", stem.with_suffix(".wav"))
-        self.enforce_limits()
+        self._count_clip(stem, final)
 
     def remove_leftovers(self) -> None:
         """``*.tmp`` files a crash left behind (at start-up, before any clip is written)."""
@@ -149,25 +164,54 @@ class EvidenceRecorder:
             path.unlink(missing_ok=True)
 
     def enforce_limits(self) -> None:
-        """Remove the oldest clips (all three files) beyond the size or the age limit."""
+        """Walk the folder, then remove the oldest clips beyond the size or the age limit.
+
+        At start-up and every ``RESCAN_SECONDS`` (a reviewer moves and deletes clips); between
+        walks the recorder counts what it writes itself, so a clip costs no walk of the tree.
+        """
         groups: dict[Path, list[Path]] = {}
         for path in self.folder.rglob("*"):
             if path.suffix in SUFFIXES and path.is_file():
                 groups.setdefault(path.with_suffix(""), []).append(path)
-        stats = {stem: [p.stat() for p in files] for stem, files in groups.items()}
-        order = sorted(groups, key=lambda s: min(st.st_mtime for st in stats[s]))
-        total = sum(st.st_size for sts in stats.values() for st in sts)
+        clips = []
+        for stem, files in groups.items():
+            try:
+                stats = [p.stat() for p in files]
+            except FileNotFoundError:
+                continue  # moved away while we looked
+            clips.append((stem, Clip(min(st.st_mtime for st in stats),
+                                     sum(st.st_size for st in stats), tuple(files))))
+        self._clips = dict(sorted(clips, key=lambda item: item[1].mtime))
+        self._bytes = sum(clip.bytes for clip in self._clips.values())
+        self._scanned_monotonic = time.monotonic()
+        self._trim()
+
+    def _count_clip(self, stem: Path, files: list[Path]) -> None:
+        """A clip just written joins the index as the newest."""
+        old = self._clips.pop(stem, None)
+        if old is not None:
+            self._bytes -= old.bytes
+        clip = Clip(time.time(), sum(p.stat().st_size for p in files), tuple(files))
+        self._clips[stem] = clip
+        self._bytes += clip.bytes
+        if time.monotonic() - self._scanned_monotonic >= RESCAN_SECONDS:
+            self.enforce_limits()
+        else:
+            self._trim()
+
+    def _trim(self) -> None:
         now = time.time()
-        for stem in order:
-            too_old = self.max_age_seconds and \
-                now - min(st.st_mtime for st in stats[stem]) > self.max_age_seconds
-            if not too_old and total <= self.max_bytes:
+        while self._clips:
+            stem, clip = next(iter(self._clips.items()))
+            too_old = self.max_age_seconds and now - clip.mtime > self.max_age_seconds
+            if not too_old and self._bytes <= self.max_bytes:
                 break
-            for path in groups[stem]:
+            for path in clip.files:
                 path.unlink(missing_ok=True)
-            total -= sum(st.st_size for st in stats[stem])
+            del self._clips[stem]
+            self._bytes -= clip.bytes
             self.metrics.evidence_removed.inc()
-        self.metrics.evidence_bytes.set(total)
+        self.metrics.evidence_bytes.set(self._bytes)
 
 
 def spectrogram_png(audio: np.ndarray, rate_hz: int, mark: tuple[float, float]) -> bytes:

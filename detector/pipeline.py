@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -46,12 +46,34 @@ class AudioTap(Protocol):
     def push(self, first_sample: int, samples: np.ndarray) -> None: ...
 
 
-@dataclass
 class RunSummary:
-    samples: int = 0
-    windows: int = 0
-    detections: list[Detection] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
+    """Counts for the whole run, and the records themselves: all of them for one recording
+    (``kept=None``), only the latest ``kept`` for a daemon that runs for years (every record
+    is in the sinks)."""
+
+    def __init__(self, kept: int | None = None) -> None:
+        self.samples = 0
+        self.windows = 0
+        self.detection_count = 0
+        self.gap_count = 0
+        self._detections: deque[Detection] = deque(maxlen=kept)
+        self._gaps: deque[Gap] = deque(maxlen=kept)
+
+    @property
+    def detections(self) -> list[Detection]:
+        return list(self._detections)
+
+    @property
+    def gaps(self) -> list[Gap]:
+        return list(self._gaps)
+
+    def add_detection(self, detection: Detection) -> None:
+        self.detection_count += 1
+        self._detections.append(detection)
+
+    def add_gap(self, gap: Gap) -> None:
+        self.gap_count += 1
+        self._gaps.append(gap)
 
 
 def longest_emission_delay_seconds(settings: Settings) -> float:
@@ -74,7 +96,9 @@ def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
 
 class Pipeline:
     def __init__(self, source: Source, loaded: LoadedModel, settings: Settings,
-                 sinks: list[Sink], metrics: Metrics) -> None:
+                 sinks: list[Sink], metrics: Metrics, records_kept: int | None = None) -> None:
+        """``records_kept``: how many of the latest detections and gaps the summary holds
+        (None: all, for one recording; a daemon bounds it)."""
         info, meta = source.info, loaded.metadata
         self.source, self.loaded, self.settings = source, loaded, settings
         self.sinks, self.metrics = sinks, metrics
@@ -87,7 +111,7 @@ class Pipeline:
         self.trackers = self._make_trackers()
         self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
                               if settings.duration_seconds > 0 else None)
-        self.summary = RunSummary()
+        self.summary = RunSummary(records_kept)
         self._first: int | None = None  # first sample index of the stream
         self._expected: int | None = None  # index the next block should start at
         self._segment_seconds = 0.0  # stream time of the current segment's first sample
@@ -199,7 +223,7 @@ class Pipeline:
         gap = Gap(first, first + round(seconds * info.rate_hz), "stall")
         self.metrics.gaps.labels(gap.reason).inc()
         self.metrics.gap_seconds.labels(gap.reason).inc(seconds)
-        self.summary.gaps.append(gap)
+        self.summary.add_gap(gap)
         start = info.utc_at(first)
         self._emit(GapRecord(start, start + timedelta(seconds=seconds), seconds, gap.reason,
                              info.name))
@@ -271,7 +295,7 @@ class Pipeline:
         reason = gap.reason
         self.metrics.gaps.labels(reason).inc()
         self.metrics.gap_seconds.labels(reason).inc(max(seconds, 0.0))
-        self.summary.gaps.append(gap)
+        self.summary.add_gap(gap)
         self._emit(GapRecord(info.utc_at(gap.first_sample), info.utc_at(gap.end_sample),
                              seconds, reason, info.name))
         self.resampler.reset()
@@ -314,7 +338,7 @@ class Pipeline:
         info = self.source.info
         detection = Detection.from_event(event, info.origin_utc, self.loaded.content_hash,
                                          self.thresholds, info.name)
-        self.summary.detections.append(detection)
+        self.summary.add_detection(detection)
         self.metrics.detections.labels(event.label, str(event.channel)).inc()
         self.metrics.last_detection.labels(event.label).set(detection.peak_utc.timestamp())
         self._emit(detection)

@@ -138,6 +138,9 @@ class JsonlSink:
     def retry(self) -> None:
         self.file.retry()
 
+    def close(self) -> None:
+        self.file.close()
+
 
 class RavenSink:
     """A Raven selection table per stream, named after the stream's origin.
@@ -170,6 +173,9 @@ class RavenSink:
 
     def retry(self) -> None:
         self.file.retry()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class LogSink:

@@ -218,3 +218,23 @@ def test_a_backlogged_replay_saves_the_real_audio_not_silence(
         silent = float(np.mean(audio == 0.0))
         assert silent < 0.01, f"{meta_path.name}: {silent:.0%} of the clip is silence"
         assert np.allclose(audio, original[first:first + len(audio)], atol=1 / 32768)
+
+
+def test_retention_does_not_walk_the_tree_after_every_clip(
+        centre_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    walks: list[Path] = []
+    real_rglob = Path.rglob
+
+    def counting_rglob(self: Path, pattern: str) -> Iterator[Path]:
+        walks.append(self)
+        return real_rglob(self, pattern)
+
+    monkeypatch.setattr(Path, "rglob", counting_rglob)
+    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 30_000
+    pipeline, recorder, _ = run_with_evidence(centre_model, tmp_path,
+                                              max_bytes=int(one_clip_bytes * 1.5))
+    assert len([w for w in walks if w == recorder.folder]) == 1  # at start, not per clip
+    kept = sorted((tmp_path / "evidence" / "upcall").glob("*.wav"))
+    assert len(kept) == 1  # the limit still holds, from what the recorder wrote itself
+    used = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*") if p.is_file())
+    assert pipeline.metrics.registry.get_sample_value("whaled_evidence_bytes") == used

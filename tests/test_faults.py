@@ -285,3 +285,63 @@ def test_sighup_reloads_model_and_thresholds_without_dropping_audio_and_refuses_
     assert all(d["on_threshold"] == 0.9 for d in detections if d["model"] == new)
     refused_at = lines.index(refused[0])
     assert any("detection " in x and new in x for x in lines[refused_at:])  # still running
+
+
+def test_a_long_run_keeps_counts_not_every_detection(
+        centre_model: Path, tmp_path: Path) -> None:
+    """A year at one false alarm per 10 s would be 1.2 GB of kept detections."""
+    wav = calls_recording(tmp_path / "calls.wav", RATE_HZ, 24.0, [(4, 1), (12, 1), (20, 1)])
+    source = FileSource(wav, block_frames=200, speed=0.0)
+    pipeline = Pipeline(source, load_model(centre_model), Settings(), [],
+                        Metrics(CollectorRegistry(), (1,), ("upcall",)), records_kept=2)
+    try:
+        summary = pipeline.run(threading.Event())
+    finally:
+        source.close()
+    assert summary.detection_count == 3 and summary.gap_count == 0
+    assert [round(d.start_seconds) for d in summary.detections] == [12, 20]  # the latest two
+
+
+def test_the_daemon_bounds_what_it_keeps(centre_model: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector import daemon
+
+    kept: list[object] = []
+    real = daemon.Pipeline
+
+    def recording(*args: object, **kwargs: object) -> Pipeline:
+        kept.append(kwargs.get("records_kept"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daemon, "Pipeline", recording)
+    daemon.listen(Settings(model=str(centre_model), device="synthetic", speed=0.0,
+                           duration_seconds=1.0, metrics_port=0, out=str(tmp_path)))
+    assert kept == [daemon.RECENT_RECORDS_KEPT] and 0 < daemon.RECENT_RECORDS_KEPT <= 10_000
+
+
+def test_an_error_in_the_loop_still_closes_outputs_and_the_port(
+        centre_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector import daemon
+
+    out = tmp_path / "out"
+
+    def broken(pipeline: Pipeline) -> str:
+        if (out / JSONL_NAME).exists():  # once an output file is open
+            raise RuntimeError("a bug in the loop")
+        return "ok"
+
+    monkeypatch.setattr(daemon, "status_line", broken)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(model=str(centre_model), device="synthetic", speed=0.0,
+                        duration_seconds=600.0, metrics_port=port, out=str(out))
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        daemon.listen(settings)
+    fd_dir = Path("/proc/self/fd")
+    open_files = {str(p.readlink()) for p in fd_dir.iterdir() if p.is_symlink()} \
+        if fd_dir.is_dir() else set()
+    assert not [f for f in open_files if f.startswith(str(out))], open_files
+    with socket.socket() as again:  # the metrics server let go of its port
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
