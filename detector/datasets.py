@@ -388,7 +388,7 @@ def fold_dataset(recordings: Sequence[Recording], folds: int, fold: int | None) 
         val += cut(rec, (lo, hi), False)
     split = ("all of each recording up to the holdout" if fold is None else
              f"time-blocked fold {fold + 1} of {folds}: block {fold + 1} of each recording "
-             "held out, the other blocks trained on")
+             "held out, the other blocks trained on") + reviewed_summary(recordings)
     return Dataset(str(Layout.RAVEN), tuple(train), tuple(val), (), split)
 
 

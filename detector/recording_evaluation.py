@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,7 @@ from detector.config import Settings
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
 from detector.events import Detection
 from detector.labels import Annotations
-from detector.model import LoadedModel, Thresholds
+from detector.model import LoadedModel, ModelMetadata, Thresholds
 
 GUARD_SECONDS = 1.0  # unannotated time this close to a call is no negative clip (as training)
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
@@ -148,6 +150,22 @@ def reviewed_annotations(recording: Path, positive: str, reviewed_dirs: Sequence
     except (datasets.DatasetError, labels.LabelsError, OSError) as error:
         raise EvaluationError(str(error)) from None
     return labels.apply_reviewed(calls, others, verdicts), len(verdicts)
+
+
+def loaded_from_network(network: Any, metadata: ModelMetadata, device: str = "cpu"
+                        ) -> LoadedModel:
+    """A trained network as :func:`~detector.model.load_model` would give it from its
+    archive (scripted, in eval mode), without writing one: for scoring fold models."""
+    import torch
+
+    was_training = network.training
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        scripted = torch.jit.script(network.cpu().eval())
+    network.train(was_training)
+    torch_device = torch.device(device)
+    return LoadedModel(scripted.to(torch_device).eval(), metadata, Path("<in memory>"),
+                       "in-memory", torch_device)
 
 
 def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], settings: Settings,

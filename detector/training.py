@@ -370,7 +370,7 @@ def block_scores(model: nn.Module, rec: Recording, block: tuple[float, float],
     scores = score_windows(model, windows.astype(np.float32), device)
     calls = tuple(c for c in rec.calls if block[0] <= c[0] < block[1])
     return RecordingScores(Path(rec.source).name, starts / rate, scores, WINDOW_SAMPLES / rate,
-                           calls, rec.busy, block)
+                           calls, rec.busy, block, rec.unsure)
 
 
 def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float

@@ -227,3 +227,23 @@ def test_shipped_model_on_a_real_recording_gives_detects_detections() -> None:
     assert [(d.start_seconds, d.end_seconds) for d in rec.detections] == \
         [(d.start_seconds, d.end_seconds) for d in scanned]
     assert rec.audio_seconds == pytest.approx(900.0)
+
+
+def test_an_in_memory_network_scores_like_its_archive(tmp_path: Path,
+                                                       two_days: tuple[Path, Path]) -> None:
+    import torch
+
+    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
+    from detector.recording_evaluation import loaded_from_network
+
+    torch.manual_seed(5)
+    network = build_network("shared", 4)
+    metadata = ModelMetadata(SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",), Thresholds(0.5, 0.4))
+    save_model(network, metadata, tmp_path / "m.pt")
+    path = [two_days[1] / "REC_20090329_121500.wav"]
+    archived = evaluate_recordings(load_model(tmp_path / "m.pt"), path, Settings())
+    in_memory = evaluate_recordings(loaded_from_network(network, metadata), path, Settings())
+    np.testing.assert_allclose(in_memory.recordings[0].scores.scores,
+                               archived.recordings[0].scores.scores, atol=1e-6)
+    assert network.training  # left as it was
