@@ -50,16 +50,22 @@ def select_channels(available: int, wanted: Sequence[int]) -> tuple[int, ...]:
 
 
 class Pacer:
-    """Releases stream time at ``speed`` times the wall clock (0: as fast as possible)."""
+    """Releases stream time at ``speed`` times the wall clock (0: as fast as possible).
+
+    The stream starts at the first read, not when the source is built: a slow start-up (the
+    model loading on a busy machine) is not a backlog delivered in a burst.
+    """
 
     def __init__(self, speed: float) -> None:
         self.speed = speed
-        self._start = time.monotonic()
+        self._start: float | None = None
 
     def wait_until(self, stream_seconds: float, timeout_seconds: float) -> bool:
         """Sleep until ``stream_seconds`` is due; False when the timeout comes first."""
         if self.speed <= 0:
             return True
+        if self._start is None:
+            self._start = time.monotonic()
         delay = self._start + stream_seconds / self.speed - time.monotonic()
         if delay > timeout_seconds:
             time.sleep(max(timeout_seconds, 0.0))
@@ -67,6 +73,13 @@ class Pacer:
         if delay > 0:
             time.sleep(delay)
         return True
+
+    def due_monotonic(self, stream_seconds: float) -> float:
+        """When ``stream_seconds`` became due: a block's arrival as a sound card would stamp
+        it, however late the consumer reads it (unpaced: now)."""
+        if self.speed <= 0 or self._start is None:
+            return time.monotonic()
+        return self._start + stream_seconds / self.speed
 
 
 class FileSource:
@@ -119,7 +132,8 @@ class FileSource:
         if len(data) == 0:
             return [EndOfStream(self._position)]
         block = Block(self._position, np.ascontiguousarray(data[:, self._columns]),
-                      time.monotonic())
+                      self._pacer.due_monotonic((self._position + len(data))
+                                                / self.info.rate_hz))
         self._position += len(data)
         return [block]
 
@@ -187,7 +201,8 @@ class SyntheticSource:
                 chunk = self.hydrophone(channel, epoch).chunk(offset, n)
                 out[pos - self._position:pos - self._position + n, channel] = chunk
                 pos += n
-        block = Block(self._position, out, time.monotonic())
+        block = Block(self._position, out,
+                      self._pacer.due_monotonic((self._position + frames) / self.info.rate_hz))
         self._position += frames
         return [block]
 

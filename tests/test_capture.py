@@ -365,9 +365,11 @@ def test_killed_server_is_a_recorded_loss_and_reopen_reanchors() -> None:
             assert source.lost and source.device_losses == 1
             before += read_for(source, 0.3)  # whatever was queued before the loss
             assert source.read(0.1) == []
-            time.sleep(outage_seconds - (time.monotonic() - killed_at))
+            # noticing the loss can take longer than the outage on a loaded machine
+            time.sleep(max(0.0, outage_seconds - (time.monotonic() - killed_at)))
             server.start()
             source.reopen()
+            reopened_at = time.monotonic()
             assert not source.lost
             after = read_for(source, 0.5)
         finally:
@@ -376,9 +378,12 @@ def test_killed_server_is_a_recorded_loss_and_reopen_reanchors() -> None:
     assert not [item for item in before if isinstance(item, Gap)]
     gaps = [item for item in after if isinstance(item, Gap)]
     assert len(gaps) == 1 and gaps[0].reason == REASON_DEVICE_LOST
-    assert gaps[0].samples / 2000 == pytest.approx(outage_seconds, abs=0.4)
+    # the gap runs from the last block before the kill (at most a block earlier) to the
+    # first callback after the reopen (PortAudio may take a while to start on a busy machine)
+    outage = reopened_at - killed_at
+    assert outage - 0.3 <= gaps[0].samples / 2000 <= outage + 1.0, (outage, gaps[0])
     last_before = [item for item in before if isinstance(item, Block)][-1]
     first_after = next(item for item in after if isinstance(item, Block))
     assert gaps[0].first_sample == last_before.end_sample
     assert first_after.first_sample == gaps[0].end_sample
-    print(f"outage {outage_seconds} s recorded as a {gaps[0].samples / 2000:.3f} s gap")
+    print(f"outage {outage:.3f} s recorded as a {gaps[0].samples / 2000:.3f} s gap")

@@ -20,6 +20,7 @@ from detector.pipeline import Pipeline
 from detector.sources import ListSource, SyntheticSource
 
 RATE_HZ = 2000
+LOAD_MARGIN_SECONDS = 1.0  # scheduling delay allowed on a loaded 2-core machine
 
 
 def test_clipping_fraction_and_dc_offset_per_channel(centre_model: Path) -> None:
@@ -62,17 +63,23 @@ def test_a_stall_is_called_once_and_ends_with_the_audio() -> None:
 
 
 def test_coverage_and_measured_rate_of_a_live_source(centre_model: Path) -> None:
+    loaded = load_model(centre_model)  # first: a slow load must not become a backlog
+    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     source = SyntheticSource(rate_hz=RATE_HZ, block_frames=200, speed=1.0,
                              duration_seconds=2.5)
-    metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
-    pipeline = Pipeline(source, load_model(centre_model), Settings(), [], metrics)
+    pipeline = Pipeline(source, loaded, Settings(), [], metrics)
     pipeline.rate_meter = RateMeter(period_seconds=1.0)  # the daemon's is 10 s
     pipeline.run(threading.Event())
     get = metrics.registry.get_sample_value
     assert get("whaled_input_nominal_rate_hz") == RATE_HZ
-    assert get("whaled_input_measured_rate_hz") == pytest.approx(RATE_HZ, rel=0.02)
-    assert get("whaled_coverage_ratio") == pytest.approx(1.0, abs=0.1)
-    assert get("whaled_elapsed_seconds") == pytest.approx(2.5, abs=0.3)
+    # arrivals late by up to LOAD_MARGIN_SECONDS on a loaded machine, over a 1 s period
+    assert get("whaled_input_measured_rate_hz") == pytest.approx(RATE_HZ, rel=0.15)
+    # 2.5 s of audio paced at real time cannot take less than its last block's start; the
+    # loop may finish late on a busy machine (coverage is read at the last pass, a block or
+    # so before the end)
+    elapsed, coverage = get("whaled_elapsed_seconds"), get("whaled_coverage_ratio")
+    assert 2.5 - 0.2 <= elapsed <= 2.5 + LOAD_MARGIN_SECONDS, elapsed
+    assert 2.5 / (2.5 + LOAD_MARGIN_SECONDS) - 0.1 <= coverage <= 1.05, (coverage, elapsed)
     assert get("whaled_audio_flowing") == 1
 
 
