@@ -5,11 +5,10 @@ Each recording is a :class:`~detector.sources.FileSource` at speed 0 through the
 scores and event logic; only the block size differs, and events do not depend on it). Long
 files are streamed in blocks, so memory stays flat with file length.
 
-Outputs in ``--out``: one Raven selection table per recording, written whole when the
-recording is done, and ``detections.jsonl`` for all of them. A recording's detections, gaps
-and its ``"type": "recording"`` line (status, audio seconds, model, settings) go into the
-JSONL file with one ``write``, so a rerun over the same output skips exactly the recordings
-whose record says ``complete`` and redoes the rest. Unreadable recordings are reported,
+Outputs in ``--out`` (:mod:`detector.archive_output`): one Raven selection table per
+recording and ``detections.jsonl`` for all of them, one current result per recording. A rerun
+over the same output skips exactly the recordings whose current result says ``complete`` with
+the same model, settings and file, and redoes the rest. Unreadable recordings are reported,
 recorded as ``failed`` and skipped; the run's exit status says whether any failed.
 
 More than one machine: ``--shard K/N`` keeps the recordings whose name hashes to K (a
@@ -27,45 +26,36 @@ import os
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from detector.archive_output import (
+    SUPERSEDED_NAME,
+    ArchiveOutput,
+    DetectError,
+    RecordingResult,
+    table_name,
+)
 from detector.config import Settings
-from detector.events import Detection
 from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.pipeline import Pipeline
 from detector.progress import Progress
-from detector.sinks import (
-    JSONL_NAME,
-    RAVEN_COLUMNS,
-    AppendFile,
-    RavenSink,
-    Record,
-    detection_fields,
-    gap_fields,
-    utc_text,
-)
+from detector.sinks import Record
 from detector.sources import AUDIO_SUFFIXES, FileSource, SourceError
 from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled.detect")
 DETECT_BLOCK_SECONDS = 8.0  # blocks read per pass: large, so per-block Python costs vanish
-PARTIAL_DIR = ".partial"  # Raven tables being written; moved into --out when complete
 FINGERPRINT_KEYS = ("hop_seconds", "on_threshold", "off_threshold", "min_duration_seconds",
                     "merge_gap_seconds", "max_duration_seconds", "channels",
                     "model_rate_hz", "window_seconds", "origin_utc",
                     "timestamp_pattern")  # settings that change detections or their times
-UTC_KEYS = ("start_utc", "end_utc", "peak_utc")  # left empty when a recording's start is unknown
-
-
-class DetectError(Exception):
-    """A reason to start nothing; one line for the operator."""
 
 
 @dataclass(frozen=True)
@@ -82,25 +72,6 @@ class Recording:
             return float(info.frames / info.samplerate)
         except (RuntimeError, OSError, soundfile.LibsndfileError):
             return 0.0
-
-
-@dataclass
-class RecordingResult:
-    """What scanning one recording produced; plain data, so a Dask worker can return it."""
-
-    path: str
-    records: list[Record] = field(default_factory=list)
-    source: str = ""
-    origin_utc: datetime | None = None
-    origin_from: str = ""
-    channels: tuple[int, ...] = ()
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    error: str = ""
-
-    @property
-    def detections(self) -> list[Detection]:
-        return [r for r in self.records if isinstance(r, Detection)]
 
 
 @dataclass
@@ -202,111 +173,13 @@ class CollectSink:
         self.records.append(record)
 
 
-class ArchiveOutput:
-    """``--out``: the combined JSONL file, the Raven tables and what is already complete."""
-
-    def __init__(self, out_dir: Path, model_hash: str, fingerprint: str) -> None:
-        self.out_dir, self.model_hash, self.fingerprint = out_dir, model_hash, fingerprint
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.jsonl = AppendFile(out_dir / JSONL_NAME)
-        self.complete = self._read_complete()
-
-    def _read_complete(self) -> set[tuple[str, int, int]]:
-        done: set[tuple[str, int, int]] = set()
-        try:
-            with (self.out_dir / JSONL_NAME).open() as handle:
-                for line in handle:
-                    if '"type":"recording"' not in line:
-                        continue
-                    try:
-                        doc = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if (doc.get("status") == "complete" and doc.get("model") == self.model_hash
-                            and doc.get("settings") == self.fingerprint):
-                        done.add((doc["path"], doc["size_bytes"], doc["mtime_ns"]))
-        except FileNotFoundError:
-            pass
-        return done
-
-    @staticmethod
-    def identity(path: Path) -> tuple[str, int, int]:
-        stat = path.stat()
-        return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-    def is_complete(self, path: Path) -> bool:
-        try:
-            return self.identity(path) in self.complete
-        except OSError:
-            return False
-
-    def write(self, result: RecordingResult) -> None:
-        path = Path(result.path)
-        table = self._write_raven(result) if result.origin_utc is not None else ""
-        try:
-            resolved, size, mtime_ns = self.identity(path)
-        except OSError:
-            resolved, size, mtime_ns = str(path), -1, -1
-        lines = [json.dumps(self._fields(record, result), separators=(",", ":"))
-                 for record in result.records]
-        status = "failed" if result.error else "complete"
-        known = result.origin_utc is not None and result.origin_from != "none"
-        lines.append(json.dumps({
-            "type": "recording", "path": resolved, "status": status, "error": result.error,
-            "source": result.source, "size_bytes": size, "mtime_ns": mtime_ns,
-            "origin_utc": utc_text(result.origin_utc) if known and result.origin_utc else None,
-            "origin_from": result.origin_from, "channels": list(result.channels),
-            "audio_seconds": round(result.audio_seconds, 3),
-            "detections": len(result.detections), "raven_table": table,
-            "model": self.model_hash, "settings": self.fingerprint}, separators=(",", ":")))
-        self.jsonl.append("".join(line + "\n" for line in lines))  # one write: all or nothing
-        if status == "complete":
-            self.complete.add((resolved, size, mtime_ns))
-
-    @staticmethod
-    def _fields(record: Record, result: RecordingResult) -> dict[str, object]:
-        """A JSONL line: gaps get seconds from the file's start; no UTC when it is unknown."""
-        if isinstance(record, Detection):
-            fields = detection_fields(record)
-        else:
-            fields = gap_fields(record)
-            if result.origin_utc is not None:
-                start = (record.start_utc - result.origin_utc).total_seconds()
-                fields["start_seconds"] = round(start, 3)
-                fields["end_seconds"] = round(start + record.seconds, 3)
-        if result.origin_from == "none":
-            fields.update({key: None for key in UTC_KEYS if key in fields})
-        return fields
-
-    def _write_raven(self, result: RecordingResult) -> str:
-        assert result.origin_utc is not None
-        partial = self.out_dir / PARTIAL_DIR
-        partial.mkdir(exist_ok=True)  # a silent recording first: no row ever created it
-        sink = RavenSink(partial, result.source, result.origin_utc,
-                         absolute_times=result.origin_from != "none")
-        staged = sink.file.path
-        staged.unlink(missing_ok=True)  # a leftover of an interrupted run
-        sink._selection = 0
-        for record in result.records:
-            sink.write(record)
-        sink.file.close()
-        if not staged.exists():  # no detections: the table still says "analysed"
-            staged.write_text("\t".join(RAVEN_COLUMNS) + "\n")
-        final = self.out_dir / staged.name
-        os.replace(staged, final)
-        return final.name
-
-    def close(self) -> None:
-        self.jsonl.close()
-
-
 Executor = Callable[[list[Recording]], Iterator[RecordingResult]]
 
 
 def local_executor(loaded: LoadedModel, settings: Settings, progress: Progress) -> Executor:
     def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
         for recording in recordings:
-            progress.start_file(recording.path.name)
+            progress.start_file(recording.key)
             yield scan_recording(recording.path, loaded, settings, progress.within_file)
     return run
 
@@ -357,6 +230,12 @@ def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0
     if settings.origin_utc and len(found) + len(missing) > 1:
         raise DetectError(f"--origin is the start of one recording, but {len(found)} were "
                           "found: name their starts with --timestamp-pattern")
+    tables = Counter(table_name(r.key) for r in found)
+    for name, n in tables.items():
+        if n > 1:
+            clash = [str(r.path) for r in found if table_name(r.key) == name]
+            raise DetectError(f"two recordings would share the table {name} ("
+                              f"{' and '.join(clash[:2])}): give their common parent folder")
     return Plan(recordings, tuple(missing))
 
 
@@ -369,13 +248,21 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     recordings, missing = list(planned.recordings), planned.missing
     output = ArchiveOutput(out_dir, loaded.content_hash, settings_fingerprint(settings))
     summary = DetectSummary(recordings=len(recordings), failed=list(missing))
-    todo = [r for r in recordings if not output.is_complete(r.path)]
-    summary.skipped = len(recordings) - len(todo)
     progress = progress or Progress(0.0, enabled=False)
-    progress.total = sum(r.audio_seconds for r in todo)
-    run = executor or local_executor(loaded, settings, progress)
     try:
+        output.check_tables([(r.path, r.key) for r in recordings])
+        todo = [r for r in recordings if not output.is_complete(r.path)]
+        summary.skipped = len(recordings) - len(todo)
+        replaced = sum(output.replaces(r.path) for r in todo)
+        if replaced:
+            log.warning("%d recordings in %s were scanned before with another model or "
+                        "settings, or have changed since: their earlier results are superseded "
+                        "(moved to %s when this run ends)", replaced, out_dir, SUPERSEDED_NAME)
+        progress.total = sum(r.audio_seconds for r in todo)
+        keys = {str(r.path): r.key for r in todo}
+        run = executor or local_executor(loaded, settings, progress)
         for result in run(todo):
+            result.key = keys.get(result.path, Path(result.path).name)
             output.write(result)
             summary.audio_seconds += result.audio_seconds
             summary.detections += len(result.detections)
@@ -391,6 +278,8 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     finally:
         output.close()
         progress.close()
+    if output.superseded:
+        log.info("%d earlier results moved to %s", output.superseded, out_dir / SUPERSEDED_NAME)
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
@@ -446,6 +335,9 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
              settings.hop_seconds, *shard, out_dir)
     try:
         summary = detect(planned, loaded, settings, out_dir, shard, executor, progress)
+    except DetectError as error:
+        print(f"whaled: error: {error}", file=sys.stderr)
+        return 2
     finally:
         if client is not None:
             client.close()

@@ -152,9 +152,9 @@ class RavenSink:
     name = "raven"
 
     def __init__(self, out_dir: Path, stream_name: str, origin_utc: datetime, *,
-                 absolute_times: bool = True) -> None:
+                 absolute_times: bool = True, path: Path | None = None) -> None:
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stream_name)
-        path = out_dir / f"{stem}_{origin_utc:%Y%m%d_%H%M%S}.selections.txt"
+        path = path or out_dir / f"{stem}_{origin_utc:%Y%m%d_%H%M%S}.selections.txt"
         self.file = AppendFile(path, tsv_line(RAVEN_COLUMNS))
         self.absolute_times = absolute_times  # False: a recording of unknown start, no UTC
         self._selection = _count_rows(path)

@@ -81,9 +81,12 @@ def test_detect_equals_listen_replay(tmp_path: Path, centre_model: Path) -> None
     assert result.detections == replay.detections
     assert {d.channel for d in result.detections} == {1, 2}
     detect(tmp_path.glob("pair_*.wav"), loaded, settings, tmp_path / "detect")
-    assert lines_of(tmp_path / "detect", "detection") == lines_of(listen_out, "detection")
+    detected = [json.loads(line) for line in lines_of(tmp_path / "detect", "detection")]
+    assert {d.pop("recording") for d in detected} == {stereo.name}  # detect names the file
+    assert detected == [json.loads(line) for line in lines_of(listen_out, "detection")]
     table = "file_pair_20090329_121500_wav_20090329_121500.selections.txt"
-    assert (tmp_path / "detect" / table).read_text() == (listen_out / table).read_text()
+    assert (tmp_path / "detect" / "pair_20090329_121500.selections.txt").read_text() == \
+        (listen_out / table).read_text()
 
 
 def test_folders_unreadable_files_exit_status_and_resume(
@@ -97,9 +100,9 @@ def test_folders_unreadable_files_exit_status_and_resume(
     assert "1 failed" in run.stderr and "failed: " in run.stderr and "broken.wav" in run.stderr
     records = [json.loads(line) for line in lines_of(out, "recording")]
     assert Counter(r["status"] for r in records) == {"complete": 5, "failed": 1}
-    tables = sorted(p.name for p in out.glob("*.selections.txt"))
-    assert len(tables) == 5
-    assert "file_site0_20090320_120000_wav_20090320_120000.selections.txt" in tables
+    tables = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.selections.txt"))
+    assert tables == ["deep/glider.selections.txt"] + [
+        f"site{i}_2009032{i}_120000.selections.txt" for i in range(4)]
     first = lines_of(out, "detection")
     assert len(first) >= 10
     starts = {(json.loads(line)["start_utc"] or "")[:16] for line in first}

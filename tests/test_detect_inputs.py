@@ -4,8 +4,10 @@ recordings, and outputs that cannot be written (issue 9)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,3 +146,89 @@ def test_listen_refuses_a_recording_without_a_start(tmp_path: Path, centre_model
     assert run.returncode == 2
     assert run.stderr.startswith("whaled: error: ") and "--origin" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+# --- 7: same-named recordings in different folders ---
+
+def test_same_names_in_different_folders_keep_their_own_tables(
+        tmp_path: Path, centre_model: Path) -> None:
+    root = tmp_path / "archive"
+    for site, calls in (("north", [(10.0, 1.0)]), ("south", [(10.0, 1.0), (20.0, 1.0)])):
+        (root / site).mkdir(parents=True)
+        calls_recording(root / site / "day_20090329_120000.wav", 2000, 30, calls)
+    out = tmp_path / "out"
+    run = run_detect(str(root), "--model", str(centre_model), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    for site, n in (("north", 1), ("south", 2)):
+        rows = (out / site / "day_20090329_120000.selections.txt").read_text().splitlines()
+        assert len(rows) == 1 + n
+    detections = records(out, "detection")
+    assert Counter(d["recording"] for d in detections) == {
+        "north/day_20090329_120000.wav": 1, "south/day_20090329_120000.wav": 2}
+    assert {str(r["recording"]): r["raven_table"] for r in records(out, "recording")} == {
+        "north/day_20090329_120000.wav": "north/day_20090329_120000.selections.txt",
+        "south/day_20090329_120000.wav": "south/day_20090329_120000.selections.txt"}
+    # two folders given that hold the same relative name would share a table: refused
+    run = run_detect(str(root / "north"), str(root / "south"), "--model", str(centre_model),
+                     "--out", str(tmp_path / "clash"))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "whaled: error: two recordings would share the table day_20090329_120000.selections.txt")
+    # and a later run into the same --out from another root: refused, nothing overwritten
+    run = run_detect(str(root / "south"), "--model", str(centre_model), "--out",
+                     str(tmp_path / "clash"))
+    assert run.returncode == 0, run.stderr
+    run = run_detect(str(root / "north"), "--model", str(centre_model), "--out",
+                     str(tmp_path / "clash"))
+    assert run.returncode == 2
+    assert "already holds day_20090329_120000.selections.txt" in run.stderr
+
+
+# --- 8: a rerun with other settings or a touched file keeps one current result ---
+
+def test_rerun_keeps_one_current_result_per_recording(
+        tmp_path: Path, centre_model: Path) -> None:
+    root = tmp_path / "archive"
+    root.mkdir()
+    for i in range(3):
+        calls_recording(root / f"r{i}_20090329_12000{i}.wav", 2000, 40,
+                        [(8.0, 1.0), (20.0, 0.6), (30.0, 1.2)], snr_db=12 + 6 * i, seed=i)
+    out = tmp_path / "out"
+    base = [str(root), "--model", str(centre_model), "--out", str(out)]
+    assert run_detect(*base).returncode == 0
+    first = records(out, "detection")
+    strict = run_detect(*base, "--on-threshold", "0.99", "--off-threshold", "0.9")
+    assert strict.returncode == 0, strict.stderr
+    assert "3 recordings in" in strict.stderr and "superseded" in strict.stderr
+    current = records(out, "detection")
+    reported = re.search(r"(\d+) detections", strict.stderr)
+    assert reported and 0 < len(current) == int(reported[1])  # not the first run's as well
+    assert all(d["on_threshold"] == 0.99 for d in current)
+    assert Counter(r["recording"] for r in records(out, "recording")) == {
+        f"r{i}_20090329_12000{i}.wav": 1 for i in range(3)}
+    old = [json.loads(line) for line in (out / "detections.superseded.jsonl").read_text()
+           .splitlines()]
+    assert [d for d in old if d["type"] == "detection"] == first
+    assert all(r["superseded_utc"] for r in old if r["type"] == "recording")
+    # a touched recording is scanned again; the others are skipped; still one result each
+    os.utime(root / "r1_20090329_120001.wav")
+    again = run_detect(*base, "--on-threshold", "0.99", "--off-threshold", "0.9")
+    assert "3 recordings (2 already complete)" in again.stderr
+    assert sorted(map(json.dumps, records(out, "detection"))) == \
+        sorted(map(json.dumps, current))
+    assert len(records(out, "recording")) == 3
+    table = (out / "r1_20090329_120001.selections.txt").read_text().splitlines()
+    assert len(table) == 1 + sum(d["recording"] == "r1_20090329_120001.wav" for d in current)
+
+
+def test_a_second_detect_on_the_same_out_is_refused(tmp_path: Path, centre_model: Path) -> None:
+    import fcntl
+
+    rec = calls_recording(tmp_path / "a_20090329_120000.wav", 2000, 5, [])
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".whaled-detect.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run = run_detect(str(rec), "--model", str(centre_model), "--out", str(out))
+    assert run.returncode == 2
+    assert "another whaled detect is writing to" in run.stderr.strip().splitlines()[-1]
