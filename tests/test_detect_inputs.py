@@ -4,8 +4,8 @@ recordings, and outputs that cannot be written (issue 9)."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime
