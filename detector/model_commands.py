@@ -19,7 +19,6 @@ import typer
 from detector.progress import Progress
 
 EXIT_BAD_INPUT = 2
-EVENT_CURVE_POINTS = 40  # on-thresholds in the recall-versus-false-alarms curve
 
 
 def fail(message: str) -> NoReturn:

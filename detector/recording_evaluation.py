@@ -198,6 +198,9 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
     if on_progress is not None:
         on_progress(path.name, audio_seconds)
     window_seconds = loaded.metadata.window_seconds
+    if not 0 <= from_seconds < audio_seconds:
+        raise EvaluationError(f"{path}: --from-seconds {from_seconds:g} is outside its "
+                              f"{audio_seconds:.1f} s")
     span = (from_seconds, audio_seconds)
     rec = RecordingScores(path.name, centres - window_seconds / 2, scores, window_seconds,
                           tuple(c for c in marks.calls if c[0] >= span[0]), marks.busy, span,

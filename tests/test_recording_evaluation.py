@@ -204,6 +204,8 @@ def test_evaluate_command_bad_inputs_are_one_line(tiny: LoadedModel, tmp_path: P
     path = recording(tmp_path, "REC_20090328_000000", 1)
     bad.write_text("Selection\tBegin Time (s)\tEnd Time (s)\tAnnotation\n1\t1\t2\tmaybe\n")
     for args, message in (([str(tmp_path / "none.wav")], "not found"),
+                          ([str(recording(tmp_path / "ok", "REC_20090328_000000", 1)),
+                            "--from-seconds", "50"], "is outside its 40.0 s"),
                           ([str(path)], "annotation 'maybe'"),
                           ([str(path), "--hop", "0"], "hop_seconds")):
         result = CliRunner().invoke(app, ["evaluate", str(tiny.path), *args])
@@ -247,3 +249,14 @@ def test_an_in_memory_network_scores_like_its_archive(tmp_path: Path,
     np.testing.assert_allclose(in_memory.recordings[0].scores.scores,
                                archived.recordings[0].scores.scores, atol=1e-6)
     assert network.training  # left as it was
+
+
+def test_a_recording_without_a_table_counts_every_detection_as_a_false_alarm(
+        tiny: LoadedModel, tmp_path: Path) -> None:
+    path = recording(tmp_path, "GSC_2000-05-19_00-00-00", 4, calls=[])
+    (tmp_path / "GSC_2000-05-19_00-00-00.Table.1.selections.txt").unlink()
+    settings = median_threshold_settings(tiny, path)
+    (rec,) = evaluate_recordings(tiny, [path], settings).recordings
+    assert rec.day == "2000-05-19" and rec.scores.calls == ()
+    assert rec.operating.n_annotations == 0 and rec.operating.n_detections >= 1
+    assert rec.operating.n_false_alarms == rec.operating.n_detections
