@@ -17,6 +17,8 @@ WHALED = [sys.executable, "-m", "detector.cli"]
 
 sys.path.insert(0, str(TESTS))
 
+from real import pytest_configure, pytest_runtest_setup  # noqa: E402, F401  (hooks)
+
 
 def require_shared_data() -> None:
     if not DCLDE_WAV.exists():

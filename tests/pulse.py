@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from real import missing, needs
 
 SINK_NAME = "hydro"
 READY_TIMEOUT_SECONDS = 5.0  # measured ready in ~0.15 s
@@ -41,9 +42,9 @@ STOP_TIMEOUT_SECONDS = 5.0
 ENV_KEYS = ("HOME", "XDG_RUNTIME_DIR", "PULSE_SERVER", "PULSE_CLIENTCONFIG")
 
 HAVE_PULSEAUDIO = shutil.which("pulseaudio") is not None and shutil.which("paplay") is not None
-needs_pulseaudio = pytest.mark.skipif(
-    not HAVE_PULSEAUDIO,
-    reason="pulseaudio/paplay not installed (apt-get install pulseaudio pulseaudio-utils "
+needs_pulseaudio = needs(
+    HAVE_PULSEAUDIO,
+    "pulseaudio/paplay not installed (apt-get install pulseaudio pulseaudio-utils "
            "libasound2-plugins libportaudio2): real PortAudio capture tests skipped")
 
 
@@ -166,6 +167,6 @@ def private_pulse(*, rate_hz: int = 2000, channels: int = 1) -> Iterator[PulseSe
 def pulse_server() -> Iterator[Callable[..., PulseServer]]:
     """A factory: ``pulse_server(rate_hz=48000, channels=2)`` starts one; teardown stops it."""
     if not HAVE_PULSEAUDIO:
-        pytest.skip("pulseaudio/paplay not installed: real PortAudio capture tests skipped")
+        missing("pulseaudio/paplay not installed: real PortAudio capture tests skipped")
     with contextlib.ExitStack() as stack:
         yield lambda **kwargs: stack.enter_context(private_pulse(**kwargs))

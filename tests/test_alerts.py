@@ -20,13 +20,14 @@ import pytest
 from conftest import REPO, WHALED
 from helpers import calls_recording
 from pulse import PulseServer, needs_pulseaudio, private_pulse
+from real import needs
 
 RULES = REPO / "deploy" / "prometheus" / "whaled.rules.yml"
 RULES_TEST = REPO / "deploy" / "prometheus" / "whaled.rules.test.yml"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (apt-get install prometheus; "
+needs_promtool = needs(
+    PROMTOOL is not None, "promtool not installed (apt-get install prometheus; "
     "scripts/setup does it): alert rule tests skipped")
 ALERTS = ("WhaledRightWhaleDetected", "WhaledNoAudio", "WhaledInputDead", "WhaledInputClipping",
           "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing",
@@ -114,8 +115,8 @@ def firing(port: int, alert: str) -> bool:
 @pytest.mark.prometheus
 @pytest.mark.pulse
 @pytest.mark.slow
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (apt-get install "
-                    "prometheus; scripts/setup does it): live alerting test skipped")
+@needs(PROMETHEUS is not None, "prometheus not installed (apt-get install prometheus; "
+       "scripts/setup does it): live alerting test skipped")
 @needs_pulseaudio
 def test_prometheus_pages_on_an_upcall_and_on_capture_that_stops(
         centre_model: Path, tmp_path: Path) -> None:

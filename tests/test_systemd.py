@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import REPO, WHALED
+from real import needs
 
 UNIT = REPO / "systemd" / "whaled.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-needs_systemd_analyze = pytest.mark.skipif(
-    SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd; "
+needs_systemd_analyze = needs(
+    SYSTEMD_ANALYZE is not None, "systemd-analyze not installed (apt-get install systemd; "
     "scripts/setup does it): offline unit checks skipped")
 MAX_EXPOSURE = 2.0  # systemd-analyze security's 0-10 scale: 2.0 or lower is "OK"
 WATCHDOG_USEC = 400_000  # WatchdogSec=0.4 s: a ping every 0.2 s
