@@ -151,6 +151,8 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
             try:
                 if url.path == "/":
                     self.send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+                elif url.path == "/favicon.ico":
+                    self.send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
                 elif url.path == "/api/state":
                     state.refresh()
                     self.send_json(HTTPStatus.OK, state.state_json())

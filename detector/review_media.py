@@ -83,9 +83,9 @@ def spectrogram_png(item: Item, clip: Clip) -> bytes:
                                  UPCALL_HIGH_HZ - UPCALL_LOW_HZ, fill=False,
                                  edgecolor="#7df9ff", linewidth=2, linestyle="--"))
         axes.set_ylim(0, top_hz)
-        axes.set_xlabel("seconds from the start of the recording", fontsize=11)
-        axes.set_ylabel("frequency (Hz)", fontsize=11)
-        axes.tick_params(labelsize=10)
+        axes.set_xlabel("seconds from the start of the recording", fontsize=12)
+        axes.set_ylabel("frequency (Hz)", fontsize=12)
+        axes.tick_params(labelsize=11)
         figure.colorbar(mesh, ax=axes, pad=0.01, label="dB above the median")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")

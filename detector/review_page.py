@@ -24,8 +24,8 @@ PAGE = """<!doctype html>
  #detail { flex: 1 1 auto; min-width: 0; background: #fff; border-radius: 6px; padding: 12px;
            box-shadow: 0 1px 3px #0002; }
  #title { font-size: 18px; font-weight: 600; }
- #facts { color: #333; margin: 2px 0 8px; }
- #spectrogram { width: 100%; max-width: 960px; display: block; background: #000;
+ #facts { color: #333; margin: 2px 0 8px; white-space: pre-line; }
+ #spectrogram { width: 100%; max-width: 960px; display: block; background: #e8e8e8;
                 aspect-ratio: 960 / 360; }
  #noaudio { display: none; padding: 40px; background: #fbecc8; max-width: 880px; }
  .row { display: flex; gap: 10px; align-items: center; margin-top: 10px; flex-wrap: wrap; }
@@ -35,6 +35,7 @@ PAGE = """<!doctype html>
  .upcall { background: #d6f5d6 !important; border-color: #2a8a2a !important; }
  .not-upcall { background: #f8d7d7 !important; border-color: #b02a2a !important; }
  .unsure { background: #fff0c2 !important; border-color: #a07800 !important; }
+ #tally { font-size: 14px; opacity: .85; }
  #verdict { font-weight: 700; padding: 4px 10px; border-radius: 4px; border: 2px solid #ccc; }
  #note { flex: 1 1 300px; padding: 5px; }
  #status { min-height: 1.4em; font-weight: 600; }
@@ -42,16 +43,17 @@ PAGE = """<!doctype html>
  #keys { color: #555; font-size: 13px; margin-top: 8px; }
  kbd { border: 1px solid #999; border-bottom-width: 2px; border-radius: 3px; padding: 0 4px;
        font-family: ui-monospace, monospace; background: #fafafa; color: #111; }
- #list { flex: 0 0 420px; max-height: calc(100vh - 130px); overflow-y: auto; background: #fff;
+ #list { flex: 0 0 470px; max-height: calc(100vh - 130px); overflow-y: auto; background: #fff;
          border-radius: 6px; box-shadow: 0 1px 3px #0002; }
  table { border-collapse: collapse; width: 100%; font-size: 14px; }
  th { position: sticky; top: 0; background: #dde3ea; text-align: left; padding: 4px 6px; }
- td { padding: 3px 6px; border-top: 1px solid #eee; white-space: nowrap; cursor: pointer; }
+ td { padding: 3px 5px; border-top: 1px solid #eee; white-space: nowrap; cursor: pointer; }
  tr.current td { outline: 2px solid #14304a; outline-offset: -2px; font-weight: 600; }
  td.num { text-align: right; font-variant-numeric: tabular-nums; }
 </style></head>
 <body>
-<header><h1>whaled review</h1><span id="progress">loading…</span><span id="folder"></span>
+<header><h1>whaled review</h1><span id="progress">loading…</span><span id="tally"></span>
+ <span id="folder"></span>
 </header>
 <div class="bar">
  <label>Sort <select id="sort"><option value="time">by time</option>
@@ -81,7 +83,7 @@ PAGE = """<!doctype html>
   <button class="v" data-a="upcall"><kbd>u</kbd> upcall</button>
   <button class="v" data-a="not-upcall"><kbd>n</kbd> not an upcall</button>
   <button class="v" data-a="unsure"><kbd>?</kbd> unsure</button>
-  <span id="verdict">not reviewed</span>
+  <span>Verdict:</span><span id="verdict">not reviewed</span>
  </div>
  <div class="row"><label for="note">Note <kbd>e</kbd></label>
   <input id="note" placeholder="optional: saved with the verdict (Enter saves, Esc leaves)">
@@ -154,6 +156,9 @@ function paintRow(item) {
 function progress() {
   const done = items.filter((i) => i.annotation).length;
   text($("progress"), done + " of " + items.length + " reviewed");
+  const count = (a) => items.filter((i) => i.annotation === a).length;
+  text($("tally"), count("upcall") + " upcall · " + count("not-upcall") + " not an upcall · "
+    + count("unsure") + " unsure");
 }
 
 function show(index) {
@@ -163,10 +168,10 @@ function show(index) {
   document.querySelectorAll("tr.current").forEach((tr) => tr.classList.remove("current"));
   const tr = $("row-" + item.number); tr.classList.add("current");
   tr.scrollIntoView({ block: "nearest" });
-  text($("title"), "Detection " + (pos + 1) + " of " + view.length + " · score "
-    + item.score.toFixed(4) + " · " + item.label);
+  text($("title"), "Detection " + (pos + 1) + " of " + view.length + " · model score "
+    + item.score.toFixed(4) + (item.label === "upcall" ? "" : " · " + item.label));
   text($("facts"), item.start_utc.replace("T", " ").replace("Z", "") + " – "
-    + item.end_utc.slice(11, 23) + " UTC · recording " + item.recording + " · channel "
+    + item.end_utc.slice(11, 23) + " UTC\\nrecording " + item.recording + " · channel "
     + item.channel + " · " + item.start_seconds.toFixed(3) + "–" + item.end_seconds.toFixed(3)
     + " s from its start");
   $("spectrogram").style.display = item.has_audio ? "block" : "none";

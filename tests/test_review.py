@@ -1,0 +1,211 @@
+"""``whaled review`` in a real browser (headless Chromium through Selenium) over a real
+``whaled detect`` output, plus its start-up errors and its audio lookup."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import DCLDE_WAV, WHALED, require_shared_data
+
+from detector.labels import read_reviewed
+from detector.review_items import load_items
+
+SPAN_SECONDS = 300  # of the real recording: enough for several detections, quick to scan
+NOTE = "faint; ship noise at 80 Hz"
+SCREENSHOT_ENV = "WHALED_REVIEW_SCREENSHOT"  # where to copy the page's screenshot (docs/)
+
+
+def detections(out: Path) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    return [d for d in lines if d["type"] == "detection"]
+
+
+@pytest.fixture(scope="module")
+def detect_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``whaled detect`` over the first 300 s of the DCLDE 2013 recording."""
+    require_shared_data()
+    root = tmp_path_factory.mktemp("review")
+    audio, rate = soundfile.read(DCLDE_WAV, frames=SPAN_SECONDS * 2000, dtype="int16")
+    span = root / "audio" / DCLDE_WAV.name  # same name, so the same start time and stem
+    span.parent.mkdir()
+    soundfile.write(span, audio, rate, subtype="PCM_16")
+    out = root / "out"
+    run = subprocess.run([*WHALED, "detect", str(span), "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert len(detections(out)) >= 4, run.stderr
+    return out
+
+
+def start_review(out: Path, log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The server on a free port, its stderr in ``log``; returns it and the page's URL."""
+    with log.open("wb") as stderr:
+        server = subprocess.Popen([*WHALED, "review", str(out), "--port", "0", "--reviewer",
+                                   "tester", *args], stderr=stderr)
+    found = wait_for(lambda: server.poll() is None and re.search(
+        r"open (http://127\.0\.0\.1:\d+/)", log.read_text()), "the server to start", 60)
+    return server, found.group(1)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    if not chromium or not driver_path:
+        pytest.skip("chromium and chromedriver not installed (scripts/setup installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to fail on JS errors
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,900",
+                 "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = 30.0) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_review_three_detections_with_the_keyboard(detect_output: Path, browser: object,
+                                                   tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver: object = browser
+    found = sorted(detections(detect_output), key=lambda d: str(d["start_utc"]))
+    total = len(found)
+    server, url = start_review(detect_output, tmp_path / "review.log")
+    try:
+        driver.get(url)  # type: ignore[attr-defined]
+        progress = lambda: driver.find_element(By.ID, "progress").text  # type: ignore[attr-defined]  # noqa: E731
+        wait_for(lambda: progress() == f"0 of {total} reviewed", "the detections to load")
+        width = wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
+            "const i = document.getElementById('spectrogram');"
+            "return i.complete && i.naturalWidth;"), "the spectrogram")
+        assert width == 960
+        keys = ActionChains(driver)
+        keys.send_keys("u").send_keys("e").send_keys(NOTE).send_keys("\ue00c")  # Escape
+        keys.send_keys("n").send_keys("?").perform()
+        wait_for(lambda: progress() == f"3 of {total} reviewed", "three verdicts saved")
+
+        table = detect_output / "review" / f"{DCLDE_WAV.stem}.reviewed.selections.txt"
+        labels = read_reviewed(table)
+        assert [label.annotation for label in labels] == ["upcall", "not-upcall", "unsure"]
+        for label, detection in zip(labels, found[:3], strict=True):
+            assert label.begin_seconds == pytest.approx(detection["start_seconds"], abs=1e-6)
+            assert label.end_seconds == pytest.approx(detection["end_seconds"], abs=1e-6)
+            assert (label.channel, label.reviewer) == (detection["channel"], "tester")
+        assert [label.note for label in labels] == ["", NOTE, ""]
+        assert len(table.read_text().splitlines()) == 4  # header and one row per verdict
+
+        # 4x playback: Chromium decodes the WAV; 2.25 s + 2 x 3 s of context at 4x speed
+        duration = driver.execute_async_script(  # type: ignore[attr-defined]
+            "const done = arguments[0]; const a = new Audio('/audio/0.wav?speed=4');"
+            "a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1);")
+        first = found[0]
+        clip_seconds = float(first["end_seconds"]) - float(first["start_seconds"]) + 6.0
+        assert duration == pytest.approx(clip_seconds / 4, abs=0.01)
+
+        driver.refresh()  # type: ignore[attr-defined]
+        wait_for(lambda: progress() == f"3 of {total} reviewed", "the saved verdicts")
+        cells = [driver.find_element(By.ID, f"row-{n}").find_elements(  # type: ignore[attr-defined]
+            By.TAG_NAME, "td")[4].text for n in range(4)]
+        assert cells == ["upcall", "not-upcall", "unsure", "—"]
+        assert driver.find_element(By.ID, "title").text.startswith("Detection 4 of")  # type: ignore[attr-defined]
+        ActionChains(driver).send_keys("k").send_keys("k").perform()
+        assert driver.find_element(By.ID, "verdict").text == "not an upcall"  # type: ignore[attr-defined]
+        assert driver.find_element(By.ID, "note").get_attribute("value") == NOTE  # type: ignore[attr-defined]
+        wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
+            "const i = document.getElementById('spectrogram');"
+            "return i.complete && i.naturalWidth && i.src.endsWith('/spectrogram/1.png');"),
+            "the second detection's spectrogram")
+        driver.save_screenshot(str(tmp_path / "review.png"))  # type: ignore[attr-defined]
+        if os.environ.get(SCREENSHOT_ENV):
+            shutil.copy(tmp_path / "review.png", os.environ[SCREENSHOT_ENV])
+        errors = [entry for entry in driver.get_log("browser")  # type: ignore[attr-defined]
+                  if entry["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        server.terminate()
+        assert server.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "not an output", "no detections", "busy port"])
+def test_bad_input_is_one_error_line(tmp_path: Path, case: str) -> None:
+    out = tmp_path / "out"
+    args = [str(out)]
+    if case != "missing":
+        out.mkdir()
+    if case == "no detections":
+        (out / "detections.jsonl").write_text('{"type":"gap","seconds":1.0}\n')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        if case == "busy port":
+            (out / "detections.jsonl").write_text(json.dumps(
+                {"type": "detection", "label": "upcall", "channel": 1, "source": "hw:1,0",
+                 "start_utc": "2026-01-02T03:04:05.000Z", "end_utc": "2026-01-02T03:04:07.000Z",
+                 "peak_utc": "2026-01-02T03:04:06.000Z", "start_seconds": 5.0,
+                 "end_seconds": 7.0, "peak_score": 0.9}) + "\n")
+            args += ["--port", str(busy.getsockname()[1])]
+        run = subprocess.run([*WHALED, "review", *args], capture_output=True, text=True,
+                             timeout=60)
+    expected = {"missing": "is not a folder", "not an output": "has no detections.jsonl",
+                "no detections": "holds no detections", "busy port": "cannot serve on"}[case]
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("whaled: error: ")
+    assert expected in run.stderr
+
+
+def test_audio_from_evidence_clip_else_recording_by_name(tmp_path: Path) -> None:
+    """A listen output: the evidence clip when kept, else the recording found under --audio."""
+    out, recordings = tmp_path / "out", tmp_path / "recordings"
+    clip_dir = out / "evidence" / "upcall"
+    clip_dir.mkdir(parents=True)
+    recordings.mkdir()
+    soundfile.write(recordings / "site_20260102_030000.wav", np.zeros((40_000, 2)), 2000)
+    rows = []
+    for peak, channel in (("03:00:11.000", 2), ("03:00:15.000", 1)):
+        start = float(peak[6:8]) - 1
+        rows.append({"type": "detection", "label": "upcall", "channel": channel,
+                     "source": "file:site_20260102_030000.wav",
+                     "start_utc": f"2026-01-02T03:00:{start:06.3f}Z",
+                     "end_utc": f"2026-01-02T03:00:{start + 2:06.3f}Z",
+                     "peak_utc": f"2026-01-02T{peak}Z", "start_seconds": start,
+                     "end_seconds": start + 2, "peak_score": 0.97})
+    (out / "detections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    soundfile.write(clip_dir / "20260102T030011000Z_ch2.wav", np.zeros(18_000), 2000)
+    (clip_dir / "20260102T030011000Z_ch2.json").write_text(json.dumps(
+        {"peak_utc": "2026-01-02T03:00:11.000Z", "channel": 2,
+         "clip_start_utc": "2026-01-02T03:00:05.000Z"}))
+    clip_item, recording_item = load_items(out, [recordings])
+    assert clip_item.recording == recording_item.recording == "site_20260102_030000"
+    assert clip_item.audio is not None and recording_item.audio is not None
+    assert (clip_item.audio.path.name, clip_item.audio.first_seconds,
+            clip_item.audio.column) == ("20260102T030011000Z_ch2.wav", 5.0, 0)
+    assert (recording_item.audio.path, recording_item.audio.first_seconds,
+            recording_item.audio.column) == (recordings / "site_20260102_030000.wav", 0.0, 0)
+    assert load_items(out)[1].audio is None  # without --audio the recording is not found
