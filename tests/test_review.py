@@ -72,13 +72,14 @@ def browser() -> Iterator[object]:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,
                               service=webdriver.ChromeService(executable_path=driver_path))
+    driver.set_script_timeout(60)  # a spectrogram or WAV on a busy 2-core machine
     try:
         yield driver
     finally:
         driver.quit()
 
 
-def wait_for(condition: Callable[[], object], what: str, seconds: float = 30.0) -> object:
+def wait_for(condition: Callable[[], object], what: str, seconds: float = 60.0) -> object:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()
@@ -150,7 +151,9 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
         assert errors == []
     finally:
         server.terminate()
-        assert server.wait(timeout=10) == 0
+        status = server.wait(timeout=30)
+        print((tmp_path / "review.log").read_text())  # shown when the test fails
+    assert status == 0
 
 
 @pytest.mark.parametrize("case", ["missing", "not an output", "no detections", "busy port"])
