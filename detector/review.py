@@ -45,6 +45,10 @@ MEDIA_CACHE_ENTRIES = 64  # spectrograms and WAVs kept in memory
 MAX_BODY_BYTES = 64_000  # a verdict with its note
 
 
+class StaleDetections(Exception):
+    """A verdict for a detection the folder no longer lists under that number."""
+
+
 class ReviewState:
     """The folder's detections and verdicts; every change goes through ``lock``."""
 
@@ -73,9 +77,11 @@ class ReviewState:
                 log.warning("detections or verdicts not reread: %s", error)
 
     def item(self, number: int) -> Item:
-        if not 0 <= number < len(self.items):
-            raise KeyError(number)
-        return self.items[number]
+        """The detection on the ``number``-th detection line; KeyError when there is none."""
+        for item in self.items:  # sorted by number
+            if item.number == number:
+                return item
+        raise KeyError(number)
 
     def state_json(self) -> dict[str, object]:
         rows = []
@@ -86,7 +92,7 @@ class ReviewState:
                 "channel": item.channel, "label": item.label, "score": item.score,
                 "start_seconds": item.start_seconds, "end_seconds": item.end_seconds,
                 "start_utc": item.start_utc, "end_utc": item.end_utc,
-                "day": item.start_utc[:10], "model": item.model,
+                "day": item.start_utc[:10] or "unknown", "model": item.model,
                 "has_audio": item.audio is not None,
                 "annotation": verdict.annotation if verdict else "",
                 "note": verdict.note if verdict else "",
@@ -94,8 +100,16 @@ class ReviewState:
         return {"items": rows, "reviewer": self.reviewer, "out_dir": str(self.out_dir),
                 "annotations": list(VERDICTS)}
 
-    def save(self, number: int, annotation: str, note: str) -> ReviewedLabel:
+    def save(self, number: int, identity: tuple[str, int, float, float], annotation: str,
+             note: str) -> ReviewedLabel:
+        """Append the verdict on detection ``number``, which the page knows by ``identity``
+        (recording, channel, start and end seconds): a detections.jsonl rewritten since the
+        page loaded (detect moves superseded results out) is refused, never misapplied."""
         item = self.item(number)
+        recording, channel, start_seconds, end_seconds = identity
+        if (recording, Item.key_of(channel, start_seconds, end_seconds)) != (item.recording,
+                                                                               item.key):
+            raise StaleDetections("the detections changed since the page loaded: reload it")
         label = item.reviewed_label(annotation, self.reviewer, note)
         with self.lock:
             append_reviewed(reviewed_path(self.out_dir, item.recording), label)
@@ -185,12 +199,17 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
                     raise ValueError("body missing or too long")
                 body = json.loads(self.rfile.read(length))
                 number, annotation = int(body["number"]), str(body["annotation"])
+                identity = (str(body["recording"]), int(body["channel"]),
+                            float(body["start_seconds"]), float(body["end_seconds"]))
                 note = str(body.get("note", ""))
                 if annotation not in VERDICTS:
                     raise ValueError(f"annotation must be one of {', '.join(VERDICTS)}")
-                label = state.save(number, annotation, note)
-            except KeyError:
-                self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such detection"})
+                label = state.save(number, identity, annotation, note)
+            except KeyError as error:
+                self.send_json(HTTPStatus.NOT_FOUND if isinstance(error.args[0], int) else
+                               HTTPStatus.BAD_REQUEST, {"error": f"no {error}"})
+            except StaleDetections as error:
+                self.send_json(HTTPStatus.CONFLICT, {"error": str(error)})
             except (ValueError, TypeError, LabelsError) as error:
                 self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
             except OSError as error:  # not saved: the page says so and keeps the verdict

@@ -19,7 +19,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from detector.labels import SUFFIX, ReviewedLabel, read_reviewed
 from detector.sinks import JSONL_NAME, UPCALL_HIGH_HZ, UPCALL_LOW_HZ
@@ -55,16 +56,21 @@ class Item:
     label: str
     start_seconds: float  # from the recording's start
     end_seconds: float
-    peak_seconds: float
     score: float
-    start_utc: str
+    start_utc: str  # "" when the recording's start is unknown
     end_utc: str
     model: str
     audio: AudioRef | None
 
     @property
     def key(self) -> tuple[int, int, int]:
-        return _key(self.channel, self.start_seconds, self.end_seconds)
+        return self.key_of(self.channel, self.start_seconds, self.end_seconds)
+
+    @staticmethod
+    def key_of(channel: int, begin_seconds: float, end_seconds: float) -> tuple[int, int, int]:
+        """A selection's identity, to the millisecond as the reviewed tables compare it."""
+        return (channel, round(begin_seconds * MILLISECONDS_PER_SECOND),
+                round(end_seconds * MILLISECONDS_PER_SECOND))
 
     def reviewed_label(self, annotation: str, reviewer: str, note: str) -> ReviewedLabel:
         return ReviewedLabel(self.start_seconds, self.end_seconds, annotation,
@@ -73,20 +79,18 @@ class Item:
                              begin_utc=self.start_utc, score=self.score)
 
 
-def _key(channel: int, begin_seconds: float, end_seconds: float) -> tuple[int, int, int]:
-    return (channel, round(begin_seconds * MILLISECONDS_PER_SECOND),
-            round(end_seconds * MILLISECONDS_PER_SECOND))
-
-
 def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def stream_stem(source: str, origin: datetime) -> str:
+def stream_stem(source: str, start_utc: str, start_seconds: float) -> str:
     """A listen stream's name as its Raven table has it: ``<source>_<origin stamp>``."""
     if source.startswith("file:"):
-        return Path(source[len("file:"):]).stem
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in source)
+        return Path(source.removeprefix("file:")).stem
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in source) or "stream"
+    if not start_utc:
+        return safe
+    origin = parse_utc(start_utc) - timedelta(seconds=start_seconds)
     return f"{safe}_{origin:%Y%m%d_%H%M%S}"
 
 
@@ -119,17 +123,43 @@ def evidence_index(out_dir: Path) -> dict[tuple[str, int], tuple[Path, str]]:
     return found
 
 
+@dataclass(frozen=True)
+class AudioLookup:
+    """Where audio may be: ``--audio`` paths (and the files under them), evidence clips."""
+
+    given: tuple[Path, ...]
+    by_name: dict[str, Path]
+    clips: dict[tuple[str, int], tuple[Path, str]]
+
+    @classmethod
+    def of(cls, out_dir: Path, audio_paths: Sequence[Path]) -> AudioLookup:
+        return cls(tuple(audio_paths), audio_index(audio_paths), evidence_index(out_dir))
+
+    def recording(self, key: str, recorded: Path | None) -> Path | None:
+        """The path ``detect`` recorded, else ``--audio DIR/<key>``, else a file so named."""
+        if recorded is not None and recorded.is_file():
+            return recorded
+        for folder in self.given:
+            if key and (folder / key).is_file():
+                return folder / key
+        name = PurePosixPath(key).name if key else (recorded.name if recorded else "")
+        return self.by_name.get(name)
+
+
 def load_items(out_dir: Path, audio_paths: Sequence[Path] = ()) -> list[Item]:
-    """Every detection of ``out_dir``; raises ReviewInputError when there are none."""
+    """Every detection of ``out_dir``; raises ReviewInputError when there are none.
+
+    A recording scanned again by ``detect`` (before its earlier lines are moved out) shows
+    once, with its latest result.
+    """
     jsonl = out_dir / JSONL_NAME
     if not out_dir.is_dir():
         raise ReviewInputError(f"{out_dir} is not a folder")
     if not jsonl.is_file():
         raise ReviewInputError(f"{out_dir} has no {JSONL_NAME}: not a listen or detect output")
-    by_name = audio_index(audio_paths)
-    clips = evidence_index(out_dir)
-    items: list[Item] = []
-    waiting: list[tuple[int, dict[str, object]]] = []  # detections before their recording line
+    lookup = AudioLookup.of(out_dir, audio_paths)
+    results: dict[str, list[Item]] = {}  # recording path -> its latest result's detections
+    waiting: list[tuple[int, dict[str, Any]]] = []  # detections before their recording line
     number = 0
     with jsonl.open() as handle:
         for line in handle:
@@ -143,40 +173,48 @@ def load_items(out_dir: Path, audio_paths: Sequence[Path] = ()) -> list[Item]:
                 waiting.append((number, record))
                 number += 1
             elif record.get("type") == "recording":
-                path = Path(str(record.get("path", "")))
-                items += [_item(n, d, path, by_name, clips) for n, d in waiting]
+                path = str(record.get("path") or "")
+                results.pop(path, None)
+                results[path] = [_item(n, d, record, lookup) for n, d in waiting]
                 waiting = []
-    items += [_item(n, d, None, by_name, clips) for n, d in waiting]  # listen: by stream
+    items = [item for group in results.values() for item in group]
+    items += [_item(n, d, None, lookup) for n, d in waiting]  # listen: tied to its stream
     if not items:
         raise ReviewInputError(f"{jsonl} holds no detections")
-    return items
+    return sorted(items, key=lambda item: item.number)
 
 
-def _item(number: int, d: dict[str, object], recording: Path | None,
-          by_name: dict[str, Path], clips: dict[tuple[str, int], tuple[Path, str]]) -> Item:
-    source, channel = str(d["source"]), int(str(d["channel"]))
-    start_seconds = float(str(d["start_seconds"]))
-    start_utc = parse_utc(str(d["start_utc"]))
-    origin = start_utc - timedelta(seconds=start_seconds)
-    name = recording.name if recording else source.removeprefix("file:")
-    stem = recording.stem if recording else stream_stem(source, origin)
+def _item(number: int, d: dict[str, Any], recording_line: dict[str, Any] | None,
+          lookup: AudioLookup) -> Item:
+    source, channel = str(d.get("source") or ""), int(d["channel"])
+    start_seconds, end_seconds = float(d["start_seconds"]), float(d["end_seconds"])
+    start_utc, peak_utc = str(d.get("start_utc") or ""), str(d.get("peak_utc") or "")
+    line = recording_line or {}
+    key = str(d.get("recording") or line.get("recording") or "")
+    recorded = Path(str(line["path"])) if line.get("path") else None
+    if key:  # detect: the path below the scanned folder, without its suffix
+        recording = str(PurePosixPath(key).with_suffix(""))
+    elif recorded is not None:
+        recording = recorded.stem
+    else:
+        recording = stream_stem(source, start_utc, start_seconds)
+        key = source.removeprefix("file:") if source.startswith("file:") else ""
     audio: AudioRef | None = None
-    clip = clips.get((str(d["peak_utc"]), channel))
-    if clip is not None:
-        clip_first = start_seconds - (start_utc - parse_utc(clip[1])).total_seconds()
-        audio = AudioRef(clip[0], clip_first, 0)
-    elif recording is not None and recording.is_file():
-        audio = AudioRef(recording, 0.0, channel - 1)
-    elif name in by_name:
-        audio = AudioRef(by_name[name], 0.0, channel - 1)
-    return Item(number, stem, source, channel, str(d.get("label", "")), start_seconds,
-                float(str(d["end_seconds"])),
-                (parse_utc(str(d["peak_utc"])) - origin).total_seconds(),
-                float(str(d["peak_score"])), str(d["start_utc"]), str(d["end_utc"]),
-                str(d.get("model", "")), audio)
+    clip = lookup.clips.get((peak_utc, channel)) if peak_utc else None
+    found = lookup.recording(key, recorded) if (key or recorded) else None
+    if clip is not None and start_utc:
+        seconds_before = (parse_utc(start_utc) - parse_utc(clip[1])).total_seconds()
+        audio = AudioRef(clip[0], start_seconds - seconds_before, 0)
+    elif found is not None:
+        audio = AudioRef(found, 0.0, channel - 1)
+    return Item(number, recording, source, channel, str(d.get("label") or ""), start_seconds,
+                end_seconds, float(d["peak_score"]), start_utc,
+                str(d.get("end_utc") or ""), str(d.get("model") or ""), audio)
 
 
 def reviewed_path(out_dir: Path, recording: str) -> Path:
+    """``OUT_DIR/review/<recording>.reviewed.selections.txt``; a recording found in a
+    subfolder (``north/day``) keeps it, so same-named recordings keep their own tables."""
     return out_dir / REVIEW_DIR / f"{recording}{SUFFIX}"
 
 
@@ -194,6 +232,6 @@ def read_verdicts(out_dir: Path, items: Sequence[Item]) -> dict[int, ReviewedLab
         if not path.is_file():
             continue
         for label in read_reviewed(path):  # superseded rows already resolved
-            for number in by_key.get(_key(label.channel, *label.interval), []):
+            for number in by_key.get(Item.key_of(label.channel, *label.interval), []):
                 verdicts[number] = label
     return verdicts

@@ -103,6 +103,10 @@ const $ = (id) => document.getElementById(id);
 let items = [], view = [], pos = 0;
 
 function text(el, value) { el.textContent = value; return el; }
+function when(item) {  // the start in UTC, else seconds into the recording
+  return item.start_utc ? item.start_utc.replace("T", " ").replace("Z", "")
+    : item.start_seconds.toFixed(3) + " s";
+}
 function verdictName(a) { return a === "not-upcall" ? "not an upcall" : (a || "not reviewed"); }
 
 async function load() {
@@ -127,13 +131,14 @@ function applyView(toFirstUnreviewed) {
   view = items.filter((i) => (!day || i.day === day) && (!rec || i.recording === rec)
     && (!v || (v === "none" ? !i.annotation : i.annotation === v)));
   if ($("sort").value === "score") view.sort((a, b) => b.score - a.score || a.number - b.number);
-  else view.sort((a, b) => a.start_utc.localeCompare(b.start_utc) || a.channel - b.channel
-    || a.number - b.number);
+  else view.sort((a, b) => a.start_utc.localeCompare(b.start_utc)
+    || a.recording.localeCompare(b.recording) || a.start_seconds - b.start_seconds
+    || a.channel - b.channel || a.number - b.number);
   const rows = $("rows"); rows.replaceChildren();
   view.forEach((item, index) => {
     const tr = document.createElement("tr");
     tr.id = "row-" + item.number;
-    for (const value of [index + 1, item.start_utc.replace("T", " ").replace("Z", ""),
+    for (const value of [index + 1, when(item),
       item.channel, item.score.toFixed(4), ""]) {
       text(tr.appendChild(document.createElement("td")), value);
     }
@@ -170,8 +175,9 @@ function show(index) {
   tr.scrollIntoView({ block: "nearest" });
   text($("title"), "Detection " + (pos + 1) + " of " + view.length + " · model score "
     + item.score.toFixed(4) + (item.label === "upcall" ? "" : " · " + item.label));
-  text($("facts"), item.start_utc.replace("T", " ").replace("Z", "") + " – "
-    + item.end_utc.slice(11, 23) + " UTC\\nrecording " + item.recording + " · channel "
+  text($("facts"), (item.start_utc ? when(item) + " – " + item.end_utc.slice(11, 23) + " UTC"
+    : "UTC unknown: the recording's start time is not known") + "\\nrecording "
+    + item.recording + " · channel "
     + item.channel + " · " + item.start_seconds.toFixed(3) + "–" + item.end_seconds.toFixed(3)
     + " s from its start");
   $("spectrogram").style.display = item.has_audio ? "block" : "none";
@@ -210,7 +216,9 @@ async function post(item, annotation, note) {
   try {
     const response = await fetch("/api/verdict", { method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ number: item.number, annotation: annotation, note: note }) });
+      body: JSON.stringify({ number: item.number, recording: item.recording,
+        channel: item.channel, start_seconds: item.start_seconds,
+        end_seconds: item.end_seconds, annotation: annotation, note: note }) });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || response.statusText);
     item.annotation = answer.annotation; item.note = answer.note;

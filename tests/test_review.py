@@ -212,3 +212,39 @@ def test_audio_from_evidence_clip_else_recording_by_name(tmp_path: Path) -> None
     assert (recording_item.audio.path, recording_item.audio.first_seconds,
             recording_item.audio.column) == (recordings / "site_20260102_030000.wav", 0.0, 0)
     assert load_items(out)[1].audio is None  # without --audio the recording is not found
+
+
+def test_detect_layout_subfolders_reruns_unknown_start_and_stale_pages(tmp_path: Path) -> None:
+    """Recordings keyed by their path below the scanned folder keep their own tables; a
+    rescanned recording shows its latest result once; a verdict from a page that predates a
+    rewrite of detections.jsonl is refused, not applied to another detection."""
+    from detector.review import ReviewState, StaleDetections
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def result(key: str, starts: list[float], utc: bool) -> str:
+        lines = [{"type": "detection", "label": "upcall", "channel": 1, "recording": key,
+                  "source": f"file:{Path(key).name}", "start_seconds": s, "end_seconds": s + 2,
+                  "start_utc": f"2009-03-28T00:00:{s:06.3f}Z" if utc else None,
+                  "end_utc": None, "peak_utc": None, "peak_score": 0.9} for s in starts]
+        lines.append({"type": "recording", "recording": key, "path": f"/gone/{key}",
+                      "status": "complete"})
+        return "".join(json.dumps(line) + "\n" for line in lines)
+
+    (out / "detections.jsonl").write_text(
+        result("north/day.wav", [1.0, 5.0], True) + result("south/day.wav", [2.0], False)
+        + result("north/day.wav", [7.5], True))  # north rescanned: only 7.5 s is current
+    state = ReviewState(out, [], "tester")
+    assert [(i.number, i.recording, i.start_seconds, i.start_utc) for i in state.items] == [
+        (2, "south/day", 2.0, ""), (3, "north/day", 7.5, "2009-03-28T00:00:07.500Z")]
+    state.save(3, ("north/day", 1, 7.5, 9.5), "unsure", "")
+    state.save(2, ("south/day", 1, 2.0, 4.0), "upcall", "")
+    with pytest.raises(StaleDetections):
+        state.save(3, ("north/day", 1, 1.0, 3.0), "upcall", "")
+    north = read_reviewed(out / "review" / "north" / "day.reviewed.selections.txt")
+    south = read_reviewed(out / "review" / "south" / "day.reviewed.selections.txt")
+    assert [(r.begin_seconds, r.annotation) for r in north] == [(7.5, "unsure")]
+    assert [(r.begin_seconds, r.annotation) for r in south] == [(2.0, "upcall")]
+    assert {n: v.annotation for n, v in ReviewState(out, [], "x").verdicts.items()} == {
+        2: "upcall", 3: "unsure"}
