@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import torch
 from prometheus_client import CollectorRegistry
 
-from detector import signals
+from detector import __version__, signals
 from detector.blocks import StreamInfo
 from detector.config import ConfigError, Settings
 from detector.evidence import EvidenceRecorder
@@ -33,7 +35,7 @@ from detector.metrics import Metrics, serve
 from detector.model import LoadedModel, ModelError, load_model, pick_torch_device
 from detector.notify import Watchdog
 from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
-from detector.sinks import JsonlSink, LogSink, RavenSink, Sink
+from detector.sinks import JsonlSink, LogSink, RavenSink, RunRecord, Sink
 from detector.sources import FileSource, Source, SourceError, SyntheticSource
 from detector.stamps import parse_origin
 
@@ -262,15 +264,41 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
              loaded.content_hash, loaded.device, pipeline.thresholds.on,
              pipeline.thresholds.off, settings.hop_seconds, settings.out,
              f"{settings.metrics_address}:{settings.metrics_port}" if serving else "off")
+    journal = next(sink for sink in sinks if isinstance(sink, JsonlSink))
+    write_run_record(journal, run_record("start", pipeline), metrics)
+    reason = "error"
     try:
         summary = pipeline.run(requests.stop)
+        reason = (requests.stop_reason() if pipeline.end_reason == "stopped"
+                  else pipeline.end_reason)
+    except BaseException as error:
+        reason = f"error: {type(error).__name__}: {error}"
+        raise
     finally:
         if evidence is not None:
             evidence.flush()  # clips of what was detected, with the audio there is
+        write_run_record(journal, run_record("stop", pipeline, reason), metrics)
     watchdog.stopping(status_line(pipeline))
     log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
              summary.windows, summary.detection_count, summary.gap_count)
     return summary
+
+
+def run_record(event: str, pipeline: Pipeline, reason: str = "") -> RunRecord:
+    """This process starting or stopping, for ``detections.jsonl``."""
+    info, s = pipeline.source.info, pipeline.summary
+    return RunRecord(event, datetime.now(UTC), os.getpid(), info.name, info.origin_utc,
+                     pipeline.loaded.content_hash, __version__, reason,
+                     s.samples / info.rate_hz, s.detection_count, s.gap_count)
+
+
+def write_run_record(journal: JsonlSink, record: RunRecord, metrics: Metrics) -> None:
+    """Into detections.jsonl only; a failure is counted, logged and kept for retry."""
+    try:
+        journal.write(record)
+    except OSError as error:
+        metrics.sink_errors.labels(journal.name).inc()
+        log.error("cannot write the run %s record (%s); kept for retry", record.event, error)
 
 
 def fail(message: str, status: int = 2) -> None:

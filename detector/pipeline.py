@@ -112,6 +112,7 @@ class Pipeline:
         self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
                               if settings.duration_seconds > 0 else None)
         self.summary = RunSummary(records_kept)
+        self.end_reason = ""  # why run() returned: end of stream, duration reached, stopped
         self._first: int | None = None  # first sample index of the stream
         self._expected: int | None = None  # index the next block should start at
         self._segment_seconds = 0.0  # stream time of the current segment's first sample
@@ -138,11 +139,14 @@ class Pipeline:
                 for ch in self.source.info.channels]
 
     def run(self, stop: threading.Event) -> RunSummary:
-        """Process audio until the source ends, --duration is reached, or ``stop`` is set."""
+        """Process audio until the source ends, --duration is reached, or ``stop`` is set;
+        ``end_reason`` says which."""
         while not stop.is_set():
             items = self.source.read(READ_TIMEOUT_SECONDS)
             while items:  # drain a backlog into one batch, a read at a time (flat memory)
                 if self._consume(items):
+                    self.end_reason = ("duration reached" if self._reached_limit()
+                                       else "end of stream")
                     return self.finish()
                 if self._pending_count >= self.settings.max_batch_windows:
                     break
@@ -151,6 +155,7 @@ class Pipeline:
                                         self.settings.max_batch_windows or self._live()):
                 self.score_pending()
             self.tick()
+        self.end_reason = "stopped"
         return self.finish()
 
     def _consume(self, items: list[Block | Gap | EndOfStream]) -> bool:

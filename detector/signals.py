@@ -26,6 +26,10 @@ class Requests:
 
     stop: threading.Event = field(default_factory=threading.Event)
     reload: threading.Event = field(default_factory=threading.Event)
+    stop_signals: list[str] = field(default_factory=list)  # SIGTERM, SIGINT: who asked
+
+    def stop_reason(self) -> str:
+        return f"signal {self.stop_signals[0]}" if self.stop_signals else "stopped"
 
 
 def install() -> Requests:
@@ -35,7 +39,9 @@ def install() -> Requests:
     def stop(signum: int, frame: FrameType | None) -> None:
         if requests.stop.is_set():
             os._exit(FORCED_EXIT_STATUS)
-        log.info("signal %s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("signal %s: stopping", name)
+        requests.stop_signals.append(name)
         requests.stop.set()
 
     def reload(signum: int, frame: FrameType | None) -> None:

@@ -42,7 +42,25 @@ class GapRecord:
     source: str
 
 
-Record = Detection | GapRecord
+@dataclass(frozen=True)
+class RunRecord:
+    """A ``listen`` process starting or stopping: the time between one's stop (or its last
+    line, when it was killed) and the next one's start is time nobody listened."""
+
+    event: str  # "start" or "stop"
+    utc: datetime  # wall clock
+    pid: int
+    source: str
+    origin_utc: datetime
+    model_hash: str
+    version: str  # of whaled
+    reason: str = ""  # stop: "signal SIGTERM", "end of stream", "duration reached", "error: ..."
+    audio_seconds: float = 0.0  # stop: analysed by this process
+    detections: int = 0  # stop: emitted by this process
+    gaps: int = 0  # stop: recorded by this process
+
+
+Record = Detection | GapRecord  # what the stream yields, for every sink
 
 
 class Sink(Protocol):
@@ -66,6 +84,25 @@ def detection_fields(d: Detection) -> dict[str, object]:
 def gap_fields(g: GapRecord) -> dict[str, object]:
     return {"type": "gap", "start_utc": utc_text(g.start_utc), "end_utc": utc_text(g.end_utc),
             "seconds": round(g.seconds, 3), "reason": g.reason, "source": g.source}
+
+
+def run_fields(r: RunRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "type": "run", "event": r.event, "utc": utc_text(r.utc), "pid": r.pid,
+        "source": r.source, "origin_utc": utc_text(r.origin_utc), "model": r.model_hash,
+        "version": r.version}
+    if r.event == "stop":
+        fields.update(reason=r.reason, audio_seconds=round(r.audio_seconds, 3),
+                      detections=r.detections, gaps=r.gaps)
+    return fields
+
+
+def record_fields(record: Record | RunRecord) -> dict[str, object]:
+    if isinstance(record, Detection):
+        return detection_fields(record)
+    if isinstance(record, GapRecord):
+        return gap_fields(record)
+    return run_fields(record)
 
 
 class AppendFile:
@@ -123,17 +160,15 @@ class AppendFile:
 
 
 class JsonlSink:
-    """``detections.jsonl``: one JSON object a line, detections and gaps, all streams."""
+    """``detections.jsonl``: one JSON object a line, detections, gaps and run records."""
 
     name = "jsonl"
 
     def __init__(self, out_dir: Path) -> None:
         self.file = AppendFile(out_dir / JSONL_NAME)
 
-    def write(self, record: Record) -> None:
-        fields = (detection_fields(record) if isinstance(record, Detection)
-                  else gap_fields(record))
-        self.file.append(json.dumps(fields, separators=(",", ":")) + "\n")
+    def write(self, record: Record | RunRecord) -> None:
+        self.file.append(json.dumps(record_fields(record), separators=(",", ":")) + "\n")
 
     def retry(self) -> None:
         self.file.retry()
@@ -184,8 +219,7 @@ class LogSink:
     name = "log"
 
     def write(self, record: Record) -> None:
-        fields = (detection_fields(record) if isinstance(record, Detection)
-                  else gap_fields(record))
+        fields = record_fields(record)
         kind = fields.pop("type")
         text = " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items())
         if kind == "gap":

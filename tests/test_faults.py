@@ -281,7 +281,8 @@ def test_sighup_reloads_model_and_thresholds_without_dropping_audio_and_refuses_
     refused = [x for x in lines if "reload refused" in x]
     assert len(refused) == 1 and str(bad_model) in refused[0], "\n".join(lines)
     assert f"samples={seconds * RATE_HZ} " in lines[-1] and "gaps=0" in lines[-1], lines[-1]
-    detections = [json.loads(x) for x in (out / JSONL_NAME).read_text().splitlines()]
+    detections = [r for r in map(json.loads, (out / JSONL_NAME).read_text().splitlines())
+                  if r["type"] == "detection"]
     hashes = [d["model"] for d in detections]
     old, new = load_model(centre_model).content_hash, load_model(new_model).content_hash
     assert hashes[0] == old and hashes[-1] == new, hashes
@@ -338,10 +339,13 @@ def test_an_error_in_the_loop_still_closes_outputs_and_the_port(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = Settings(model=str(centre_model), device="synthetic", speed=0.0,
+    settings = Settings(model=str(centre_model), device="synthetic", speed=20.0,
                         duration_seconds=600.0, metrics_port=port, out=str(out))
     with pytest.raises(RuntimeError, match="a bug in the loop"):
         daemon.listen(settings)
+    last = json.loads((out / JSONL_NAME).read_text().splitlines()[-1])
+    assert last["type"] == "run" and last["event"] == "stop"
+    assert last["reason"] == "error: RuntimeError: a bug in the loop"
     fd_dir = Path("/proc/self/fd")
     open_files = {str(p.readlink()) for p in fd_dir.iterdir() if p.is_symlink()} \
         if fd_dir.is_dir() else set()

@@ -36,7 +36,8 @@ def metric(port: int, name: str) -> float:
 
 def records(out: Path) -> list[dict[str, object]]:
     path = out / "detections.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["type"] != "run"]  # detections and gaps
 
 
 def test_device_lost_and_back_resumes_without_a_restart(centre_model: Path,

@@ -82,7 +82,8 @@ def test_real_recording_raven_and_jsonl_agree(tmp_path: Path, centre_model: Path
     table = out / "file_NOPP6_EST_20090329_121500_wav_20090329_121500.selections.txt"
     rows = [line.split("\t") for line in table.read_text().splitlines()]
     header, rows = rows[0], rows[1:]
-    records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    records = [r for r in map(json.loads, (out / "detections.jsonl").read_text().splitlines())
+               if r["type"] == "detection"]
     assert len(rows) == len(records) > 10
     origin = datetime(2009, 3, 29, 12, 15, tzinfo=UTC)
     for row, record in zip(rows, records, strict=True):
@@ -119,7 +120,8 @@ def test_metrics_scraped_over_http_equal_what_was_processed(
         source.close()
     seconds, rate = 40.0, 2000
     windows = math.floor((seconds - 2.0) / HOP_SECONDS) + 1
-    lines = (tmp_path / "detections.jsonl").read_text().splitlines()
+    lines = [x for x in (tmp_path / "detections.jsonl").read_text().splitlines()
+             if '"type":"detection"' in x]
     assert after["whaled_samples_captured_total"][()] == seconds * rate
     assert after["whaled_windows_scored_total"][(("channel", "1"),)] == windows
     assert after["whaled_detections_total"][(("channel", "1"), ("label", "upcall"))] == \
@@ -208,8 +210,12 @@ def test_signal_stops_within_two_seconds_and_flushes(
     tail = proc.stderr.read()
     proc.stderr.close()
     assert "stopped" in tail and "Traceback" not in tail
-    lines = (tmp_path / "detections.jsonl").read_text().splitlines()
-    assert 1 <= len(lines) <= 3  # what was heard before the signal, nothing after
+    records = [json.loads(x) for x in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    detections = [r for r in records if r["type"] == "detection"]
+    assert 1 <= len(detections) <= 3  # what was heard before the signal, nothing after
+    assert records[-1]["type"] == "run" and records[-1]["event"] == "stop"
+    assert records[-1]["reason"] == f"signal {signal.Signals(signum).name}"
+    assert records[-1]["detections"] == len(detections) and records[-1]["pid"] == proc.pid
 
 
 def test_kill_9_leaves_only_complete_lines(tmp_path: Path, centre_model: Path,
@@ -222,8 +228,8 @@ def test_kill_9_leaves_only_complete_lines(tmp_path: Path, centre_model: Path,
                         subprocess_env)
     jsonl = out / "detections.jsonl"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not jsonl.exists() or
-                                           jsonl.read_text().count("\n") < 10):
+    while time.monotonic() < deadline and (not jsonl.exists() or  # 10 and the start record
+                                           jsonl.read_text().count("\n") < 11):
         time.sleep(0.05)
     proc.kill()
     proc.wait(timeout=10)
@@ -231,7 +237,7 @@ def test_kill_9_leaves_only_complete_lines(tmp_path: Path, centre_model: Path,
     proc.stderr.close()
     text = jsonl.read_text()
     assert text.endswith("\n")
-    records = [json.loads(line) for line in text.splitlines()]
+    records = [r for r in map(json.loads, text.splitlines()) if r["type"] == "detection"]
     assert 10 <= len(records) < len(calls)
     table = next(out.glob("*.selections.txt")).read_text()
     assert table.endswith("\n")
@@ -419,3 +425,33 @@ def test_signals_during_start_up_neither_kill_nor_hang(
         assert "samples=60000 " in text  # it started and ran its 30 s of audio
     else:
         assert " listening " not in text and "stopped before capture" in text
+
+
+def test_each_process_leaves_a_start_and_a_stop_record(
+        tmp_path: Path, centre_model: Path, subprocess_env: dict[str, str]) -> None:
+    """Downtime between processes is visible in detections.jsonl itself."""
+    out = tmp_path / "out"
+    args = ["--device", "synthetic", "--speed", "0", "--duration", "20", "--model",
+            str(centre_model), "--out", str(out), "--metrics-port", "0",
+            "--origin", "2026-01-01T00:00:00Z"]
+    first = subprocess.run([*WHALED, "listen", *args], capture_output=True, text=True,
+                           timeout=120, env=subprocess_env)
+    second = subprocess.run([*WHALED, "listen", *args], capture_output=True, text=True,
+                            timeout=120, env=subprocess_env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    records = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
+    runs = [r for r in records if r["type"] == "run"]
+    assert [r["event"] for r in runs] == ["start", "stop", "start", "stop"]
+    assert records[0] == runs[0] and records[-1] == runs[-1]  # they bracket each process
+    model_hash = load_model(centre_model).content_hash
+    for r in runs:
+        assert r["model"] == model_hash and r["source"] == "synthetic"
+        assert r["origin_utc"] == "2026-01-01T00:00:00.000Z" and r["version"]
+        assert datetime.fromisoformat(r["utc"].replace("Z", "+00:00")) > \
+            datetime(2026, 1, 1, tzinfo=UTC) - timedelta(days=3650)
+    assert runs[0]["pid"] == runs[1]["pid"] != runs[2]["pid"] == runs[3]["pid"]
+    assert runs[1]["reason"] == runs[3]["reason"] == "duration reached"
+    detections = [r for r in records if r["type"] == "detection"]
+    assert runs[1]["detections"] + runs[3]["detections"] == len(detections)
+    assert runs[1]["audio_seconds"] == 20.0
+    assert runs[0]["utc"] <= runs[1]["utc"] <= runs[2]["utc"] <= runs[3]["utc"]

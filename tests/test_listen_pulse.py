@@ -75,7 +75,8 @@ class Daemon:
 
 
 def records(out: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    lines = (out / "detections.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] != "run"]  # detections and gaps
 
 
 def utc(text: object) -> datetime:
