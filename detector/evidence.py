@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import struct
 import time
@@ -29,6 +30,7 @@ import numpy as np
 import soundfile
 
 from detector.blocks import StreamInfo
+from detector.durable import make_directory, sync_directory, sync_file
 from detector.events import Detection
 from detector.metrics import Metrics
 from detector.sinks import Record, detection_fields, utc_text
@@ -131,7 +133,7 @@ class EvidenceRecorder:
         audio = self._audio(self.info.channels.index(d.channel), first, end)
         stamp = d.peak_utc.strftime("%Y%m%dT%H%M%S") + f"{d.peak_utc.microsecond // 1000:03d}Z"
         folder = self.folder / d.label
-        folder.mkdir(parents=True, exist_ok=True)
+        make_directory(folder)
         stem = folder / f"{stamp}_ch{d.channel}"
         rate = self.info.rate_hz
         mark = ((d.start_seconds * rate - first) / max(len(audio), 1),
@@ -145,8 +147,11 @@ class EvidenceRecorder:
             soundfile.write(str(temporary[0]), audio, rate, subtype="PCM_16", format="WAV")
             temporary[1].write_bytes(spectrogram_png(audio, rate, mark))
             temporary[2].write_text(json.dumps(meta, indent=1) + "\n")
+            for tmp in temporary:
+                sync_file(tmp)
             for tmp, path in zip(temporary, final, strict=True):
-                tmp.replace(path)
+                os.replace(tmp, path)
+            sync_directory(folder)
         except (OSError, soundfile.SoundFileError) as error:  # libsndfile raises RuntimeError
             for path in temporary + final:  # never a torn clip in a folder train reads
                 path.unlink(missing_ok=True)

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from detector.durable import publish
+
 FORMAT_VERSION = 1
 METADATA_NAME = "whaled.json"
 HASH_HEX_CHARS = 12  # enough to tell models apart in logs and metrics
@@ -108,7 +110,7 @@ def save_model(module: torch.nn.Module, metadata: ModelMetadata, path: Path) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.jit.save(scripted, str(tmp), _extra_files={METADATA_NAME: metadata.to_json()})
-    tmp.replace(path)
+    publish(tmp, path)  # synced: a power cut leaves the old model or the whole new one
     module.train(was_training)
     return file_hash(path)
 

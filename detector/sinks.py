@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from detector.durable import make_directory, sync_directory
 from detector.events import Detection
 
 log = logging.getLogger("whaled.detections")
@@ -118,10 +119,14 @@ class AppendFile:
         if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
             self.close()  # deleted under us (the output directory removed): start a new file
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_directory(self.path.parent)
+            created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if self.header and os.fstat(fd).st_size == 0:
                 os.write(fd, self.header.encode())
+            if created:  # the new name, not only the data, must survive a power cut
+                os.fdatasync(fd)
+                sync_directory(self.path.parent)
             self._fd = fd
         return self._fd
 
@@ -142,7 +147,8 @@ class AppendFile:
             if written != len(data):
                 os.ftruncate(fd, size)
                 raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
-            self._pending.clear()
+            self._pending.clear()  # written: a failed sync below must not write them twice
+            os.fdatasync(fd)  # on the disk before the caller says "reported"
         except OSError:
             self.close()
             raise

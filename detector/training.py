@@ -27,6 +27,7 @@ from torch import nn
 
 from detector import synthetic
 from detector.datasets import Dataset, Example, Recording
+from detector.durable import publish
 from detector.evaluation import (
     EventReport,
     RecordingScores,
@@ -439,7 +440,7 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
 def save_checkpoint(state: Checkpoint, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(asdict(state), tmp)
-    tmp.replace(path)
+    publish(tmp, path)  # synced: a power cut leaves the old checkpoint or the whole new one
 
 
 class CheckpointError(Exception):
