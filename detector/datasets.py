@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from math import gcd
 from pathlib import Path
@@ -219,8 +221,41 @@ def load_clips(clips: list[tuple[Path, int]]) -> tuple[list[Example], list[str]]
         except AudioError as error:
             skipped.append(f"{path.name} ({error})")
             continue
+        call = evidence_call(path)
+        if label == 1 and call is not None:  # a reviewed detection: the window around the call
+            around = [e for e in cut_recording(audio, str(path), [call], [call],
+                                               (0.0, len(audio) / SAMPLE_RATE_HZ), True)
+                      if e.label == 1]  # the padding may hold another call: no negatives
+            whole = Example(audio, label, str(path), 0.0,
+                            (round(call[0] * SAMPLE_RATE_HZ), round(call[1] * SAMPLE_RATE_HZ)))
+            examples += around or [whole]
+            continue
         examples.append(Example(audio, label, str(path), 0.0))
     return examples, skipped
+
+
+def evidence_call(clip: Path) -> Interval | None:
+    """Where the detection lies within an evidence clip, in seconds from the clip's start,
+    from the ``.json`` that ``whaled listen`` writes beside it; None for other clips.
+
+    A clip is the detection with padding either side (12.5 s for a 2.5-s call), so without
+    this any 2-s window of it would be taken as the call.
+    """
+    sidecar = clip.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text())
+        clip_start = _utc(meta["clip_start_utc"])
+        start = (_utc(meta["start_utc"]) - clip_start).total_seconds()
+        end = (_utc(meta["end_utc"]) - clip_start).total_seconds()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # not evidence metadata: the clip is used whole
+    return (max(start, 0.0), end) if end > start else None
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def split_clips(clips: list[Example], validation_fraction: float

@@ -238,3 +238,46 @@ def test_retention_does_not_walk_the_tree_after_every_clip(
     assert len(kept) == 1  # the limit still holds, from what the recorder wrote itself
     used = sum(p.stat().st_size for p in (tmp_path / "evidence").rglob("*") if p.is_file())
     assert pipeline.metrics.registry.get_sample_value("whaled_evidence_bytes") == used
+
+
+def test_retraining_on_evidence_places_the_call_from_the_clip_metadata(
+        centre_model: Path, tmp_path: Path) -> None:
+    """A clip is the call with padding either side: a positive is the window around the
+    call, not any 2 s of the clip (most of which is the padding)."""
+    from detector.datasets import LoadOptions, load_dataset
+    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+    from detector.training import centre_crop, random_crop
+
+    run_with_evidence(centre_model, tmp_path)
+    evidence = tmp_path / "evidence"
+    false_alarm = sorted((evidence / "upcall").glob("*.wav"))[0]
+    (evidence / "noise").mkdir()
+    for path in false_alarm.parent.glob(false_alarm.stem + ".*"):
+        path.rename(evidence / "noise" / path.name)
+    dataset = load_dataset(evidence, LoadOptions(validation_fraction=0.0))
+    positives = [e for e in dataset.train if e.label == 1]
+    assert len(positives) == 2
+    rng = np.random.default_rng(0)
+    for example in positives:
+        meta = json.loads(Path(example.source).with_suffix(".json").read_text())
+        clip_start = meta["start_seconds"] - (
+            datetime.fromisoformat(meta["start_utc"].replace("Z", "+00:00"))
+            - datetime.fromisoformat(meta["clip_start_utc"].replace("Z", "+00:00"))
+        ).total_seconds()  # the clip's first sample, in stream seconds
+        call = next((s, s + d) for s, d in CALLS if s < meta["end_seconds"]
+                    and meta["start_seconds"] < s + d)
+        rate = SAMPLE_RATE_HZ
+        true_start = round((call[0] - clip_start - example.start_seconds) * rate)
+        true_end = round((call[1] - clip_start - example.start_seconds) * rate)
+        assert example.call_samples is not None
+        lo, hi = example.call_samples
+        assert abs(lo - true_start) <= 0.5 * rate and abs(hi - true_end) <= 0.5 * rate
+        for _ in range(50):  # every training window holds the call
+            window = random_crop(example, rng)
+            offset = next(i for i in range(len(example.audio) - WINDOW_SAMPLES + 1)
+                          if np.array_equal(example.audio[i:i + WINDOW_SAMPLES], window))
+            assert offset <= lo and hi <= offset + WINDOW_SAMPLES
+        centre = centre_crop(example)
+        c_off = (len(example.audio) - WINDOW_SAMPLES) // 2
+        assert np.array_equal(centre, example.audio[c_off:c_off + WINDOW_SAMPLES])
+        assert c_off <= lo and hi <= c_off + WINDOW_SAMPLES  # validation sees the call too
