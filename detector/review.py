@@ -43,6 +43,23 @@ DEFAULT_PORT = 9873  # next to the metrics endpoint's 9872
 SPEEDS = (1, 4)  # playback: as recorded, and 4x faster so 100 Hz sounds at 400 Hz
 MEDIA_CACHE_ENTRIES = 64  # spectrograms and WAVs kept in memory
 MAX_BODY_BYTES = 64_000  # a verdict with its note
+JSON_TYPE = "application/json"
+IDLE_CONNECTION_SECONDS = 5.0  # a browser's idle pre-opened socket is closed after this
+
+
+class ReviewServer(ThreadingHTTPServer):
+    """Request threads are joined at close (bounded by the handler's socket timeout), so no
+    thread is still writing when the interpreter exits; a browser that hangs up mid-answer
+    is a debug line, not a traceback."""
+
+    daemon_threads = False
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("client %s went away: %s", client_address, error)
+        else:
+            log.exception("request from %s failed", client_address)
 
 
 class StaleDetections(Exception):
@@ -144,6 +161,7 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "whaled-review"
+        timeout = IDLE_CONNECTION_SECONDS
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug("%s %s", self.address_string(), format % args)
@@ -157,37 +175,46 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def send_json(self, status: int, doc: object) -> None:
-            self.send(status, json.dumps(doc).encode(), "application/json")
+            self.send(status, json.dumps(doc).encode(), JSON_TYPE)
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            parts = url.path.strip("/").split("/")
             try:
-                if url.path == "/":
-                    self.send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
-                elif url.path == "/favicon.ico":
-                    self.send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
-                elif url.path == "/api/state":
-                    state.refresh()
-                    self.send_json(HTTPStatus.OK, state.state_json())
-                elif len(parts) == 2 and parts[0] == "spectrogram" and parts[1].endswith(".png"):
-                    png = state.media(int(parts[1].removesuffix(".png")), "png")
-                    self.send(HTTPStatus.OK, png, "image/png")
-                elif len(parts) == 2 and parts[0] == "audio" and parts[1].endswith(".wav"):
-                    speed = int(parse_qs(url.query).get("speed", ["1"])[0])
-                    if speed not in SPEEDS:
-                        raise ValueError(f"speed must be one of {SPEEDS}")
-                    wav = state.media(int(parts[1].removesuffix(".wav")), "wav", speed)
-                    self.send(HTTPStatus.OK, wav, "audio/wav")
-                else:
-                    self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no page {url.path}"})
+                status, body, content_type = self.answer(url.path, parse_qs(url.query))
             except KeyError:
-                self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such detection or no audio"})
+                status, body, content_type = self.error(HTTPStatus.NOT_FOUND,
+                                                        "no such detection or no audio")
             except ValueError as error:
-                self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
-            except (OSError, RuntimeError) as error:
+                status, body, content_type = self.error(HTTPStatus.BAD_REQUEST, str(error))
+            except (OSError, RuntimeError) as error:  # audio unreadable: the page says so
                 log.error("cannot read audio for %s: %s", url.path, error)
-                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)})
+                status, body, content_type = self.error(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                                        str(error))
+            self.send(status, body, content_type)  # a client gone: ReviewServer.handle_error
+
+        def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes, str]:
+            parts = path.strip("/").split("/")
+            if path == "/":
+                return HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8"
+            if path == "/favicon.ico":
+                return HTTPStatus.NO_CONTENT, b"", "image/x-icon"
+            if path == "/api/state":
+                state.refresh()
+                return HTTPStatus.OK, json.dumps(state.state_json()).encode(), JSON_TYPE
+            if len(parts) == 2 and parts[0] == "spectrogram" and parts[1].endswith(".png"):
+                number = int(parts[1].removesuffix(".png"))
+                return HTTPStatus.OK, state.media(number, "png"), "image/png"
+            if len(parts) == 2 and parts[0] == "audio" and parts[1].endswith(".wav"):
+                speed = int(query.get("speed", ["1"])[0])
+                if speed not in SPEEDS:
+                    raise ValueError(f"speed must be one of {SPEEDS}")
+                number = int(parts[1].removesuffix(".wav"))
+                return HTTPStatus.OK, state.media(number, "wav", speed), "audio/wav"
+            return self.error(HTTPStatus.NOT_FOUND, f"no page {path}")
+
+        @staticmethod
+        def error(status: int, message: str) -> tuple[int, bytes, str]:
+            return status, json.dumps({"error": message}).encode(), JSON_TYPE
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path != "/api/verdict":
@@ -235,12 +262,11 @@ def run_review_command(out_dir: Path, audio: Sequence[Path], address: str, port:
         return _fail(f"--audio {missing[0]} not found")
     try:
         state = ReviewState(out_dir, audio, reviewer or _user())
-        server = ThreadingHTTPServer((address, port), make_handler(state))
+        server = ReviewServer((address, port), make_handler(state))
     except (ReviewInputError, LabelsError) as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot serve on {address}:{port}: {error.strerror or error}")
-    server.daemon_threads = True
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

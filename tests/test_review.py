@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import soundfile
 from conftest import DCLDE_WAV, WHALED, require_shared_data
 
 from detector.labels import read_reviewed
-from detector.review_items import load_items
+from detector.review_items import AudioRef, load_items
 
 SPAN_SECONDS = 300  # of the real recording: enough for several detections, quick to scan
 NOTE = "faint; ship noise at 80 Hz"
@@ -32,15 +33,19 @@ def detections(out: Path) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def detect_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``whaled detect`` over the first 300 s of the DCLDE 2013 recording."""
+def span(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 300 s of the DCLDE 2013 recording, under the same name (so the same start)."""
     require_shared_data()
-    root = tmp_path_factory.mktemp("review")
     audio, rate = soundfile.read(DCLDE_WAV, frames=SPAN_SECONDS * 2000, dtype="int16")
-    span = root / "audio" / DCLDE_WAV.name  # same name, so the same start time and stem
-    span.parent.mkdir()
-    soundfile.write(span, audio, rate, subtype="PCM_16")
-    out = root / "out"
+    path = tmp_path_factory.mktemp("audio") / DCLDE_WAV.name
+    soundfile.write(path, audio, rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def detect_output(tmp_path_factory: pytest.TempPathFactory, span: Path) -> Path:
+    """``whaled detect`` over the 300-s span of the real recording."""
+    out = tmp_path_factory.mktemp("review") / "out"
     run = subprocess.run([*WHALED, "detect", str(span), "--out", str(out), "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -94,6 +99,7 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
                                                    tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
 
     driver: object = browser
     found = sorted(detections(detect_output), key=lambda d: str(d["start_utc"]))
@@ -146,6 +152,14 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
         driver.save_screenshot(str(tmp_path / "review.png"))  # type: ignore[attr-defined]
         if os.environ.get(SCREENSHOT_ENV):
             shutil.copy(tmp_path / "review.png", os.environ[SCREENSHOT_ENV])
+        Select(driver.find_element(By.ID, "sort")).select_by_value("score")  # type: ignore[attr-defined]
+        first_row = driver.find_element(By.ID, "rows").find_element(By.TAG_NAME, "tr")  # type: ignore[attr-defined]
+        assert float(first_row.find_elements(By.TAG_NAME, "td")[3].text) == pytest.approx(
+            max(float(str(d["peak_score"])) for d in found), abs=1e-4)
+        Select(driver.find_element(By.ID, "verdictFilter")).select_by_value("none")  # type: ignore[attr-defined]
+        assert driver.find_element(By.ID, "shown").text == f"{total - 3} shown"  # type: ignore[attr-defined]
+        Select(driver.find_element(By.ID, "verdictFilter")).select_by_value("unsure")  # type: ignore[attr-defined]
+        assert driver.find_element(By.ID, "shown").text == "1 shown"  # type: ignore[attr-defined]
         errors = [entry for entry in driver.get_log("browser")  # type: ignore[attr-defined]
                   if entry["level"] == "SEVERE"]
         assert errors == []
@@ -248,3 +262,35 @@ def test_detect_layout_subfolders_reruns_unknown_start_and_stale_pages(tmp_path:
     assert [(r.begin_seconds, r.annotation) for r in south] == [(2.0, "upcall")]
     assert {n: v.annotation for n, v in ReviewState(out, [], "x").verdicts.items()} == {
         2: "upcall", 3: "unsure"}
+
+
+@pytest.mark.slow
+def test_listen_output_audio_from_evidence_clips_else_the_recording(
+        tmp_path: Path, span: Path) -> None:
+    """A real listen output: each detection's audio is its evidence clip (placed at its
+    start in the recording); with the clip gone, the recording found under --audio."""
+    from detector.review import ReviewState
+
+    out = tmp_path / "out"
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{span}", "--speed", "0",
+                          "--out", str(out), "--metrics-port", "0"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    state = ReviewState(out, [span.parent], "tester")
+    assert len(state.items) == len(detections(out)) >= 4
+    for item in state.items:
+        assert item.recording == span.stem
+        assert item.audio is not None and item.audio.path.parent == out / "evidence" / "upcall"
+        assert item.audio.first_seconds == pytest.approx(item.start_seconds - 5.0, abs=1e-3)
+    first = state.items[0]
+    from_clip = state.media(first.number, "wav", 4)
+    assert first.audio is not None
+    for suffix in (".wav", ".json", ".png"):
+        first.audio.path.with_suffix(suffix).unlink()
+    state = ReviewState(out, [span.parent], "tester")
+    assert state.items[0].audio == AudioRef(span, 0.0, 0)
+    from_recording = state.media(first.number, "wav", 4)
+    clip, whole = (soundfile.read(io.BytesIO(wav)) for wav in (from_clip, from_recording))
+    assert clip[1] == whole[1] == 8000  # 2 kHz played 4x faster
+    assert len(clip[0]) == len(whole[0])  # the same 3 s either side of the detection
+    assert np.corrcoef(clip[0], whole[0])[0, 1] > 0.99  # and the same audio
