@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 from conftest import DCLDE_WAV, WHALED, require_shared_data
+from real import missing
 
 from detector.labels import read_reviewed
 from detector.review_items import AudioRef, load_items
@@ -66,9 +67,12 @@ def start_review(out: Path, log: Path, *args: str) -> tuple[subprocess.Popen[byt
 @pytest.fixture
 def browser() -> Iterator[object]:
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        missing("selenium not installed (the dev extra has it)")
     if not chromium or not driver_path:
-        pytest.skip("chromium and chromedriver not installed (scripts/setup installs them)")
+        missing("chromium and chromedriver not installed (scripts/setup installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to fail on JS errors
