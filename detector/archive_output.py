@@ -29,10 +29,12 @@ from detector.sinks import (
     JSONL_NAME,
     RAVEN_COLUMNS,
     AppendFile,
+    GapRecord,
     RavenSink,
     Record,
     detection_fields,
     gap_fields,
+    record_fields,
     tsv_line,
     utc_text,
 )
@@ -145,6 +147,8 @@ class ArchiveOutput:
         """A JSONL line: gaps get seconds from the file's start; no UTC when it is unknown."""
         if isinstance(record, Detection):
             fields = detection_fields(record)
+        elif not isinstance(record, GapRecord):  # a clock step: live capture only
+            fields = record_fields(record)
         else:
             fields = gap_fields(record)
             if result.origin_utc is not None:

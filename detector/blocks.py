@@ -59,6 +59,26 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class ClockStep:
+    """The sample-to-UTC mapping moves from ``first_sample`` on: times from there are
+    ``origin + index / rate - correction_seconds``.
+
+    A live source says this when the sound card's clock has drifted from the system clock by
+    a step's worth (either way), or when a re-anchor finds the stream ahead of the clock (a
+    fast card: samples cannot be taken back, so the mapping moves instead).
+    """
+
+    first_sample: int
+    step_seconds: float  # added to the correction here (positive: the card ran fast)
+    correction_seconds: float  # the total now subtracted from origin + index / rate
+    reason: str  # "drift", or the re-anchor's: "overflow", "device_lost", "stall"
+
+    @property
+    def end_sample(self) -> int:
+        return self.first_sample  # it takes no samples
+
+
+@dataclass(frozen=True)
 class EndOfStream:
     """The source has nothing more to give (end of a file, --duration reached)."""
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.blocks import Block, EndOfStream, Gap, StreamInfo
+from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo
 from detector.sources import Item, SourceError, _one_line
 
 log = logging.getLogger("whaled.capture")
@@ -47,6 +47,10 @@ REASON_QUEUE_FULL = "queue_full"
 REASON_OVERFLOW = "overflow"
 REASON_DEVICE_LOST = "device_lost"
 REASON_STALL = "stall"
+REASON_DRIFT = "drift"
+CLOCK_PERIOD_SECONDS = 10.0  # the card's clock is compared with the system's over this long
+CLOCK_STEP_SECONDS = 0.1  # a drift this large moves the sample-to-UTC mapping (a clock record)
+MAX_CAPTURE_DELAY_SECONDS = 10.0  # a larger ADC-to-callback delay is a host API's bad report
 
 
 @dataclass(frozen=True)
@@ -156,11 +160,22 @@ class SampleClock:
         self.stall_timeout_seconds = stall_timeout_seconds
         self.next_index = 0
         self.origin_monotonic: float | None = None
-        self.last_monotonic: float | None = None  # arrival of the previous block
-        self.pending: list[Gap] = []  # gaps not yet handed on with a block
+        self.last_monotonic: float | None = None  # capture time of the previous block's end
+        self.pending: list[Gap | ClockStep] = []  # not yet handed on with a block
+        # Sample index i was captured at origin + i / rate - correction (clock seconds).
+        self.correction_seconds = 0.0
+        self.skew_seconds = 0.0  # stream minus clock time, corrections applied: last period's
+        self._period_start: float | None = None
+        self._period_skew = -math.inf  # the period's largest: the least-delayed callback's
 
     def place(self, frames: int, now_monotonic: float, reanchor: str | None = None) -> int:
-        """The index of a block of ``frames`` that arrived at ``now``; re-anchor after a loss."""
+        """The index of a block of ``frames`` whose last sample was captured at ``now``.
+
+        After a loss (``reanchor``) the block is placed by the clock: behind a gap when
+        audio is missing, or, when the stream is ahead of the clock (a fast card), with a
+        :class:`ClockStep`. Otherwise the drift is measured, and stepped out once a period's
+        estimate reaches ``CLOCK_STEP_SECONDS`` either way.
+        """
         if self.last_monotonic is not None and reanchor is None and \
                 self.stall_timeout_seconds and \
                 now_monotonic - self.last_monotonic > self.stall_timeout_seconds:
@@ -168,28 +183,68 @@ class SampleClock:
         self.last_monotonic = now_monotonic
         if self.origin_monotonic is None:
             self.origin_monotonic = now_monotonic - frames / self.rate_hz
-        elif reanchor is not None:
-            clock_end = round((now_monotonic - self.origin_monotonic) * self.rate_hz)
-            lost = clock_end - (self.next_index + frames)
-            if lost > 0:
-                self.add_gap(self.next_index, self.next_index + lost, reanchor)
-                self.next_index += lost
+        else:
+            clock_end = round((now_monotonic - self.origin_monotonic + self.correction_seconds)
+                              * self.rate_hz)
+            behind = clock_end - (self.next_index + frames)  # samples; < 0: stream ahead
+            if reanchor is not None:
+                if behind > 0:
+                    self.add_gap(self.next_index, self.next_index + behind, reanchor)
+                    self.next_index += behind
+                elif -behind / self.rate_hz >= CLOCK_STEP_SECONDS:  # less: callback jitter
+                    self.step(-behind / self.rate_hz, reanchor)
+                self._period_start, self._period_skew = None, -math.inf
+            else:
+                self._track_drift(now_monotonic, -behind / self.rate_hz)
         first = self.next_index
         self.next_index += frames
         return first
 
+    def _track_drift(self, now_monotonic: float, skew_seconds: float) -> None:
+        """Late callbacks only lower the skew, so a period's largest is its true value."""
+        if self._period_start is None:
+            self._period_start = now_monotonic
+        self._period_skew = max(self._period_skew, skew_seconds)
+        if now_monotonic - self._period_start < CLOCK_PERIOD_SECONDS:
+            return
+        self.skew_seconds = self._period_skew
+        self._period_start, self._period_skew = now_monotonic, -math.inf
+        if abs(self.skew_seconds) >= CLOCK_STEP_SECONDS:
+            self.step(self.skew_seconds, REASON_DRIFT)
+
+    def step(self, seconds: float, reason: str) -> None:
+        """Move the mapping from the next block on: times ``seconds`` earlier than before."""
+        self.correction_seconds += seconds
+        self.pending.append(ClockStep(self.next_index, seconds, self.correction_seconds,
+                                      reason))
+
     def add_gap(self, first_sample: int, end_sample: int, reason: str) -> None:
         last = self.pending[-1] if self.pending else None
-        if last is not None and last.reason == reason and last.end_sample == first_sample:
+        if isinstance(last, Gap) and last.reason == reason and last.end_sample == first_sample:
             self.pending[-1] = Gap(last.first_sample, end_sample, reason)
         else:
             self.pending.append(Gap(first_sample, end_sample, reason))
 
-    def skew_seconds(self, now_monotonic: float) -> float:
-        """Stream time minus elapsed clock time: audio clock drift plus buffering delay."""
-        if self.origin_monotonic is None:
-            return 0.0
-        return self.next_index / self.rate_hz - (now_monotonic - self.origin_monotonic)
+
+
+def capture_delay_seconds(time_info: Any, frames: int, rate_hz: int,
+                          input_latency_seconds: float) -> float:
+    """How long before the callback the block's LAST sample was captured.
+
+    PortAudio's ADC time of the block's first sample, on the stream's clock, where the host
+    API reports one; else its input latency (taken as the first sample's delay); else 0.
+    """
+    block_seconds = frames / rate_hz
+    try:
+        adc = float(time_info.inputBufferAdcTime)
+        current = float(time_info.currentTime)
+    except (AttributeError, TypeError, ValueError):
+        adc = current = 0.0
+    if adc > 0 and current > 0 and 0 <= current - adc <= MAX_CAPTURE_DELAY_SECONDS:
+        return max(0.0, current - adc - block_seconds)
+    if 0 < input_latency_seconds <= MAX_CAPTURE_DELAY_SECONDS:
+        return max(0.0, input_latency_seconds - block_seconds)
+    return 0.0
 
 
 class PortAudioSource:
@@ -236,11 +291,13 @@ class PortAudioSource:
         self._open_channels = max(self._channels)
         self.rate_hz = rate
         self.block_frames = max(1, round(block_seconds * rate))
-        self._queue: queue.Queue[tuple[list[Gap], Block]] = queue.Queue(
+        self._queue: queue.Queue[tuple[list[Gap | ClockStep], Block]] = queue.Queue(
             maxsize=max(MIN_QUEUE_BLOCKS, math.ceil(queue_seconds / block_seconds)))
         self._limit = None if not duration_seconds else round(duration_seconds * rate)
         self._clock = SampleClock(rate, stall_timeout_seconds)
-        self._origin_wall = 0.0  # time.time() of sample 0: the first callback's, less its block
+        self._origin_wall = 0.0  # time.time() when sample 0 was captured
+        self._input_latency = 0.0  # PortAudio's estimate, seconds; used without ADC times
+        self.clock_correction_seconds = 0.0
 
         self._open()
         if not self._first_audio.wait(max(FIRST_AUDIO_TIMEOUT_SECONDS, 3 * block_seconds)):
@@ -262,15 +319,17 @@ class PortAudioSource:
                 blocksize=self.block_frames, callback=self._callback,
                 finished_callback=self._finished, **kind)
             self._stream.start()
+            self._input_latency = float(getattr(self._stream, "latency", 0.0) or 0.0)
         except (sounddevice.PortAudioError, ValueError) as error:
             self._abort()
             raise SourceError(f"input device {self.device.name!r} refuses "
                               f"{self.rate_hz} Hz x {self._open_channels} channel(s): "
                               f"{_one_line(error)}") from None
 
-    def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
             now = time.monotonic()
+            delay = capture_delay_seconds(time_info, frames, self.rate_hz, self._input_latency)
             self.callbacks += 1
             self.last_callback_monotonic = now
             reanchor, self._reanchor = self._reanchor, None
@@ -280,9 +339,10 @@ class PortAudioSource:
             clock = self._clock
             first_callback = clock.origin_monotonic is None
             if first_callback:
-                self._origin_wall = time.time() - frames / self.rate_hz
-            first = clock.place(frames, now, reanchor)
-            self.skew_seconds = clock.skew_seconds(now)
+                self._origin_wall = time.time() - delay - frames / self.rate_hz
+            first = clock.place(frames, now - delay, reanchor)
+            self.skew_seconds = clock.skew_seconds
+            self.clock_correction_seconds = clock.correction_seconds
             block = Block(first, np.array(indata[:, self._columns], dtype=np.float32), now)
             try:
                 self._queue.put_nowait((clock.pending, block))
@@ -305,7 +365,7 @@ class PortAudioSource:
         """Gaps and blocks captured since the last read; [] while nothing came or lost."""
         if self._ended:
             return [EndOfStream(self._delivered)]
-        items: list[Gap | Block] = []
+        items: list[Gap | ClockStep | Block] = []
         try:
             entry = self._queue.get(timeout=max(timeout_seconds, 0.0))
             while True:
@@ -319,7 +379,7 @@ class PortAudioSource:
             self._delivered = items[-1].end_sample
         return self._apply_limit(items)
 
-    def _apply_limit(self, items: list[Gap | Block]) -> list[Item]:
+    def _apply_limit(self, items: list[Gap | ClockStep | Block]) -> list[Item]:
         if self._limit is None or self._delivered < self._limit:
             return [*items]
         kept: list[Item] = []

@@ -95,6 +95,9 @@ class DeviceCounters:
     def __call__(self, pipeline: Pipeline) -> None:
         dropped = int(getattr(pipeline.source, "blocks_dropped", 0))
         overflows = int(getattr(pipeline.source, "overflows", 0))
+        skew = getattr(pipeline.source, "skew_seconds", None)
+        if skew is not None:
+            self.metrics.clock_skew.set(float(skew))
         self.metrics.dropped_blocks.inc(max(0, dropped - self.seen_dropped))
         self.metrics.overflows.inc(max(0, overflows - self.seen_overflows))
         self.seen_dropped, self.seen_overflows = max(dropped, self.seen_dropped), max(

@@ -15,6 +15,7 @@ from detector import __version__
 
 GAP_REASONS = ("queue_full", "overflow", "device_lost", "stall", "nonfinite")
 SINKS = ("jsonl", "raven", "log", "evidence")
+CLOCK_STEP_REASONS = ("drift", "overflow", "device_lost", "stall")
 RESULTS = ("ok", "failed")  # of a reconnect attempt or a SIGHUP reload
 INFERENCE_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                              2.5, 5.0, 10.0)
@@ -78,6 +79,15 @@ class Metrics:
         self.audio_flowing = Gauge("whaled_audio_flowing", "1 while audio arrives; 0 before "
                                    "the first block, during a stall or a device loss",
                                    registry=r)
+        self.clock_skew = Gauge("whaled_clock_skew_seconds", "Stream time minus system clock "
+                                "time of the latest audio, clock corrections applied, measured "
+                                "over the last 10 s (live capture): how far times are off",
+                                registry=r)
+        self.clock_correction = Gauge("whaled_clock_correction_seconds", "Total correction "
+                                      "subtracted from sample-derived times (the card's drift "
+                                      "since start; positive: a fast card)", registry=r)
+        self.clock_steps = Counter("whaled_clock_steps", "Moves of the sample-to-UTC mapping "
+                                   "(each a clock record), by reason", ["reason"], registry=r)
         self.stalls = Counter("whaled_stalls", "Live audio stopped for longer than "
                               "stall_timeout_seconds", registry=r)
         self.device_losses = Counter("whaled_device_losses", "Times the audio input was lost "
@@ -111,6 +121,8 @@ class Metrics:
             self.gap_seconds.labels(reason)
         for sink in SINKS:
             self.sink_errors.labels(sink)
+        for reason in CLOCK_STEP_REASONS:
+            self.clock_steps.labels(reason)
         for result in RESULTS:
             self.reconnects.labels(result)
             self.reloads.labels(result)

@@ -13,14 +13,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from detector.blocks import Block, EndOfStream, Gap
+from detector.blocks import Block, ClockStep, EndOfStream, Gap
 from detector.config import Settings
 from detector.events import Detection, Event, EventTracker, TrackerSettings
 from detector.health import FlowWatch, RateMeter
@@ -28,7 +28,7 @@ from detector.metrics import Metrics
 from detector.model import LoadedModel, Thresholds
 from detector.resample import Resampler
 from detector.scoring import Scorer
-from detector.sinks import GapRecord, Record, Sink
+from detector.sinks import ClockRecord, GapRecord, Record, Sink
 from detector.sources import FileSource, Source
 from detector.windows import Windower
 
@@ -113,6 +113,7 @@ class Pipeline:
                               if settings.duration_seconds > 0 else None)
         self.summary = RunSummary(records_kept)
         self.end_reason = ""  # why run() returned: end of stream, duration reached, stopped
+        self.clock_correction_seconds = 0.0  # subtracted from origin + index / rate (ClockStep)
         self._first: int | None = None  # first sample index of the stream
         self._expected: int | None = None  # index the next block should start at
         self._segment_seconds = 0.0  # stream time of the current segment's first sample
@@ -158,13 +159,15 @@ class Pipeline:
         self.end_reason = "stopped"
         return self.finish()
 
-    def _consume(self, items: list[Block | Gap | EndOfStream]) -> bool:
+    def _consume(self, items: list[Block | Gap | ClockStep | EndOfStream]) -> bool:
         """Blocks and gaps into the windower; True at the end of the stream or --duration."""
         for item in items:
             if isinstance(item, EndOfStream) or self._reached_limit():
                 return True
             if isinstance(item, Gap):
                 self.on_gap(item)
+            elif isinstance(item, ClockStep):
+                self.on_clock_step(item)
             else:
                 self.on_block(item)
         return False
@@ -229,9 +232,27 @@ class Pipeline:
         self.metrics.gaps.labels(gap.reason).inc()
         self.metrics.gap_seconds.labels(gap.reason).inc(seconds)
         self.summary.add_gap(gap)
-        start = info.utc_at(first)
+        start = self.utc_at(first)
         self._emit(GapRecord(start, start + timedelta(seconds=seconds), seconds, gap.reason,
                              info.name))
+
+    def utc_at(self, sample_index: float) -> datetime:
+        """UTC of a sample: the stream's origin plus its index, less the clock correction."""
+        return self.source.info.utc_at(sample_index) - timedelta(
+            seconds=self.clock_correction_seconds)
+
+    def on_clock_step(self, step: ClockStep) -> None:
+        """The source moved the sample-to-UTC mapping: use it from here, and say so."""
+        self.clock_correction_seconds = step.correction_seconds
+        self.metrics.clock_steps.labels(step.reason).inc()
+        self.metrics.clock_correction.set(step.correction_seconds)
+        info = self.source.info
+        log.warning("clock: times from %.3f s of stream moved %+.3f s (%s), %+.3f s in all",
+                    step.first_sample / info.rate_hz, -step.step_seconds, step.reason,
+                    -step.correction_seconds)
+        self._emit(ClockRecord(self.utc_at(step.first_sample), step.first_sample / info.rate_hz,
+                               step.step_seconds, step.correction_seconds, step.reason,
+                               info.name))
 
     def on_block(self, block: Block) -> None:
         self._on_audio(block)
@@ -301,7 +322,7 @@ class Pipeline:
         self.metrics.gaps.labels(reason).inc()
         self.metrics.gap_seconds.labels(reason).inc(max(seconds, 0.0))
         self.summary.add_gap(gap)
-        self._emit(GapRecord(info.utc_at(gap.first_sample), info.utc_at(gap.end_sample),
+        self._emit(GapRecord(self.utc_at(gap.first_sample), self.utc_at(gap.end_sample),
                              seconds, reason, info.name))
         self.resampler.reset()
         self.windower.reset()
@@ -341,7 +362,7 @@ class Pipeline:
 
     def _detect(self, event: Event) -> None:
         info = self.source.info
-        detection = Detection.from_event(event, info.origin_utc, self.loaded.content_hash,
+        detection = Detection.from_event(event, self.utc_at(0), self.loaded.content_hash,
                                          self.thresholds, info.name)
         self.summary.add_detection(detection)
         self.metrics.detections.labels(event.label, str(event.channel)).inc()

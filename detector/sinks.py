@@ -44,6 +44,19 @@ class GapRecord:
 
 
 @dataclass(frozen=True)
+class ClockRecord:
+    """The sample-to-UTC mapping moved: every time after ``utc`` is ``step_seconds`` earlier
+    than the stream's sample count alone would say (negative: later). See ``ClockStep``."""
+
+    utc: datetime  # of the first sample the new mapping applies to
+    stream_seconds: float  # that sample, in seconds since the stream's origin
+    step_seconds: float
+    correction_seconds: float  # the total so far
+    reason: str  # "drift", "overflow", "device_lost", "stall"
+    source: str
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """A ``listen`` process starting or stopping: the time between one's stop (or its last
     line, when it was killed) and the next one's start is time nobody listened."""
@@ -61,7 +74,7 @@ class RunRecord:
     gaps: int = 0  # stop: recorded by this process
 
 
-Record = Detection | GapRecord  # what the stream yields, for every sink
+Record = Detection | GapRecord | ClockRecord  # what the stream yields, for every sink
 
 
 class Sink(Protocol):
@@ -87,6 +100,13 @@ def gap_fields(g: GapRecord) -> dict[str, object]:
             "seconds": round(g.seconds, 3), "reason": g.reason, "source": g.source}
 
 
+def clock_fields(c: ClockRecord) -> dict[str, object]:
+    return {"type": "clock", "utc": utc_text(c.utc), "stream_seconds": round(c.stream_seconds, 3),
+            "step_seconds": round(c.step_seconds, 4),
+            "correction_seconds": round(c.correction_seconds, 4), "reason": c.reason,
+            "source": c.source}
+
+
 def run_fields(r: RunRecord) -> dict[str, object]:
     fields: dict[str, object] = {
         "type": "run", "event": r.event, "utc": utc_text(r.utc), "pid": r.pid,
@@ -103,6 +123,8 @@ def record_fields(record: Record | RunRecord) -> dict[str, object]:
         return detection_fields(record)
     if isinstance(record, GapRecord):
         return gap_fields(record)
+    if isinstance(record, ClockRecord):
+        return clock_fields(record)
     return run_fields(record)
 
 
@@ -230,6 +252,8 @@ class LogSink:
         text = " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items())
         if kind == "gap":
             log.warning("gap %s", text)
+        elif kind == "clock":
+            log.warning("clock %s", text)
         else:
             log.info("detection %s", text)
 

@@ -17,13 +17,13 @@ from typing import Protocol
 
 import numpy as np
 
-from detector.blocks import Block, EndOfStream, Gap, StreamInfo, utc_now
+from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo, utc_now
 from detector.stamps import UNKNOWN_ORIGIN, recording_origin
 from detector.synthetic import SyntheticHydrophone
 
 log = logging.getLogger("whaled.source")
 
-Item = Block | Gap | EndOfStream
+Item = Block | Gap | ClockStep | EndOfStream
 SYNTHETIC_EPOCH_SECONDS = 3600  # the simulated stream is scheduled an hour at a time
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc")
 

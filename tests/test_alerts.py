@@ -31,7 +31,7 @@ needs_promtool = needs(
     "scripts/setup does it): alert rule tests skipped")
 ALERTS = ("WhaledRightWhaleDetected", "WhaledNoAudio", "WhaledInputDead", "WhaledInputClipping",
           "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing",
-          "WhaledDown", "WhaledAbsent", "WhaledRestarting")
+          "WhaledDown", "WhaledAbsent", "WhaledRestarting", "WhaledClockSkew")
 
 
 @needs_promtool
