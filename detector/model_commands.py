@@ -36,9 +36,10 @@ def versions() -> dict[str, str]:
 
 
 def train(
-    data_dir: Annotated[Path, typer.Argument(
-        help="Training data: Kaggle (train.csv + train/), ICML 2013 (*_1.aif / *_0.aif), one "
-             "folder per label, or recordings with Raven tables (X.wav + X*.selections.txt).")],
+    data: Annotated[list[Path], typer.Argument(
+        help="Training data, one or more folders: Kaggle (train.csv + train/), ICML 2013 "
+             "(*_1.aif / *_0.aif), one folder per label, or recordings with Raven tables "
+             "(X.wav + X*.selections.txt).")],
     out: Annotated[Path, typer.Option(help="Model archive to write.")] = Path("models/model.pt"),
     noise: Annotated[list[Path] | None, typer.Option(
         help="Recordings (files or folders) with no calls, used as negatives; repeatable.")
@@ -73,10 +74,23 @@ def train(
     max_false_alarms_per_hour: Annotated[float, typer.Option(
         help="With --threshold-folds: the out-of-fold false alarms per hour the threshold may "
              "allow; recall is maximised under it.")] = 2.0,
+    cross_validate: Annotated[str | None, typer.Option(
+        help="day or recording: one model per held-out day (or recording) trained on the "
+             "others, the on-threshold chosen on the pooled out-of-fold events "
+             "(--max-false-alarms-per-hour), then the shipped model trained on everything "
+             "for exactly --epochs and stamped with the out-of-fold figures.")] = None,
+    augment: Annotated[bool, typer.Option(
+        help="Draw training windows through detector.augment: speed +-10 %, noise from other "
+             "recordings down to -6 dB SNR, hard negatives, +-20 dB gain, synthetic calls.")
+    ] = False,
+    batches_per_epoch: Annotated[int, typer.Option(
+        help="With --augment: batches per epoch (half positives). 0: one pass over the "
+             "negatives.")] = 0,
     width: Annotated[int, typer.Option(help="Channels of the first convolution.")] = 16,
     architecture: Annotated[str, typer.Option(
         help="upcall: per-window median background; shared: frame-local normalisation, so "
-             "overlapping windows share the convolutions when scoring.")] = "upcall",
+             "overlapping windows share the convolutions when scoring; floor: each "
+             "frequency's local noise floor removed, shared like `shared`.")] = "upcall",
     seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
     resume: Annotated[Path | None, typer.Option(
         help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
@@ -88,13 +102,15 @@ def train(
 ) -> None:
     """Train the upcall CNN and write the TorchScript archive that `whaled listen` loads."""
     from detector import datasets, training
+    from detector.crossval import GROUPINGS
     from detector.model import ModelError, pick_torch_device
+    from detector.network import ARCHITECTURES
 
     command = shlex.join(["whaled", *sys.argv[1:]])
     config = training.TrainConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience_epochs=patience, synthetic=synthetic, width=width, seed=seed,
-        architecture=architecture,
+        architecture=architecture, augment=augment, batches_per_epoch=batches_per_epoch,
         max_false_positive_rate=false_positive_rate, device=torch_device)
     options = datasets.LoadOptions(positive, validation_fraction, holdout_after,
                                    tuple(reviewed or []))
@@ -103,7 +119,14 @@ def train(
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
               (synthetic >= 0, "--synthetic must be 0 or more"),
               (threads >= 0, "--threads must be 0 or more"),
-              (architecture in ("upcall", "shared"), "--architecture must be upcall or shared"),
+              (architecture in ARCHITECTURES,
+               f"--architecture must be one of {', '.join(ARCHITECTURES)}"),
+              (cross_validate in (None, *GROUPINGS),
+               f"--cross-validate must be one of {', '.join(GROUPINGS)}"),
+              (cross_validate is None or (threshold_folds == 0 and resume is None),
+               "--cross-validate does not combine with --threshold-folds or --resume"),
+              (not augment or batches_per_epoch >= 1,
+               "--augment needs --batches-per-epoch of 1 or more"),
               (threshold_folds == 0 or threshold_folds >= 2, "--threshold-folds must be 0 or 2+"),
               (threshold_folds == 0 or resume is None,
                "--resume does not combine with --threshold-folds"),
@@ -117,6 +140,15 @@ def train(
             training.load_checkpoint(resume, config)
         except training.CheckpointError as error:
             fail(str(error))
+    if cross_validate is not None:
+        from detector.crossval_command import train_cross_validated
+
+        train_cross_validated(data, out, noise or [], options, config, cross_validate,
+                              max_false_alarms_per_hour, threads, progress, command)
+        return
+    if len(data) != 1:
+        fail("several data folders need --cross-validate day|recording")
+    data_dir = data[0]
     if threshold_folds:
         train_with_folds(data_dir, out, noise or [], options, config, threshold_folds,
                          max_false_alarms_per_hour, threads, progress, command, holdout_after)

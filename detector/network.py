@@ -165,7 +165,68 @@ def trunk_frames(frames: int) -> int:
     return frames - (SHARED_CONV_FRAMES - 1)
 
 
-ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet}
+# ---- a front end that removes each frequency's own noise floor, still frame-local ----
+
+FLOOR_SMOOTH_FRAMES = 5  # 62.5 ms: log power averaged over this many frames first
+FLOOR_SPAN_FRAMES = 49  # 0.6 s: the floor is the minimum of the smoothed power over this span
+
+
+class FloorSpectrogram(nn.Module):
+    """Log power minus each frequency's local noise floor (minimum statistics).
+
+    The floor of a frequency bin is the minimum, over ``floor_span`` frames centred on the
+    frame, of its log power smoothed over ``smooth`` frames (Martin's minimum statistics).
+    An upcall crosses a 7.8-Hz bin in a fraction of a second, so the floor under it is the
+    noise beside it in time; a ship's tone or a slow tonal that sits in a bin for longer than
+    the span becomes its own floor and vanishes. The level and colour of the noise are
+    removed per frequency, so a faint call over quiet water looks like a loud one over
+    loud water. Every step is a fixed-size, unpadded sliding operation: a frame's value
+    depends only on the audio around it, so the trunk can still be shared across windows.
+    ``shrink_frames`` frames are lost at the two edges together.
+    """
+
+    def __init__(self, n_fft: int = N_FFT, hop_samples: int = SHARED_STFT_HOP_SAMPLES,
+                 low_bin: int = LOW_BIN, n_bins: int = N_BINS,
+                 smooth_frames: int = FLOOR_SMOOTH_FRAMES,
+                 floor_span_frames: int = FLOOR_SPAN_FRAMES) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_samples = hop_samples
+        self.low_bin = low_bin
+        self.n_bins = n_bins
+        self.smooth_frames = smooth_frames
+        self.floor_span_frames = floor_span_frames
+        self.shrink_frames = smooth_frames - 1 + floor_span_frames - 1
+        self.log_floor = LOG_FLOOR
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames - shrink_frames)
+        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples,
+                          window=self.window,  # type: ignore[arg-type]
+                          center=False, return_complex=True)
+        power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
+        log_power = torch.log10(power + self.log_floor)
+        smoothed = nn.functional.avg_pool1d(log_power, self.smooth_frames, 1)
+        floor = -nn.functional.max_pool1d(-smoothed, self.floor_span_frames, 1)
+        first = self.shrink_frames // 2
+        centre = log_power[:, :, first:first + floor.shape[2]]
+        return (centre - floor).unsqueeze(1)
+
+
+class FloorNet(SharedTrunkNet):
+    """:class:`SharedTrunkNet` on the per-frequency noise-floor spectrogram."""
+
+    def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
+                 input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
+        super().__init__(n_labels, width, dropout, input_dropout, window_samples)
+        front = FloorSpectrogram()
+        self.spectrogram = front
+        frames = (window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
+        self.window_map_frames = trunk_frames(frames - front.shrink_frames)
+
+
+ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNet}
 Network = UpcallNet | SharedTrunkNet
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector import synthetic
+from detector import augment, synthetic
 from detector.datasets import Dataset, Example, Recording
 from detector.durable import publish
 from detector.evaluation import (
@@ -62,6 +62,9 @@ class TrainConfig:
     width: int = 16  # channels of the first convolution
     architecture: str = "upcall"  # a key of detector.network.ARCHITECTURES
     select_best: bool = True  # keep the best validation epoch (else the last; no early stop)
+    augment: bool = False  # draw windows through detector.augment (speed, noise, hard negatives)
+    batches_per_epoch: int = 0  # with augment: fixed batches per epoch, half positives; 0: by data
+    synthetic_share: float = 0.3  # with augment: of the positives, synthetic upcalls
     seed: int = 0
     device: str = "auto"
 
@@ -175,9 +178,45 @@ def epoch_items(train: Sequence[Example], config: TrainConfig,
     return rng.permutation(items)
 
 
+def augmented_items(train: Sequence[Example], config: TrainConfig,
+                    rng: np.random.Generator) -> np.ndarray:
+    """``batches_per_epoch`` batches drawn with replacement: half positives (a share of them
+    SYNTHETIC), half negatives."""
+    positives = [i for i, e in enumerate(train) if e.label == 1]
+    negatives = [i for i, e in enumerate(train) if e.label == 0]
+    n = config.batches_per_epoch * config.batch_size
+    positive = rng.random(n) < 0.5
+    synthetic_slot = rng.random(n) < config.synthetic_share
+    items = np.where(positive, np.where(synthetic_slot, SYNTHETIC, rng.choice(positives, n)),
+                     rng.choice(negatives, n))
+    return items.astype(np.int64)
+
+
+def make_augmented_batch(items: np.ndarray, train: Sequence[Example],
+                         noise: Sequence[np.ndarray], rng: np.random.Generator
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows drawn through :mod:`detector.augment`; ``noise`` is every negative's audio."""
+    aug = augment.Augmentation()
+    windows, labels = [], []
+    for item in items:
+        example = None if item == SYNTHETIC else train[item]
+        if example is None or example.label == 1:
+            windows.append(augment.positive_window(
+                None if example is None else example.audio,
+                None if example is None else example.call_samples, noise, aug, rng))
+            labels.append(1)
+        else:
+            windows.append(augment.negative_window(example.audio, noise, aug, rng))
+            labels.append(0)
+    return (torch.from_numpy(np.stack(windows).astype(np.float32)),
+            torch.tensor(labels, dtype=torch.float32).unsqueeze(1))
+
+
 def make_batch(items: np.ndarray, train: Sequence[Example], negatives: Sequence[int],
                config: TrainConfig, rng: np.random.Generator
                ) -> tuple[torch.Tensor, torch.Tensor]:
+    if config.augment:
+        return make_augmented_batch(items, train, [train[i].audio for i in negatives], rng)
     windows, labels = [], []
     for item in items:
         noise = random_crop(train[negatives[int(rng.integers(len(negatives)))]], rng)
@@ -250,7 +289,8 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
         lr = learning_rate_at(epoch, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        items = epoch_items(train_set, config, rng)
+        items = (augmented_items(train_set, config, rng) if config.augment
+                 else epoch_items(train_set, config, rng))
         bar = progress_bar(math.ceil(len(items) / config.batch_size), epoch, config.epochs,
                            progress)
         model.train()
@@ -330,7 +370,9 @@ def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainCon
 
 # ---- thresholds from time-blocked, out-of-fold event scores ----
 
-THRESHOLD_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)  # candidate on-thresholds
+# candidate on-thresholds: 0.01 steps, then 0.001 steps above 0.99
+THRESHOLD_GRID: np.ndarray = np.round(np.concatenate(
+    [np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3)
 
 
 @dataclass(frozen=True)

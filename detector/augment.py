@@ -1,0 +1,177 @@
+"""Training windows that look like the days a model has not heard.
+
+A detector trained on one recording learns that recording's noise. Each training window is
+drawn through these steps so that level, signal-to-noise ratio, pitch, duration and
+interference vary far beyond one day's:
+
+- positives: a real call (kept inside the window), or a synthetic upcall whose contour
+  follows the annotated calls, laid into a real negative window;
+- speed: the window resampled by 0.9-1.1 (time stretch and frequency shift together);
+- noise: a real negative window from another recording mixed in, down to -6 dB SNR
+  (the window's 50-250 Hz level over the added noise's), as the talk mixes positives into
+  random negatives;
+- hard negatives: negatives with a flat or slowly falling tone at 80-200 Hz, a sweep above
+  200 Hz, a downsweep, an impulse or a ship tone laid in: the sounds the old model mistook
+  for calls;
+- gain: the whole window scaled by +-20 dB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from detector import synthetic
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+
+CALL_BAND_HZ = (50.0, 250.0)  # where signal-to-noise ratios are measured
+# Synthetic upcall contours, from the 53 boxes of the 2009-03-28 tables (low 38-90 Hz,
+# high 180-292 Hz, 0.9-2.1 s) and the 2009-03-29 durations (0.9-1.7 s).
+UPCALL_SECONDS = (0.7, 1.8)
+UPCALL_START_HZ = (40.0, 100.0)
+UPCALL_END_HZ = (150.0, 290.0)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    speed_probability: float = 0.5
+    speed_range: tuple[float, float] = (0.9, 1.1)  # resampling factor (>1: higher, shorter)
+    noise_probability: float = 0.5  # chance to mix another recording's noise in
+    noise_snr_db: tuple[float, float] = (-6.0, 12.0)  # window band level over the added noise
+    hard_negative_probability: float = 0.4  # chance that a negative gets an interfering sound
+    hard_negative_snr_db: tuple[float, float] = (0.0, 24.0)  # that sound over the window
+    synthetic_snr_db: tuple[float, float] = (-3.0, 15.0)  # synthetic calls over the noise
+    gain_db: tuple[float, float] = (-20.0, 20.0)
+
+
+def band_rms(window: np.ndarray, band_hz: tuple[float, float] = CALL_BAND_HZ) -> float:
+    """RMS of ``window`` in ``band_hz`` (Parseval over the FFT bins of the band)."""
+    spectrum = np.fft.rfft(window - window.mean())
+    freqs = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE_HZ)
+    power = np.abs(spectrum[(freqs >= band_hz[0]) & (freqs <= band_hz[1])]) ** 2
+    return float(np.sqrt(2 * power.sum()) / len(window))
+
+
+def crop(audio: np.ndarray, samples: int, call: tuple[int, int] | None,
+         rng: np.random.Generator) -> np.ndarray:
+    """``samples`` of ``audio``; a known call is kept inside (centred when longer)."""
+    n = len(audio)
+    samples = min(samples, n)
+    lo, hi = 0, n - samples
+    if call is not None:
+        start, end = call
+        lo, hi = max(0, end - samples), min(hi, start)
+        if lo > hi:
+            lo = hi = min(max(0, (start + end - samples) // 2), n - samples)
+    offset = int(rng.integers(lo, hi + 1))
+    return audio[offset:offset + samples]
+
+
+def speed_window(audio: np.ndarray, call: tuple[int, int] | None, factor: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """One window played ``factor`` times faster: ``factor`` x the window's samples,
+    resampled to a window (linear interpolation; the band of interest is far below Nyquist)."""
+    need = int(np.ceil(WINDOW_SAMPLES * factor)) + 1
+    if need > len(audio):
+        factor = (len(audio) - 1) / WINDOW_SAMPLES
+        need = len(audio)
+    piece = crop(audio, need, call, rng)
+    positions = np.arange(WINDOW_SAMPLES) * factor
+    return np.interp(positions, np.arange(len(piece)), piece).astype(np.float32)
+
+
+def window_from(audio: np.ndarray, call: tuple[int, int] | None, aug: Augmentation,
+                rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < aug.speed_probability:
+        return speed_window(audio, call, rng.uniform(*aug.speed_range), rng)
+    return crop(audio, WINDOW_SAMPLES, call, rng).astype(np.float32)
+
+
+def mix_at_snr(window: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    """``window`` + ``other`` scaled so that the window's band level is ``snr_db`` above it."""
+    gain = (band_rms(window) + 1e-9) / (band_rms(other) + 1e-9) * 10 ** (-snr_db / 20)
+    return window + gain * other
+
+
+def lay_in(window: np.ndarray, sound: np.ndarray, level: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """``sound`` (unit RMS) at ``level`` RMS somewhere in ``window`` (clipped at the edges)."""
+    out = window.copy()
+    n = len(window)
+    start = int(rng.integers(-len(sound) // 3, max(n - 2 * len(sound) // 3, 1)))
+    lo, hi = max(start, 0), min(start + len(sound), n)
+    if hi > lo:
+        out[lo:hi] += level * sound[lo - start:hi - start]
+    return out
+
+
+def tone(rng: np.random.Generator) -> np.ndarray:
+    """A flat or slowly falling tone at 80-200 Hz with harmonics, 0.5-4 s."""
+    n = int(rng.uniform(0.5, 4.0) * SAMPLE_RATE_HZ)
+    f0 = rng.uniform(80.0, 200.0)
+    slope_hz_per_s = rng.uniform(-30.0, 0.0) if rng.random() < 0.6 else 0.0
+    t = np.arange(n) / SAMPLE_RATE_HZ
+    phase = 2 * np.pi * np.cumsum(f0 + slope_hz_per_s * t) / SAMPLE_RATE_HZ
+    wave = np.sin(phase) + rng.uniform(0, 0.5) * np.sin(2 * phase)
+    wave *= signal.windows.tukey(n, 0.2)
+    return (wave / np.sqrt(np.mean(wave**2))).astype(np.float32)
+
+
+def high_sweep(rng: np.random.Generator) -> np.ndarray:
+    """A rising or falling sweep above 200 Hz (other species, not a right whale upcall)."""
+    n = int(rng.uniform(0.3, 1.5) * SAMPLE_RATE_HZ)
+    f0, f1 = rng.uniform(210.0, 450.0, size=2)
+    u = np.arange(n) / n
+    phase = 2 * np.pi * np.cumsum(f0 + (f1 - f0) * u) / SAMPLE_RATE_HZ
+    wave = np.sin(phase) * signal.windows.tukey(n, 0.4)
+    return (wave / np.sqrt(np.mean(wave**2))).astype(np.float32)
+
+
+HARD_NEGATIVES = (tone, tone, high_sweep,
+                  lambda rng: synthetic.downsweep(SAMPLE_RATE_HZ, rng),
+                  lambda rng: synthetic.impulse(SAMPLE_RATE_HZ, rng),
+                  lambda rng: synthetic.ship_tone(SAMPLE_RATE_HZ, rng))
+
+
+def synthetic_upcall(rng: np.random.Generator) -> np.ndarray:
+    start_hz = rng.uniform(*UPCALL_START_HZ)
+    return synthetic.upcall(SAMPLE_RATE_HZ, rng, rng.uniform(*UPCALL_SECONDS), start_hz,
+                            max(rng.uniform(*UPCALL_END_HZ), start_hz + 60.0))
+
+
+def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
+                    noise: Sequence[np.ndarray], aug: Augmentation,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A real call window (``audio`` given) or a synthetic call in a random noise window."""
+    if audio is None:
+        window = window_from(noise[int(rng.integers(len(noise)))], None, aug, rng)
+        call_wave = synthetic_upcall(rng)
+        level = band_rms(window) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
+        start = int(rng.integers(0, WINDOW_SAMPLES - len(call_wave) + 1))
+        window = window.copy()
+        window[start:start + len(call_wave)] += level * call_wave
+    else:
+        window = window_from(audio, call, aug, rng)
+    return finish(window, noise, aug, rng)
+
+
+def negative_window(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augmentation,
+                    rng: np.random.Generator) -> np.ndarray:
+    window = window_from(audio, None, aug, rng)
+    if rng.random() < aug.hard_negative_probability:
+        make = HARD_NEGATIVES[int(rng.integers(len(HARD_NEGATIVES)))]
+        level = band_rms(window) * 10 ** (rng.uniform(*aug.hard_negative_snr_db) / 20)
+        window = lay_in(window, make(rng), level, rng)
+    return finish(window, noise, aug, rng)
+
+
+def finish(window: np.ndarray, noise: Sequence[np.ndarray], aug: Augmentation,
+           rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < aug.noise_probability:
+        other = crop(noise[int(rng.integers(len(noise)))], WINDOW_SAMPLES, None, rng)
+        window = mix_at_snr(window, other, rng.uniform(*aug.noise_snr_db))
+    gain = 10 ** (rng.uniform(*aug.gain_db) / 20)
+    return (window * gain).astype(np.float32)

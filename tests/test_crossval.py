@@ -1,0 +1,129 @@
+"""Cross-validation by day: one model per held-out day, never scored on a day it trained on,
+and the shipped model trained on every day, stamped with the out-of-fold figures."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from detector import crossval, datasets, model_commands, synthetic, training
+from detector.model import read_metadata
+from detector.training import TrainConfig
+
+RATE_HZ = 2000
+SECONDS = 40.0
+CALLS = [(5.0, 6.2), (15.0, 16.0), (25.0, 26.4), (33.0, 34.0)]
+TINY = TrainConfig(epochs=1, batch_size=8, width=4, device="cpu", architecture="floor",
+                   augment=True, batches_per_epoch=2, select_best=False)
+
+app = typer.Typer()
+app.command("train")(model_commands.train)
+app.command("evaluate")(model_commands.evaluate)
+
+
+def recording(folder: Path, name: str, seed: int, calls: list[tuple[float, float]]) -> Path:
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    audio = synthetic.ocean_noise(int(SECONDS * RATE_HZ), RATE_HZ, rng)
+    for start, end in calls:
+        wave = synthetic.upcall(RATE_HZ, rng, duration_seconds=end - start) * 0.05
+        audio[int(start * RATE_HZ):int(start * RATE_HZ) + len(wave)] += wave
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.wav"
+    soundfile.write(str(path), audio, RATE_HZ)
+    if calls:
+        rows = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tAnnotation"]
+        rows += [f"{i + 1}\tSpectrogram 1\t1\t{a:.3f}\t{b:.3f}\tupcall"
+                 for i, (a, b) in enumerate(calls)]
+        (folder / f"{name}.Table.1.selections.txt").write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("days")
+    recording(root / "a", "SITE_20090328_000000", 1, CALLS)
+    recording(root / "a", "SITE_20090328_001500", 2, CALLS[:2])
+    recording(root / "b", "SITE_20090329_121500", 3, CALLS)
+    recording(root / "noise", "OTHER_site_quiet", 4, [])
+    return root
+
+
+def test_day_comes_from_the_name_stamp_else_the_folder() -> None:
+    assert crossval.recording_day(Path("x/NOPP6_EST_20090329_121500.wav")) == "2009-03-29"
+    assert crossval.recording_day(Path("x/GSC_2000-05-23_00-15-00.wav")) == "2000-05-23"
+    assert crossval.recording_day(Path("deployment-7/track01.wav")) == "deployment-7"
+
+
+def test_each_fold_trains_without_its_day_and_scores_only_that_day(
+        two_days: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = (datasets.recordings_with_tables(two_days / "a")
+             + datasets.recordings_with_tables(two_days / "b"))
+    recordings, _ = datasets.read_recordings(pairs, datasets.LoadOptions())
+    noise, _ = datasets.read_recordings([(two_days / "noise" / "OTHER_site_quiet.wav", [])],
+                                        datasets.LoadOptions())
+    trained_sources: list[set[str]] = []
+    real_train = training.train
+
+    def spying_train(dataset: datasets.Dataset, config: TrainConfig,
+                     **kwargs: object) -> training.TrainResult:
+        trained_sources.append({Path(e.source).name for e in dataset.train})
+        return real_train(dataset, config, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crossval, "train", spying_train)
+    cv = crossval.cross_validate(recordings, noise, TINY, "day", 2.0, 0.25, 0.5, 10.0,
+                                 progress=False, say=lambda _: None)
+    assert [f.group for f in cv.folds] == ["2009-03-28", "2009-03-29"]
+    day28 = {"SITE_20090328_000000.wav", "SITE_20090328_001500.wav"}
+    day29 = {"SITE_20090329_121500.wav"}
+    assert trained_sources == [day29 | {"OTHER_site_quiet.wav"},
+                               day28 | {"OTHER_site_quiet.wav"}]
+    for fold, trained in zip(cv.folds, trained_sources, strict=True):
+        scored = {r.name for r in fold.scored}
+        assert scored == (day28 if fold.group == "2009-03-28" else day29)
+        assert not scored & trained  # never scored on a day it trained on
+    # every held-out call is counted once, and the pooled curve is the sum of the folds
+    assert [f.curve[0].n_annotations for f in cv.folds] == [6, 4]
+    assert cv.pooled[0].n_annotations == 10
+    assert cv.pooled[0].hours == pytest.approx(3 * SECONDS / 3600)
+
+
+def test_train_cross_validate_ships_a_model_trained_on_both_days(two_days: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    result = CliRunner().invoke(app, [
+        "train", str(two_days / "a"), str(two_days / "b"), "--noise", str(two_days / "noise"),
+        "--cross-validate", "day", "--out", str(out), "--epochs", "1", "--augment",
+        "--batches-per-epoch", "2", "--batch-size", "8", "--width", "4",
+        "--architecture", "floor", "--no-progress", "--torch-device", "cpu"])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(out)
+    cv = meta.extra["cross_validation"]
+    assert [h["group"] for h in cv["held_out"]] == ["2009-03-28", "2009-03-29"]
+    for held in cv["held_out"]:
+        assert not set(held["recordings"]) & set(held["trained_on"])
+    assert sorted(meta.extra["recordings"]) == ["SITE_20090328_000000.wav",
+                                                "SITE_20090328_001500.wav",
+                                                "SITE_20090329_121500.wav"]
+    assert meta.thresholds.on == pytest.approx(cv["on"])
+    assert set(cv["pooled"]["operating_points"]) == {"le_1_per_hour", "le_2_per_hour",
+                                                     "le_5_per_hour"}
+    scores = json.loads(out.with_suffix(".cv.json").read_text())
+    assert {b["recording"] for b in scores["held_out"]} == {
+        "SITE_20090328_000000.wav", "SITE_20090328_001500.wav", "SITE_20090329_121500.wav"}
+    assert zipfile.is_zipfile(out)
+
+
+def test_one_day_cannot_be_cross_validated_by_day(two_days: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", str(two_days / "a"), "--cross-validate", "day", "--out",
+        str(tmp_path / "m.pt"), "--augment", "--batches-per-epoch", "1"])
+    assert result.exit_code == 2
+    assert "needs recordings of two or more days; found 1: 2009-03-28" in result.output
