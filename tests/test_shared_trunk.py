@@ -17,7 +17,7 @@ import detector.scoring as scoring
 from detector.config import Settings
 from detector.events import Detection
 from detector.model import ModelMetadata, Thresholds, load_model, save_model, span_grid_samples
-from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SharedTrunkNet
+from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, FloorNet, SharedTrunkNet
 from detector.pipeline import detect_recording
 
 SCORE_TOLERANCE = 1e-4
@@ -29,9 +29,10 @@ RECORDING_SECONDS = 40.0
 N_REFERENCE_WINDOWS = 40  # windows per channel scored one at a time by the plain module
 
 
-def random_net(seed: int = 0) -> SharedTrunkNet:
+def random_net(seed: int = 0, architecture: type[SharedTrunkNet] = SharedTrunkNet
+               ) -> SharedTrunkNet:
     torch.manual_seed(seed)
-    net = SharedTrunkNet(width=WIDTH).eval()
+    net = architecture(width=WIDTH).eval()
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -61,12 +62,14 @@ def windows_of(span: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return torch.stack([span[:, k * hop:k * hop + WINDOW_SAMPLES] for k in range(n)], dim=1)
 
 
+@pytest.mark.parametrize("architecture", [SharedTrunkNet, FloorNet])
 @pytest.mark.parametrize(("channels", "n_windows", "tail_samples", "hop"),
                          [(1, 1, 0, 500), (1, 9, 499, 500), (2, 33, 17, 500),
                           (3, 12, 250, 1000), (2, 5, 0, 100)])
 def test_score_span_equals_forward_on_each_window(channels: int, n_windows: int,
-                                                  tail_samples: int, hop: int) -> None:
-    scripted = torch.jit.script(random_net())
+                                                  tail_samples: int, hop: int,
+                                                  architecture: type[SharedTrunkNet]) -> None:
+    scripted = torch.jit.script(random_net(architecture=architecture))
     span = varied_audio(channels, WINDOW_SAMPLES + (n_windows - 1) * hop + tail_samples)
     with torch.inference_mode():
         shared = scripted.score_span(span, hop)
@@ -158,3 +161,25 @@ def test_runs_break_where_windows_stop_overlapping() -> None:
     assert scoring.consecutive_runs(jumped, HOP_SAMPLES) == [(0, 8), (8, 19)]
     span = scoring.span_of(cut, HOP_SAMPLES)
     assert np.array_equal(span, audio[:, :WINDOW_SAMPLES + 19 * HOP_SAMPLES])
+
+
+def test_floor_front_end_removes_each_frequencys_own_noise_level() -> None:
+    """A call over quiet water and the same call over water 20 dB louder at low frequencies
+    give the same image where the call is (the floor is per frequency), and a tone that
+    lasts the whole window becomes its own floor."""
+    from detector.network import FloorSpectrogram
+
+    front = FloorSpectrogram()
+    rng = np.random.default_rng(3)
+    t = np.arange(WINDOW_SAMPLES) / SAMPLE_RATE_HZ
+    white = rng.standard_normal(WINDOW_SAMPLES) * 0.01
+    tone = np.sin(2 * np.pi * 150.0 * t)  # 150 Hz, the whole window
+    with torch.inference_mode():
+        quiet = front(torch.tensor(white[None], dtype=torch.float32))[0, 0]
+        loud = front(torch.tensor(white[None] * 10, dtype=torch.float32))[0, 0]
+        toned = front(torch.tensor((white + tone)[None], dtype=torch.float32))[0, 0]
+    assert float((quiet - loud).abs().max()) < 1e-3  # gain does not change the image
+    row = round(150.0 / (SAMPLE_RATE_HZ / 256)) - front.low_bin
+    # the tone is 4 decades (40 dB) above the noise in its bin, yet no brighter than noise there
+    assert float(toned[row].mean()) < float(quiet[row].mean()) + 0.25
+    assert front(torch.zeros(1, WINDOW_SAMPLES)).shape[-1] == 150 - front.shrink_frames
