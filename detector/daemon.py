@@ -36,7 +36,7 @@ from detector.model import LoadedModel, ModelError, load_model, pick_torch_devic
 from detector.notify import Watchdog
 from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
 from detector.sinks import JsonlSink, LogSink, RavenSink, RunRecord, Sink
-from detector.sources import FileSource, Source, SourceError, SyntheticSource
+from detector.sources import SYNTHETIC_TRUTH_FILE, FileSource, Source, SourceError, SyntheticSource
 from detector.stamps import parse_origin
 
 log = logging.getLogger("whaled")
@@ -87,7 +87,8 @@ def open_source(settings: Settings) -> Source:
         return SyntheticSource(rate_hz=rate, block_frames=max(1, round(settings.block_seconds
                                                                        * rate)),
                                speed=settings.speed, channels=n_channels, seed=settings.seed,
-                               origin=origin, duration_seconds=duration)
+                               origin=origin, duration_seconds=duration,
+                               truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE)
     from detector.capture import PortAudioSource
 
     return PortAudioSource(device, rate_hz=settings.sample_rate_hz,

@@ -8,24 +8,27 @@ unit tests and demos drive the pipeline with.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 import numpy as np
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo, utc_now
 from detector.stamps import UNKNOWN_ORIGIN, recording_origin
-from detector.synthetic import SyntheticHydrophone
+from detector.synthetic import NOISE_LEVEL_DBFS, SyntheticHydrophone
 
 log = logging.getLogger("whaled.source")
 
 Item = Block | Gap | ClockStep | EndOfStream
 SYNTHETIC_EPOCH_SECONDS = 3600  # the simulated stream is scheduled an hour at a time
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc")
+SYNTHETIC_TRUTH_FILE = "synthetic_truth.jsonl"  # beside the outputs: the calls placed
 
 
 class SourceError(Exception):
@@ -142,11 +145,17 @@ class FileSource:
 
 
 class SyntheticSource:
-    """The simulated hydrophone as a live device: real-time paced unless ``speed`` says not."""
+    """The simulated hydrophone as a live device: real-time paced unless ``speed`` says not.
+
+    With ``truth_path``, every upcall is appended there as one JSON line once the stream has
+    delivered all of it (a call cut off by the end of the stream is not listed): its channel,
+    UTC start and end, seconds since the origin and SNR in dB over the broadband noise RMS.
+    """
 
     def __init__(self, *, rate_hz: int, block_frames: int, speed: float = 1.0,
                  channels: int = 1, seed: int = 1, origin: datetime | None = None,
-                 duration_seconds: float | None = None) -> None:
+                 duration_seconds: float | None = None, truth_path: Path | None = None
+                 ) -> None:
         self.info = StreamInfo(rate_hz, tuple(range(1, channels + 1)), origin or utc_now(),
                                "flag" if origin else "clock", "synthetic")
         self._block_frames = block_frames
@@ -156,6 +165,9 @@ class SyntheticSource:
         self._position = 0
         self._pacer = Pacer(speed)
         self._epochs: dict[tuple[int, int], SyntheticHydrophone] = {}
+        self._truth: TextIO | None = None
+        if truth_path is not None:  # held open for the stream's life, closed by close()
+            self._truth = open(truth_path, "a", encoding="utf-8")  # noqa: SIM115
 
     def hydrophone(self, channel: int, epoch: int) -> SyntheticHydrophone:
         key = (channel, epoch)
@@ -203,11 +215,40 @@ class SyntheticSource:
                 pos += n
         block = Block(self._position, out,
                       self._pacer.due_monotonic((self._position + frames) / self.info.rate_hz))
+        if self._truth is not None:
+            self._write_truth(self._position, self._position + frames)
         self._position += frames
         return [block]
 
+    def _write_truth(self, first_sample: int, end_sample: int) -> None:
+        """The upcalls whose last sample is in [first_sample, end_sample), one line each."""
+        assert self._truth is not None
+        rate = self.info.rate_hz
+        epoch_samples = SYNTHETIC_EPOCH_SECONDS * rate
+        noise_rms = 10 ** (NOISE_LEVEL_DBFS / 20)
+        lines = []
+        for epoch in range(first_sample // epoch_samples, (end_sample - 1) // epoch_samples + 1):
+            offset = epoch * epoch_samples
+            for channel in range(self._n_channels):
+                for call in self.hydrophone(channel, epoch).upcalls:
+                    start, end = offset + call.start_sample, offset + call.end_sample
+                    if first_sample < end <= end_sample:
+                        lines.append((start, channel, json.dumps({
+                            "kind": "upcall", "channel": channel + 1,
+                            "start_utc": self.info.utc_at(start).isoformat(),
+                            "end_utc": self.info.utc_at(end).isoformat(),
+                            "start_seconds": round(start / rate, 6),
+                            "end_seconds": round(end / rate, 6),
+                            "snr_db": round(20 * math.log10(call.gain / noise_rms), 2)})))
+        if lines:
+            self._truth.write("".join(line + "\n" for *_, line in sorted(lines)))
+            self._truth.flush()
+
     def close(self) -> None:
         self._epochs.clear()
+        if self._truth is not None:
+            self._truth.close()
+            self._truth = None
 
 
 class ListSource:

@@ -455,3 +455,38 @@ def test_each_process_leaves_a_start_and_a_stop_record(
     assert runs[1]["detections"] + runs[3]["detections"] == len(detections)
     assert runs[1]["audio_seconds"] == 20.0
     assert runs[0]["utc"] <= runs[1]["utc"] <= runs[2]["utc"] <= runs[3]["utc"]
+
+
+def test_synthetic_device_writes_the_calls_it_placed(
+        tmp_path: Path, centre_model: Path, subprocess_env: dict[str, str]) -> None:
+    """--device synthetic lists its upcalls in OUT/synthetic_truth.jsonl: an operator checks
+    a deployment end to end against known truth (issue 12)."""
+    from detector.sources import SYNTHETIC_TRUTH_FILE, SyntheticSource
+
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [*WHALED, "listen", "--device", "synthetic", "--speed", "0", "--duration", "200",
+         "--model", str(centre_model), "--out", str(out), "--metrics-port", "0",
+         "--origin", "2026-01-01T00:00:00Z", "--on-threshold", "0.9", "--off-threshold", "0.5"],
+        capture_output=True, text=True, timeout=180, env=subprocess_env)
+    assert run.returncode == 0, run.stderr
+    truth = [json.loads(x) for x in (out / SYNTHETIC_TRUTH_FILE).read_text().splitlines()]
+    origin = datetime(2026, 1, 1, tzinfo=UTC)
+    placed = SyntheticSource(rate_hz=2000, block_frames=200, speed=0, origin=origin,
+                             duration_seconds=200, seed=1).upcall_times(0, 200)
+    expected = [(s, e) for s, e in placed if e <= 200]  # a call cut off at the end is not listed
+    assert len(truth) == len(expected) >= 5
+    for t, (s, e) in zip(truth, expected, strict=True):
+        assert t["kind"] == "upcall" and t["channel"] == 1
+        assert (t["start_seconds"], t["end_seconds"]) == (round(s, 6), round(e, 6))
+        start_utc = datetime.fromisoformat(t["start_utc"])
+        assert abs((start_utc - origin).total_seconds() - s) < 1e-3
+        assert abs((datetime.fromisoformat(t["end_utc"]) - start_utc).total_seconds()
+                   - (e - s)) < 1e-3
+        assert 3.0 <= t["snr_db"] <= 18.0  # synthetic.CALL_SNR_DB
+    detections = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
+    detections = [d for d in detections if d["type"] == "detection"]
+    hits = [any(d["start_utc"].replace("Z", "+00:00") <= t["end_utc"]
+                and t["start_utc"] <= d["end_utc"].replace("Z", "+00:00") for d in detections)
+            for t in truth]
+    assert sum(hits) >= len(truth) // 2  # the truth lines up with what the daemon reports
