@@ -46,6 +46,7 @@ from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.pipeline import Pipeline
 from detector.progress import Progress
+from detector.saved_scores import ScoreRecorder, scores_name, write_scores
 from detector.sinks import Record
 from detector.sources import AUDIO_SUFFIXES, FileSource, SourceError
 from detector.stamps import parse_origin
@@ -118,14 +119,20 @@ def in_shard(recording: Recording, k: int, n: int) -> bool:
     return zlib.crc32(recording.key.encode()) % n == k
 
 
+def fingerprint_doc(settings: Settings) -> dict[str, Any]:
+    return {key: getattr(settings, key) for key in FINGERPRINT_KEYS}
+
+
 def settings_fingerprint(settings: Settings) -> str:
-    doc = {key: getattr(settings, key) for key in FINGERPRINT_KEYS}
+    doc = fingerprint_doc(settings)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
-                   on_progress: Callable[[float], None] | None = None) -> RecordingResult:
-    """One recording through the listen pipeline; errors are returned, never raised."""
+                   on_progress: Callable[[float], None] | None = None,
+                   save_scores: bool = False) -> RecordingResult:
+    """One recording through the listen pipeline; errors are returned, never raised.
+    ``save_scores``: keep every window's scores in ``result.scores``."""
     started = time.perf_counter()
     result = RecordingResult(str(path))
     import soundfile
@@ -146,12 +153,19 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         result.origin_from, result.channels = info.origin_from, info.channels
         metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
         collect = CollectSink()
-        pipeline = Pipeline(source, loaded, settings, [collect], metrics)
+        recorder = ScoreRecorder() if save_scores else None
+        pipeline = Pipeline(source, loaded, settings, [collect, *([recorder] if recorder
+                                                                   else [])], metrics)
+        if recorder is not None:
+            pipeline.score_taps.append(recorder.tap)
         if on_progress is not None:
             pipeline.hooks.append(lambda p: on_progress(p.summary.samples / info.rate_hz))
         summary = pipeline.run(threading.Event())
         result.records = collect.records
         result.audio_seconds = summary.samples / info.rate_hz
+        if recorder is not None:
+            result.scores = recorder.saved(pipeline, fingerprint_doc(settings),
+                                           result.audio_seconds)
         if summary.samples < expected:
             result.error = (f"read error after {result.audio_seconds:.1f} s of "
                             f"{expected / info.rate_hz:.1f} s")
@@ -176,21 +190,25 @@ class CollectSink:
 Executor = Callable[[list[Recording]], Iterator[RecordingResult]]
 
 
-def local_executor(loaded: LoadedModel, settings: Settings, progress: Progress) -> Executor:
+def local_executor(loaded: LoadedModel, settings: Settings, progress: Progress,
+                   save_scores: bool = False) -> Executor:
     def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
         for recording in recordings:
             progress.start_file(recording.key)
-            yield scan_recording(recording.path, loaded, settings, progress.within_file)
+            yield scan_recording(recording.path, loaded, settings, progress.within_file,
+                                 save_scores)
     return run
 
 
-def dask_executor(client: Any, model_path: Path, settings: Settings) -> Executor:
+def dask_executor(client: Any, model_path: Path, settings: Settings,
+                  save_scores: bool = False) -> Executor:
     """Fan recordings out over a Dask cluster; results come back here to be written."""
     from dask.distributed import as_completed
 
     def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
         futures = client.map(scan_on_worker, [str(r.path) for r in recordings],
-                             model_path=str(model_path), settings=settings, pure=False)
+                             model_path=str(model_path), settings=settings,
+                             save_scores=save_scores, pure=False)
         for future in as_completed(futures):
             yield future.result()
     return run
@@ -203,7 +221,8 @@ def _worker_model(model_path: str, device: str) -> LoadedModel:
     return load_model(Path(model_path), device)
 
 
-def scan_on_worker(path: str, model_path: str, settings: Settings) -> RecordingResult:
+def scan_on_worker(path: str, model_path: str, settings: Settings,
+                   save_scores: bool = False) -> RecordingResult:
     """A Dask task: the model is loaded once per worker process."""
     import torch
 
@@ -212,7 +231,7 @@ def scan_on_worker(path: str, model_path: str, settings: Settings) -> RecordingR
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     loaded = _worker_model(model_path, str(pick_torch_device(settings.torch_device)))
-    return scan_recording(Path(path), loaded, settings)
+    return scan_recording(Path(path), loaded, settings, save_scores=save_scores)
 
 
 @dataclass(frozen=True)
@@ -241,8 +260,10 @@ def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0
 
 def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Settings,
            out_dir: Path, shard: tuple[int, int] = (0, 1), executor: Executor | None = None,
-           progress: Progress | None = None) -> DetectSummary:
-    """Scan every recording not already complete in ``out_dir``; write outputs as each ends."""
+           progress: Progress | None = None, save_scores: bool = False) -> DetectSummary:
+    """Scan every recording not already complete in ``out_dir``; write outputs as each ends.
+    ``save_scores``: also every window's scores, and a complete recording without them is
+    scanned again."""
     started = time.perf_counter()
     planned = inputs if isinstance(inputs, Plan) else plan(inputs, settings, shard)
     recordings, missing = list(planned.recordings), planned.missing
@@ -251,7 +272,8 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     progress = progress or Progress(0.0, enabled=False)
     try:
         output.check_tables([(r.path, r.key) for r in recordings])
-        todo = [r for r in recordings if not output.is_complete(r.path)]
+        todo = [r for r in recordings if not output.is_complete(r.path) or (
+            save_scores and not (out_dir / scores_name(r.key)).is_file())]
         summary.skipped = len(recordings) - len(todo)
         replaced = sum(output.replaces(r.path) for r in todo)
         if replaced:
@@ -260,9 +282,13 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
                         "(moved to %s when this run ends)", replaced, out_dir, SUPERSEDED_NAME)
         progress.total = sum(r.audio_seconds for r in todo)
         keys = {str(r.path): r.key for r in todo}
-        run = executor or local_executor(loaded, settings, progress)
+        run = executor or local_executor(loaded, settings, progress, save_scores)
         for result in run(todo):
             result.key = keys.get(result.path, Path(result.path).name)
+            if result.scores is not None:  # before the result: "complete" has its scores
+                write_scores(out_dir / scores_name(result.key), replace(
+                    result.scores, recording=result.key, error=result.error,
+                    path=str(Path(result.path).resolve())))
             output.write(result)
             summary.audio_seconds += result.audio_seconds
             summary.detections += len(result.detections)
@@ -299,7 +325,8 @@ def summary_lines(summary: DetectSummary) -> list[str]:
 
 
 def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
-                       dask_address: str | None, show_progress: bool) -> int:
+                       dask_address: str | None, show_progress: bool,
+                       save_scores: bool = False) -> int:
     """``whaled detect``: 0 when every recording was scanned, 1 when any failed, 2 at start."""
     import sys
 
@@ -328,13 +355,14 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
             return 2
         if dask_address == "local" and not settings.torch_threads:
             settings = replace(settings, torch_threads=1)  # one process per core already
-        executor = dask_executor(client, loaded.path, settings)
+        executor = dask_executor(client, loaded.path, settings, save_scores)
     progress = Progress(0.0, enabled=show_progress)
     log.info("detect model=%s model_hash=%s torch_device=%s threads=%d hop_s=%.3f shard=%d/%d "
              "out=%s", loaded.path, loaded.content_hash, loaded.device, torch.get_num_threads(),
              settings.hop_seconds, *shard, out_dir)
     try:
-        summary = detect(planned, loaded, settings, out_dir, shard, executor, progress)
+        summary = detect(planned, loaded, settings, out_dir, shard, executor, progress,
+                         save_scores)
     except DetectError as error:
         print(f"whaled: error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from detector.events import Detection
+from detector.saved_scores import SavedScores
 from detector.sinks import (
     JSONL_NAME,
     RAVEN_COLUMNS,
@@ -63,6 +64,7 @@ class RecordingResult:
     wall_seconds: float = 0.0
     error: str = ""
     key: str = ""  # the path below the folder it was found in
+    scores: SavedScores | None = None  # every window's scores (detect --save-scores)
 
     @property
     def detections(self) -> list[Detection]:

@@ -145,6 +145,10 @@ def detect(
     threads: Annotated[int | None, typer.Option(
         help="Torch CPU threads. (default: torch's, one per core)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress line on stderr.")] = True,
+    save_scores: Annotated[bool, typer.Option(
+        help="Keep every window's scores in OUT/scores/ (one .npz per recording), so "
+             "'whaled events' redoes detections at another threshold without rescanning.")]
+    = False,
 ) -> None:
     """Scan recordings and archives offline with the listen pipeline; resumable."""
     from detector import config as config_module
@@ -164,7 +168,29 @@ def detect(
     setup_logging(settings.log_level)
     from detector.archive import run_detect_command
 
-    raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress))
+    raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress,
+                                        save_scores))
+
+
+@app.command()
+def events(
+    scores: Annotated[list[Path], typer.Argument(
+        help="Scores files (*.scores.npz from detect --save-scores) and folders of them, "
+             "e.g. OUT/scores.")],
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection (required).")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which a detection closes. (default: the model's, at most the "
+             "on-threshold, as detect)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Directory for the redone detections, written as detect writes them "
+             "(required).")] = None,
+) -> None:
+    """Redo detections from saved scores at another threshold, without rescanning."""
+    from detector.rethreshold import run_events_command
+
+    setup_logging("INFO")
+    raise typer.Exit(run_events_command(scores, on_threshold, off_threshold, out))
 
 
 @app.command()
