@@ -45,6 +45,7 @@ from detector.config import Settings
 from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.pipeline import Pipeline
+from detector.presence import Totals, totals_lines, write_season
 from detector.progress import Progress
 from detector.saved_scores import ScoreRecorder, scores_name, write_scores
 from detector.sinks import Record
@@ -84,6 +85,8 @@ class DetectSummary:
     detections: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     unstamped: list[str] = field(default_factory=list)  # scanned with no known start
+    totals: Totals | None = None  # the whole output folder, over every run that wrote it
+    evidence_clips: int = 0  # written by --evidence
 
 
 def find_recordings(inputs: Iterable[Path]) -> tuple[list[Recording], list[tuple[str, str]]]:
@@ -260,10 +263,12 @@ def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0
 
 def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Settings,
            out_dir: Path, shard: tuple[int, int] = (0, 1), executor: Executor | None = None,
-           progress: Progress | None = None, save_scores: bool = False) -> DetectSummary:
+           progress: Progress | None = None, save_scores: bool = False,
+           evidence: int = 0) -> DetectSummary:
     """Scan every recording not already complete in ``out_dir``; write outputs as each ends.
     ``save_scores``: also every window's scores, and a complete recording without them is
-    scanned again."""
+    scanned again. ``evidence``: clips of the top N detections per recording and N more
+    drawn from the rest."""
     started = time.perf_counter()
     planned = inputs if isinstance(inputs, Plan) else plan(inputs, settings, shard)
     recordings, missing = list(planned.recordings), planned.missing
@@ -290,6 +295,8 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
                     result.scores, recording=result.key, error=result.error,
                     path=str(Path(result.path).resolve())))
             output.write(result)
+            summary.evidence_clips += evidence_for(result, out_dir, evidence, settings,
+                                                   loaded.metadata.labels)
             summary.audio_seconds += result.audio_seconds
             summary.detections += len(result.detections)
             progress.end_file(result.audio_seconds)
@@ -306,16 +313,40 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
         progress.close()
     if output.superseded:
         log.info("%d earlier results moved to %s", output.superseded, out_dir / SUPERSEDED_NAME)
+    try:
+        summary.totals = write_season(out_dir)
+    except OSError as error:
+        log.error("could not write the CSV and presence tables in %s: %s", out_dir, error)
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
+def evidence_for(result: RecordingResult, out_dir: Path, n: int, settings: Settings,
+                 labels: tuple[str, ...]) -> int:
+    """``--evidence N`` for one result; a clip that cannot be cut is logged, not fatal."""
+    if n <= 0:
+        return 0
+    import soundfile
+
+    from detector.detect_evidence import save_evidence
+
+    try:
+        return save_evidence(result, out_dir, n, settings, labels)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+        log.error("%s: evidence clips not saved: %s", result.path, error)
+        return 0
+
+
 def summary_lines(summary: DetectSummary) -> list[str]:
     rtf = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
+    scanned = summary.recordings - summary.skipped
     lines = [f"detect: {summary.recordings} recordings ({summary.skipped} already complete), "
-             f"{summary.audio_seconds / 3600:.3f} h of audio in {summary.wall_seconds:.1f} s "
-             f"({rtf:.0f}x real time), {summary.detections} detections, "
-             f"{len(summary.failed)} failed"]
+             f"{scanned} scanned, {summary.audio_seconds / 3600:.3f} h of audio in "
+             f"{summary.wall_seconds:.1f} s ({rtf:.0f}x real time), {summary.detections} "
+             f"detections, {len(summary.failed)} failed"]
+    lines += totals_lines(summary.totals, scanned)
+    if summary.evidence_clips:
+        lines.append(f"evidence: {summary.evidence_clips} clips written")
     if summary.unstamped:
         lines.append(f"warning: {len(summary.unstamped)} recordings have no start time in "
                      "their names: their detections carry seconds from the file's start and no "
@@ -326,7 +357,7 @@ def summary_lines(summary: DetectSummary) -> list[str]:
 
 def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
                        dask_address: str | None, show_progress: bool,
-                       save_scores: bool = False) -> int:
+                       save_scores: bool = False, evidence: int = 0) -> int:
     """``whaled detect``: 0 when every recording was scanned, 1 when any failed, 2 at start."""
     import sys
 
@@ -337,6 +368,8 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     try:
+        if evidence < 0:
+            raise ValueError(f"--evidence {evidence}: give 0 or more clips per recording")
         shard = parse_shard(shard_text)
         planned = plan(paths, settings, shard)
         loaded = check_model(settings)
@@ -362,7 +395,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
              settings.hop_seconds, *shard, out_dir)
     try:
         summary = detect(planned, loaded, settings, out_dir, shard, executor, progress,
-                         save_scores)
+                         save_scores, evidence)
     except DetectError as error:
         print(f"whaled: error: {error}", file=sys.stderr)
         return 2

@@ -149,6 +149,10 @@ def detect(
         help="Keep every window's scores in OUT/scores/ (one .npz per recording), so "
              "'whaled events' redoes detections at another threshold without rescanning.")]
     = False,
+    evidence: Annotated[int, typer.Option(
+        help="Evidence clips (WAV, spectrogram, JSON) in OUT/evidence/ for the N "
+             "highest-scoring detections of each recording and N more drawn at random from "
+             "the rest, for whaled review and whaled train.")] = 0,
 ) -> None:
     """Scan recordings and archives offline with the listen pipeline; resumable."""
     from detector import config as config_module
@@ -169,7 +173,7 @@ def detect(
     from detector.archive import run_detect_command
 
     raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress,
-                                        save_scores))
+                                        save_scores, evidence))
 
 
 @app.command()

@@ -18,6 +18,7 @@ from pathlib import Path
 from detector.archive_output import ArchiveOutput, DetectError, RecordingResult
 from detector.config import Settings
 from detector.events import Detection
+from detector.presence import write_season
 from detector.saved_scores import (
     SavedScores,
     ScoresError,
@@ -68,6 +69,7 @@ def rethreshold(files: list[Path], on: float, off: float | None,
             audio_seconds += saved.audio_seconds
     finally:
         output.close()
+    write_season(out_dir)
     return EventsSummary(len(saved_all), audio_seconds, detections, before)
 
 

@@ -16,6 +16,7 @@ from helpers import calls_recording
 from detector.archive import DETECT_BLOCK_SECONDS, detect
 from detector.config import Settings
 from detector.model import load_model
+from detector.presence import CSV_NAME, HOURLY_NAME
 from detector.rethreshold import rethreshold
 from detector.saved_scores import read_scores, scores_name
 from detector.sinks import JSONL_NAME
@@ -71,6 +72,8 @@ def test_rethreshold_equals_rescan_line_for_line(
                               redone)
         lines, tables = outputs(rescan)
         assert outputs(redone) == (lines, tables)  # times, peak scores, gaps, recording lines
+        for name in (CSV_NAME, HOURLY_NAME):
+            assert (redone / name).read_text() == (rescan / name).read_text()
         detections = [json.loads(line) for line in lines if '"detection"' in line]
         assert summary.detections == len(detections)
         counts[on] = len(detections)

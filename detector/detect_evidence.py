@@ -1,0 +1,75 @@
+"""``whaled detect --evidence N``: clips of the top N detections per recording, and a sample.
+
+For each recording scanned, its N highest-scoring detections and N more drawn at random from
+the rest (seeded by the recording's path, so a rerun draws the same ones) become evidence clips
+in ``OUT/evidence/<label>/``, written by the same :class:`~detector.evidence.EvidenceRecorder`
+as ``listen`` (WAV at the file's rate with the padding, spectrogram PNG, ``.json``), so
+``whaled review`` plays them and ``whaled train`` reads them. The random sample is what
+estimates precision below the top: the top N alone are the easy calls. Audio is read back from
+the recording, so a Dask run needs nothing more from its workers. Recordings with no known
+start get no clips (a clip is named and matched by its UTC).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from prometheus_client import CollectorRegistry
+
+from detector.archive_output import RecordingResult
+from detector.blocks import StreamInfo
+from detector.config import Settings
+from detector.events import Detection
+from detector.evidence import EvidenceRecorder
+from detector.metrics import Metrics
+
+log = logging.getLogger("whaled.detect")
+EVIDENCE_DIR = "evidence"
+SAMPLE_SEED = 2013  # with the recording's path: the same sample on every rerun
+
+
+def choose(detections: list[Detection], n: int, key: str) -> list[Detection]:
+    """The ``n`` best by peak score (earlier first on a tie) and ``n`` of the rest at random,
+    in time order."""
+    ranked = sorted(detections, key=lambda d: (-d.peak_score, d.start_seconds, d.channel))
+    top, rest = ranked[:n], ranked[n:]
+    rng = np.random.default_rng([SAMPLE_SEED, zlib.crc32(key.encode())])
+    picked = rng.choice(len(rest), size=min(n, len(rest)), replace=False).tolist() \
+        if rest else []
+    chosen = top + [rest[int(i)] for i in picked]
+    return sorted(chosen, key=lambda d: (d.start_seconds, d.channel))
+
+
+def save_evidence(result: RecordingResult, out_dir: Path, n: int, settings: Settings,
+                  labels: tuple[str, ...]) -> int:
+    """Clips for ``result``'s chosen detections; how many were written."""
+    if n <= 0 or result.origin_utc is None or result.origin_from == "none":
+        return 0
+    chosen = choose(result.detections, n, result.key or result.path)
+    if not chosen:
+        return 0
+    rate = soundfile.info(result.path).samplerate
+    info = StreamInfo(rate, result.channels, result.origin_utc, result.origin_from,
+                      result.source)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, result.channels, labels)
+    recorder = EvidenceRecorder(
+        out_dir / EVIDENCE_DIR, info, metrics,
+        padding_seconds=settings.evidence_padding_seconds,
+        max_event_seconds=settings.max_duration_seconds, delay_seconds=0.0,
+        max_bytes=sys.maxsize, max_age_days=0.0)  # an archive's clips are kept, all of them
+    columns = [channel - 1 for channel in result.channels]
+    for d in chosen:
+        first = max(0, round((d.start_seconds - settings.evidence_padding_seconds) * rate))
+        end = round((d.end_seconds + settings.evidence_padding_seconds) * rate)
+        audio = soundfile.read(result.path, frames=end - first, start=first,
+                               dtype="float32", always_2d=True)[0]
+        recorder.push(first, np.ascontiguousarray(audio[:, columns]))
+        recorder.write(d)
+        recorder.flush()  # at the file's end the clip is what there is
+    return int(registry.get_sample_value("whaled_evidence_clips_total") or 0)

@@ -1,0 +1,256 @@
+"""What a season of ``detect`` output adds up to: a CSV of detections and presence tables.
+
+Read from ``detections.jsonl`` (each recording's latest result), rewritten whole at the end of
+every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
+
+- ``detections.csv``: one row per detection, with a header: recording, its path, site,
+  channel, label, UTC start/end/peak, seconds from the recording's start, peak score, model,
+  thresholds. Spreadsheets and R/pandas read it as is.
+- ``presence_hourly.csv``: per site, channel and UTC hour with audio: minutes of audio
+  analysed and detections (counted in the hour their start falls in). An hour with audio and no
+  detection is a row with 0; an hour without audio has no row.
+- ``presence_daily.csv``: the same per UTC day, with the hours that had audio and the hours
+  that had a detection (the "presence hours" of monitoring reports).
+- ``presence_daily.png``: days across, hours of the day up, colour = detections, grey hatch =
+  no audio (:mod:`detector.presence_plot`).
+
+A site is the folder a recording was found in below the scanned folder (``north/day.wav`` ->
+``north``; a recording at the top: ``.``). Audio analysed is the recording's span less its
+gaps. Recordings with no known start cannot be placed in hours and are counted apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from detector.sinks import JSONL_NAME
+
+log = logging.getLogger("whaled.presence")
+CSV_NAME = "detections.csv"
+HOURLY_NAME = "presence_hourly.csv"
+DAILY_NAME = "presence_daily.csv"
+PNG_NAME = "presence_daily.png"
+SECONDS_PER_HOUR = 3600
+SECONDS_PER_MINUTE = 60
+CSV_COLUMNS = ("recording", "path", "site", "channel", "label", "start_utc", "end_utc",
+               "peak_utc", "start_seconds", "end_seconds", "peak_score", "model",
+               "on_threshold", "off_threshold")
+HOURLY_COLUMNS = ("site", "channel", "hour_utc", "audio_minutes", "detections")
+DAILY_COLUMNS = ("site", "channel", "date_utc", "audio_minutes", "hours_with_audio",
+                 "detections", "hours_with_detections")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One recording's latest result in ``detections.jsonl``."""
+
+    doc: dict[str, Any]  # its "recording" line
+    detections: tuple[dict[str, Any], ...]
+    gaps: tuple[dict[str, Any], ...]
+
+    @property
+    def site(self) -> str:
+        return site_of(str(self.doc.get("recording") or ""))
+
+
+@dataclass
+class Totals:
+    """Everything in an output folder, over every run that wrote it."""
+
+    recordings: int = 0
+    complete: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    detections: int = 0
+    unstamped: int = 0  # no known start: left out of the presence tables
+
+
+@dataclass
+class Cell:
+    audio_seconds: float = 0.0
+    detections: int = 0
+
+
+@dataclass
+class Presence:
+    """(site, channel) -> UTC hour -> audio and detections."""
+
+    hours: dict[tuple[str, int], dict[datetime, Cell]] = field(default_factory=dict)
+
+    def cell(self, site: str, channel: int, hour: datetime) -> Cell:
+        return self.hours.setdefault((site, channel), {}).setdefault(hour, Cell())
+
+
+def site_of(recording: str) -> str:
+    return PurePosixPath(recording).parent.as_posix()
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def read_results(out_dir: Path) -> list[Result]:
+    """The latest result of each recording, in the order they were written."""
+    latest: dict[str, Result] = {}
+    detections: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
+    try:
+        with (out_dir / JSONL_NAME).open() as handle:
+            for line in handle:
+                try:
+                    doc = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                kind = doc.get("type") if isinstance(doc, dict) else None
+                if kind == "detection":
+                    detections.append(doc)
+                elif kind == "gap":
+                    gaps.append(doc)
+                elif kind == "recording" and "path" in doc:
+                    latest.pop(str(doc["path"]), None)  # keep the order of the latest
+                    latest[str(doc["path"])] = Result(doc, tuple(detections), tuple(gaps))
+                    detections, gaps = [], []
+    except FileNotFoundError:
+        pass
+    return list(latest.values())
+
+
+def totals(results: Iterable[Result]) -> Totals:
+    t = Totals()
+    for r in results:
+        t.recordings += 1
+        t.complete += r.doc.get("status") == "complete"
+        t.failed += r.doc.get("status") == "failed"
+        t.audio_seconds += float(r.doc.get("audio_seconds") or 0.0)
+        t.detections += len(r.detections)
+        t.unstamped += not r.doc.get("origin_utc")
+    return t
+
+
+def covered(result: Result) -> list[tuple[float, float]]:
+    """Seconds from the recording's start that were analysed: its span less its gaps."""
+    spans = sorted((float(g["start_seconds"]), float(g["end_seconds"])) for g in result.gaps
+                   if g.get("start_seconds") is not None)
+    end = float(result.doc.get("audio_seconds") or 0.0) + sum(b - a for a, b in spans)
+    pieces, at = [], 0.0
+    for start, stop in spans:
+        if start > at:
+            pieces.append((at, min(start, end)))
+        at = max(at, stop)
+    if end > at:
+        pieces.append((at, end))
+    return [(a, b) for a, b in pieces if b > a]
+
+
+def hour_of(when: datetime) -> datetime:
+    return when.replace(minute=0, second=0, microsecond=0)
+
+
+def presence(results: Iterable[Result]) -> Presence:
+    table = Presence()
+    for r in results:
+        origin_text = r.doc.get("origin_utc")
+        if not origin_text:
+            continue
+        origin = parse_utc(str(origin_text))
+        channels = [int(c) for c in r.doc.get("channels") or []]
+        for start, stop in covered(r):
+            at = origin + timedelta(seconds=start)
+            end = origin + timedelta(seconds=stop)
+            while at < end:
+                next_hour = hour_of(at) + timedelta(hours=1)
+                seconds = (min(end, next_hour) - at).total_seconds()
+                for channel in channels:
+                    table.cell(r.site, channel, hour_of(at)).audio_seconds += seconds
+                at = next_hour
+        for d in r.detections:
+            if d.get("start_utc"):
+                table.cell(r.site, int(d["channel"]),
+                           hour_of(parse_utc(str(d["start_utc"])))).detections += 1
+    return table
+
+
+def hourly_rows(table: Presence) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for (site, channel), hours in sorted(table.hours.items()):
+        for hour, cell in sorted(hours.items()):
+            rows.append((site, channel, hour.strftime("%Y-%m-%dT%H:00Z"),
+                         round(cell.audio_seconds / SECONDS_PER_MINUTE, 3), cell.detections))
+    return rows
+
+
+def daily_cells(hours: dict[datetime, Cell]) -> dict[date, list[Cell]]:
+    days: dict[date, list[Cell]] = defaultdict(list)
+    for hour, cell in hours.items():
+        days[hour.date()].append(cell)
+    return days
+
+
+def daily_rows(table: Presence) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for (site, channel), hours in sorted(table.hours.items()):
+        for day, cells in sorted(daily_cells(hours).items()):
+            rows.append((site, channel, day.isoformat(),
+                         round(sum(c.audio_seconds for c in cells) / SECONDS_PER_MINUTE, 3),
+                         sum(c.audio_seconds > 0 for c in cells),
+                         sum(c.detections for c in cells),
+                         sum(c.detections > 0 for c in cells)))
+    return rows
+
+
+def detection_rows(results: Iterable[Result]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for r in results:
+        for d in r.detections:
+            rows.append((r.doc.get("recording", ""), r.doc.get("path", ""), r.site,
+                         d.get("channel"), d.get("label"), d.get("start_utc") or "",
+                         d.get("end_utc") or "", d.get("peak_utc") or "",
+                         d.get("start_seconds"), d.get("end_seconds"), d.get("peak_score"),
+                         d.get("model"), d.get("on_threshold"), d.get("off_threshold")))
+    return rows
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    """Staged then renamed: a reader sees the old table or the new one, never half."""
+    staged = path.with_name(path.name + ".tmp")
+    with staged.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    os.replace(staged, path)
+
+
+def write_season(out_dir: Path) -> Totals:
+    """detections.csv, the presence tables and figure, from ``detections.jsonl``; the totals."""
+    results = read_results(out_dir)
+    table = presence(results)
+    write_csv(out_dir / CSV_NAME, CSV_COLUMNS, detection_rows(results))
+    write_csv(out_dir / HOURLY_NAME, HOURLY_COLUMNS, hourly_rows(table))
+    write_csv(out_dir / DAILY_NAME, DAILY_COLUMNS, daily_rows(table))
+    try:
+        from detector.presence_plot import plot_presence
+    except ImportError:  # matplotlib is an extra
+        log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
+                    out_dir / PNG_NAME)
+    else:
+        if table.hours:
+            plot_presence(table, out_dir / PNG_NAME)
+    return totals(results)
+
+
+def totals_lines(t: Totals | None, scanned: int) -> list[str]:
+    """The output folder over every run, when earlier runs wrote part of it."""
+    if t is None or t.recordings <= scanned:
+        return []
+    return [f"in all runs: {t.recordings} recordings ({t.complete} complete, {t.failed} "
+            f"failed), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, {t.detections} "
+            "detections"]

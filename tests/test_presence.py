@@ -1,0 +1,123 @@
+"""detections.csv and the hourly/daily presence tables, on an output with known counts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from detector.presence import (
+    CSV_NAME,
+    DAILY_NAME,
+    HOURLY_NAME,
+    PNG_NAME,
+    write_season,
+)
+from detector.sinks import JSONL_NAME
+
+
+def detection(channel: int, start_utc: str | None, start_seconds: float, recording: str,
+              score: float = 0.9) -> dict[str, object]:
+    return {"type": "detection", "label": "upcall", "channel": channel, "start_utc": start_utc,
+            "end_utc": start_utc, "peak_utc": start_utc, "start_seconds": start_seconds,
+            "end_seconds": start_seconds + 1, "peak_score": score, "model": "m1",
+            "on_threshold": 0.5, "off_threshold": 0.4, "source": "file:x", "recording": recording}
+
+
+def recording(key: str, origin: str | None, audio_seconds: float, channels: list[int],
+              detections: int, status: str = "complete") -> dict[str, object]:
+    return {"type": "recording", "recording": key, "path": f"/data/{key}", "status": status,
+            "origin_utc": origin, "channels": channels, "audio_seconds": audio_seconds,
+            "detections": detections}
+
+
+def write_output(out: Path) -> None:
+    a, b, c = "north/a_20090329_120000.wav", "north/b_20090330_233000.wav", \
+        "south/c_20090329_000000.wav"
+    lines = [
+        # an earlier result of a, superseded by the one below: never counted
+        detection(1, "2009-03-29T12:01:00.000Z", 60, a),
+        recording(a, "2009-03-29T12:00:00.000Z", 5400, [1, 2], 1),
+        # a: 12:00-13:30 on two channels, 5 min of it (600-900 s) a gap
+        detection(1, "2009-03-29T12:10:00.000Z", 600, a),
+        {"type": "gap", "start_utc": "2009-03-29T12:10:00.000Z", "start_seconds": 600.0,
+         "end_seconds": 900.0, "seconds": 300.0, "reason": "nonfinite", "recording": a},
+        detection(1, "2009-03-29T12:50:00.000Z", 3000, a),
+        detection(2, "2009-03-29T12:20:00.000Z", 1200, a),
+        detection(1, "2009-03-29T13:05:00.000Z", 3900, a, score=0.61),
+        recording(a, "2009-03-29T12:00:00.000Z", 5100, [1, 2], 4),
+        # b: 23:30 to 00:30 the next day
+        detection(1, "2009-03-31T00:15:00.000Z", 2700, b),
+        recording(b, "2009-03-30T23:30:00.000Z", 3600, [1], 1),
+        # c: half an hour, nothing found
+        recording(c, "2009-03-29T00:00:00.000Z", 1800, [1], 0),
+        # a glider file with no start time: in the CSV, never in an hour
+        detection(1, None, 12.5, "glider.flac"),
+        recording("glider.flac", None, 600, [1], 1, status="complete"),
+    ]
+    (out / JSONL_NAME).write_text("".join(json.dumps(d) + "\n" for d in lines))
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
+    write_output(tmp_path)
+    totals = write_season(tmp_path)
+    assert (totals.recordings, totals.complete, totals.detections, totals.unstamped) == \
+        (4, 4, 6, 1)
+    assert totals.audio_seconds == 5100 + 3600 + 1800 + 600
+
+    hourly = [tuple(r.values()) for r in rows(tmp_path / HOURLY_NAME)]
+    assert hourly == [
+        ("north", "1", "2009-03-29T12:00Z", "55.0", "2"),  # 60 min less the 5-min gap
+        ("north", "1", "2009-03-29T13:00Z", "30.0", "1"),
+        ("north", "1", "2009-03-30T23:00Z", "30.0", "0"),  # audio and no detection: a 0 row
+        ("north", "1", "2009-03-31T00:00Z", "30.0", "1"),
+        ("north", "2", "2009-03-29T12:00Z", "55.0", "1"),
+        ("north", "2", "2009-03-29T13:00Z", "30.0", "0"),
+        ("south", "1", "2009-03-29T00:00Z", "30.0", "0"),
+    ]  # hours without audio (14:00-22:00 ...) have no row
+    daily = [tuple(r.values()) for r in rows(tmp_path / DAILY_NAME)]
+    assert daily == [
+        ("north", "1", "2009-03-29", "85.0", "2", "3", "2"),
+        ("north", "1", "2009-03-30", "30.0", "1", "0", "0"),
+        ("north", "1", "2009-03-31", "30.0", "1", "1", "1"),
+        ("north", "2", "2009-03-29", "85.0", "2", "1", "1"),
+        ("south", "1", "2009-03-29", "30.0", "1", "0", "0"),
+    ]
+    assert list(rows(tmp_path / DAILY_NAME)[0]) == [
+        "site", "channel", "date_utc", "audio_minutes", "hours_with_audio", "detections",
+        "hours_with_detections"]
+
+    table = rows(tmp_path / CSV_NAME)
+    assert len(table) == 6
+    assert table[3] == {
+        "recording": "north/a_20090329_120000.wav", "path": "/data/north/a_20090329_120000.wav",
+        "site": "north", "channel": "1", "label": "upcall",
+        "start_utc": "2009-03-29T13:05:00.000Z", "end_utc": "2009-03-29T13:05:00.000Z",
+        "peak_utc": "2009-03-29T13:05:00.000Z", "start_seconds": "3900",
+        "end_seconds": "3901", "peak_score": "0.61", "model": "m1", "on_threshold": "0.5",
+        "off_threshold": "0.4"}
+    assert (table[5]["recording"], table[5]["start_utc"], table[5]["start_seconds"]) == \
+        ("glider.flac", "", "12.5")
+
+
+def test_presence_figure_is_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the review extra)")
+    write_output(tmp_path)
+    write_season(tmp_path)
+    png = (tmp_path / PNG_NAME).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_an_output_without_results_gives_header_only_tables(tmp_path: Path) -> None:
+    totals = write_season(tmp_path)
+    assert (totals.recordings, totals.detections) == (0, 0)
+    assert (tmp_path / HOURLY_NAME).read_text() == \
+        "site,channel,hour_utc,audio_minutes,detections\n"
+    assert not (tmp_path / PNG_NAME).exists()
