@@ -15,8 +15,9 @@ every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
   no audio (:mod:`detector.presence_plot`).
 
 A site is the folder a recording was found in below the scanned folder (``north/day.wav`` ->
-``north``; a recording at the top: ``.``). Audio analysed is the recording's span less its
-gaps. Recordings with no known start cannot be placed in hours and are counted apart.
+``north``; a recording at the top: the name of its folder). Audio analysed is the
+recording's span less its gaps. Recordings with no known start cannot be placed in hours and
+are counted apart.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Result:
 
     @property
     def site(self) -> str:
-        return site_of(str(self.doc.get("recording") or ""))
+        return site_of(str(self.doc.get("recording") or ""), str(self.doc.get("path") or ""))
 
 
 @dataclass
@@ -90,8 +91,13 @@ class Presence:
         return self.hours.setdefault((site, channel), {}).setdefault(hour, Cell())
 
 
-def site_of(recording: str) -> str:
-    return PurePosixPath(recording).parent.as_posix()
+def site_of(recording: str, path: str = "") -> str:
+    """The folder below the scanned one (``north/day.wav`` -> ``north``); for a recording at
+    the top, the name of the folder it is in (``/data/dclde2013/x.wav`` -> ``dclde2013``)."""
+    folder = PurePosixPath(recording).parent.as_posix()
+    if folder != ".":
+        return folder
+    return Path(path).parent.name or "."
 
 
 def parse_utc(text: str) -> datetime:

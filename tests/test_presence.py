@@ -103,8 +103,8 @@ def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
         "peak_utc": "2009-03-29T13:05:00.000Z", "start_seconds": "3900",
         "end_seconds": "3901", "peak_score": "0.61", "model": "m1", "on_threshold": "0.5",
         "off_threshold": "0.4"}
-    assert (table[5]["recording"], table[5]["start_utc"], table[5]["start_seconds"]) == \
-        ("glider.flac", "", "12.5")
+    assert (table[5]["recording"], table[5]["site"], table[5]["start_utc"],
+            table[5]["start_seconds"]) == ("glider.flac", "data", "", "12.5")
 
 
 def test_presence_figure_is_drawn(tmp_path: Path) -> None:
