@@ -11,7 +11,6 @@ are training negatives in every fold and are never scored.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,8 +24,11 @@ from detector.evaluation import (
     clip_windows,
     combine,
     event_curve,
+    operating_points,
     roc_auc,
 )
+from detector.network import Network
+from detector.recording_evaluation import day_of
 from detector.training import (
     OFF_THRESHOLD_FRACTION,
     THRESHOLD_GRID,
@@ -37,24 +39,16 @@ from detector.training import (
 )
 
 GROUPINGS = ("day", "recording")
-OPERATING_POINTS_PER_HOUR = (1.0, 2.0, 5.0)  # false alarms per hour reported beside the chosen
-DATE_STAMP = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?!\d)")
-
-
-def recording_day(path: Path) -> str:
-    """``YYYY-MM-DD`` from the first date stamp in the name, else the folder's name."""
-    match = DATE_STAMP.search(path.name)
-    if match:
-        return "-".join(match.groups())
-    return path.parent.name
 
 
 def group_of(recording: Recording, by: str) -> str:
+    """The day (the date in the name, else the folder: as ``whaled evaluate`` groups days)
+    or the recording's name."""
     path = Path(recording.source)
-    return recording_day(path) if by == "day" else path.name
+    return day_of(path) if by == "day" else path.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FoldResult:
     """One held-out group: its recordings scored by the model that never trained on them."""
 
@@ -65,6 +59,7 @@ class FoldResult:
     clip_windows: tuple[int, int]  # (positive, negative) windows behind the AUC
     curve: tuple[EventReport, ...]  # at THRESHOLD_GRID, summed over the group's recordings
     scored: tuple[RecordingScores, ...]
+    model: Network  # the fold's network, on the CPU in eval mode
 
     def at(self, threshold: float) -> EventReport:
         return self.curve[int(np.argmin(np.abs(THRESHOLD_GRID - threshold)))]
@@ -94,23 +89,17 @@ class CrossValidation:
             "matching": "one-to-one: a detection finds at most one call",
             "pooled": {"at_threshold": self.chosen.as_dict(),
                        "clip_roc_auc": pooled_auc(self.folds),
-                       "operating_points": operating_points(self.pooled)},
+                       "operating_points": points(self.pooled)},
             "held_out": [{
                 "group": f.group, "recordings": list(f.recordings),
                 "trained_on": list(f.trained_on), "clip_roc_auc": f.clip_auc,
                 "clip_windows": {"positive": f.clip_windows[0], "negative": f.clip_windows[1]},
                 "at_threshold": f.at(self.on).as_dict(),
-                "operating_points": operating_points(f.curve)} for f in self.folds]}
+                "operating_points": points(f.curve)} for f in self.folds]}
 
 
-def operating_points(curve: Sequence[EventReport]) -> dict[str, dict[str, float] | None]:
-    """The highest recall (and the threshold giving it) with at most 1, 2, 5 false alarms/h."""
-    out: dict[str, dict[str, float] | None] = {}
-    for limit in OPERATING_POINTS_PER_HOUR:
-        allowed = [r for r in curve if r.false_alarms_per_hour <= limit]
-        best = max(allowed, key=lambda r: (r.n_found, -r.threshold)) if allowed else None
-        out[f"le_{limit:g}_per_hour"] = None if best is None else best.as_dict()
-    return out
+def points(curve: Sequence[EventReport]) -> list[dict[str, object]]:
+    return [p.as_dict() for p in operating_points(curve)]
 
 
 def pooled_auc(folds: Sequence[FoldResult]) -> float:
@@ -171,7 +160,7 @@ def cross_validate(recordings: Sequence[Recording], noise: Sequence[Recording],
                           roc_auc(np.concatenate(clip_scores), labels),
                           (int(labels.sum()), int(len(labels) - labels.sum())),
                           tuple(combine(list(points)) for points in zip(*curves, strict=True)),
-                          tuple(scored))
+                          tuple(scored), model.cpu().eval())
         folds.append(fold)
         say(f"fold {n}/{len(groups)}: {by} {group} clip ROC AUC {fold.clip_auc:.4f}")
     pooled = tuple(combine([f.curve[i] for f in folds]) for i in range(len(THRESHOLD_GRID)))

@@ -35,6 +35,24 @@ def scores_doc(cv: Any) -> dict[str, object]:
         for fold in cv.folds for r in fold.scored]}
 
 
+def fold_model_path(out: Path, group: str) -> Path:
+    """Where the model of the fold that held ``group`` out is written, beside ``out``."""
+    return out.with_name(f"{out.stem}.fold-{group}{out.suffix}")
+
+
+def save_fold_model(fold: Any, shipped: Any, by: str, out: Path) -> Path:
+    """The fold's model, with the shipped thresholds, so its held-out figures can be
+    re-measured with ``whaled evaluate`` on the held-out recordings."""
+    from detector.model import save_model
+
+    extra = {"fold": {"by": by, "held_out": fold.group, "recordings": list(fold.recordings),
+                      "trained_on": list(fold.trained_on)},
+             "config": shipped.extra.get("config"), "command": shipped.extra.get("command")}
+    path = fold_model_path(out, fold.group)
+    save_model(fold.model, replace(shipped, extra=extra), path)
+    return path
+
+
 def train_cross_validated(data: list[Path], out: Path, noise: list[Path], options: Any,
                           config: Any, by: str, max_false_alarms_per_hour: float, threads: int,
                           progress: bool, command: str) -> None:
@@ -95,6 +113,8 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path], option
              "cross_validation": cv.as_dict()}
     metadata = replace(metadata, thresholds=Thresholds(on=cv.on, off=cv.off), extra=extra)
     written = training.write_artefacts(replace(result, metadata=metadata), out)
+    for fold in cv.folds:
+        written.append(save_fold_model(fold, metadata, by, out))
     cv_path = out.with_suffix(".cv.json")
     cv_path.write_text(json.dumps(scores_doc(cv)) + "\n")
     written.append(cv_path)

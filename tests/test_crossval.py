@@ -56,10 +56,18 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_day_comes_from_the_name_stamp_else_the_folder() -> None:
-    assert crossval.recording_day(Path("x/NOPP6_EST_20090329_121500.wav")) == "2009-03-29"
-    assert crossval.recording_day(Path("x/GSC_2000-05-23_00-15-00.wav")) == "2000-05-23"
-    assert crossval.recording_day(Path("deployment-7/track01.wav")) == "deployment-7"
+def test_day_comes_from_the_name_stamp_else_the_folder(tmp_path: Path) -> None:
+    def rec(path: Path) -> datasets.Recording:
+        return datasets.Recording(np.zeros(1, np.float32), str(path), (), (), 1.0)
+
+    assert crossval.group_of(rec(tmp_path / "NOPP6_EST_20090329_121500.wav"), "day") == \
+        "2009-03-29"
+    assert crossval.group_of(rec(tmp_path / "GSC_2000-05-23_00-15-00.wav"), "day") == \
+        "2000-05-23"
+    assert crossval.group_of(rec(tmp_path / "deployment-7" / "track01.wav"), "day") == \
+        "deployment-7"
+    assert crossval.group_of(rec(tmp_path / "deployment-7" / "track01.wav"), "recording") == \
+        "track01.wav"
 
 
 def test_each_fold_trains_without_its_day_and_scores_only_that_day(
@@ -113,12 +121,17 @@ def test_train_cross_validate_ships_a_model_trained_on_both_days(two_days: Path,
                                                 "SITE_20090328_001500.wav",
                                                 "SITE_20090329_121500.wav"]
     assert meta.thresholds.on == pytest.approx(cv["on"])
-    assert set(cv["pooled"]["operating_points"]) == {"le_1_per_hour", "le_2_per_hour",
-                                                     "le_5_per_hour"}
+    assert [p["max_false_alarms_per_hour"] for p in cv["pooled"]["operating_points"]] == \
+        [1.0, 2.0, 5.0]
     scores = json.loads(out.with_suffix(".cv.json").read_text())
     assert {b["recording"] for b in scores["held_out"]} == {
         "SITE_20090328_000000.wav", "SITE_20090328_001500.wav", "SITE_20090329_121500.wav"}
     assert zipfile.is_zipfile(out)
+    for held in cv["held_out"]:  # each fold's model ships beside it, with its own record
+        fold = read_metadata(tmp_path / f"m.fold-{held['group']}.pt")
+        assert fold.extra["fold"]["held_out"] == held["group"]
+        assert fold.extra["fold"]["trained_on"] == held["trained_on"]
+        assert fold.thresholds == meta.thresholds
 
 
 def test_one_day_cannot_be_cross_validated_by_day(two_days: Path, tmp_path: Path) -> None:
