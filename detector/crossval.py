@@ -32,6 +32,7 @@ from detector.recording_evaluation import day_of
 from detector.training import (
     OFF_THRESHOLD_FRACTION,
     THRESHOLD_GRID,
+    EpochRecord,
     TrainConfig,
     block_scores,
     choose_on_threshold,
@@ -122,10 +123,12 @@ def training_set(recordings: Sequence[Recording], noise: Sequence[Recording], sp
 def cross_validate(recordings: Sequence[Recording], noise: Sequence[Recording],
                    config: TrainConfig, by: str, max_false_alarms_per_hour: float,
                    hop_seconds: float, merge_gap_seconds: float, max_duration_seconds: float,
-                   progress: bool = True, say: Callable[[str], None] = print
+                   progress: bool = True, say: Callable[[str], None] = print,
+                   on_epoch: Callable[[str], Callable[[EpochRecord], None]] | None = None
                    ) -> CrossValidation:
     """One model per group of ``recordings`` trained on the other groups (and ``noise``),
-    scored on its own group only; the on-threshold from the pooled out-of-fold events."""
+    scored on its own group only; the on-threshold from the pooled out-of-fold events.
+    ``on_epoch(group)`` gives the callback for that fold's epochs."""
     from detector.model import pick_torch_device
 
     if by not in GROUPINGS:
@@ -145,8 +148,8 @@ def cross_validate(recordings: Sequence[Recording], noise: Sequence[Recording],
             f"{sum(len(r.calls) for r in held)} calls); training on {len(rest)} recording(s) "
             f"and {len(noise)} noise recording(s)")
         dataset = training_set(rest, noise, f"{by} {group} held out")
-        model = train(dataset, replace(config, select_best=False), progress=progress)\
-            .model.to(device)
+        model = train(dataset, replace(config, select_best=False), progress=progress,
+                      on_epoch=None if on_epoch is None else on_epoch(group)).model.to(device)
         scored, curves = [], []
         for rec in held:
             scores = block_scores(model, rec, (0.0, rec.end_seconds), hop_seconds, device)

@@ -90,10 +90,14 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path], option
         torch.set_num_threads(threads)
     settings = Settings()
     started = time.monotonic()
+    def fold_log(group: str) -> training.EpochLog:
+        return training.EpochLog(fold_model_path(out, group).with_suffix(".log.jsonl"),
+                                 config.epochs, typer.echo, f"{by} {group} held out: ")
+
     cv = crossval.cross_validate(recordings, noise_recordings, config, by,
                                  max_false_alarms_per_hour, settings.hop_seconds,
                                  settings.merge_gap_seconds, settings.max_duration_seconds,
-                                 progress, say=typer.echo)
+                                 progress, say=typer.echo, on_epoch=fold_log)
     pooled = cv.chosen
     typer.echo(f"out of fold, by {by}: on-threshold {cv.on:.3f}; pooled recall "
                f"{pooled.recall:.3f} ({pooled.n_found}/{pooled.n_annotations}), false alarms "
@@ -103,7 +107,9 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path], option
     dataset = crossval.training_set(recordings, noise_recordings, "every recording")
     report_data(dataset)
     result = training.train(dataset, replace(config, select_best=False),
-                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress)
+                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
+                            on_epoch=training.EpochLog(out.with_suffix(".log.jsonl"),
+                                                       config.epochs, typer.echo, "shipped: "))
     seconds = time.monotonic() - started
     metadata = result.metadata
     extra = {**metadata.extra, "command": command, "versions": versions(),

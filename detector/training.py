@@ -520,10 +520,33 @@ def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint
     return state
 
 
+def epoch_line(record: EpochRecord, epochs: int, what: str = "") -> str:
+    """One line per finished epoch, printed with or without the progress bar."""
+    auc = "" if math.isnan(record.validation_auc) else \
+        f", validation AUC {record.validation_auc:.4f}"
+    return (f"{what}epoch {record.epoch + 1}/{epochs}: loss {record.train_loss:.4f}{auc}, "
+            f"learning rate {record.learning_rate:.2e}, {record.seconds:.0f} s")
+
+
+class EpochLog:
+    """Appends each epoch's record to ``NAME.log.jsonl`` as it finishes, and prints its line."""
+
+    def __init__(self, path: Path, epochs: int, say: Callable[[str], None],
+                 what: str = "") -> None:
+        self.path, self.epochs, self.say, self.what = path, epochs, say, what
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def __call__(self, record: EpochRecord) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(asdict(record)) + "\n")
+        self.say(epoch_line(record, self.epochs, self.what))
+
+
 def write_artefacts(result: TrainResult, model_path: Path) -> list[Path]:
     """The archive, the JSONL training log and the learning-curve PNG beside it."""
     save_model(result.model, result.metadata, model_path)
-    log_path = model_path.with_suffix(".log.jsonl")
+    log_path = model_path.with_suffix(".log.jsonl")  # the whole run's, resumed epochs too
     log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.history))
     curve_path = model_path.with_suffix(".curve.png")
     plot_learning_curve(result.history, result.best_epoch, curve_path)

@@ -112,6 +112,10 @@ def test_train_cross_validate_ships_a_model_trained_on_both_days(two_days: Path,
         "--batches-per-epoch", "2", "--batch-size", "8", "--width", "4",
         "--architecture", "floor", "--no-progress", "--torch-device", "cpu"])
     assert result.exit_code == 0, result.output
+    # one line per epoch even with --no-progress, and each run's log written as it goes
+    for what in ("day 2009-03-28 held out: ", "day 2009-03-29 held out: ", "shipped: "):
+        assert f"{what}epoch 1/1: loss " in result.output
+    assert len((tmp_path / "m.fold-2009-03-28.log.jsonl").read_text().splitlines()) == 1
     meta = read_metadata(out)
     cv = meta.extra["cross_validation"]
     assert [h["group"] for h in cv["held_out"]] == ["2009-03-28", "2009-03-29"]
