@@ -89,6 +89,11 @@ def open_source(settings: Settings) -> Source:
                                speed=settings.speed, channels=n_channels, seed=settings.seed,
                                origin=origin, duration_seconds=duration,
                                truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE)
+    from detector.netstream import NetworkSource, is_network_url
+
+    if is_network_url(device):
+        return NetworkSource(device, block_seconds=settings.block_seconds,
+                             channels=settings.channels, duration_seconds=duration)
     from detector.capture import PortAudioSource
 
     return PortAudioSource(device, rate_hz=settings.sample_rate_hz,

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from detector import __version__
 
-GAP_REASONS = ("queue_full", "overflow", "device_lost", "stall", "nonfinite")
+GAP_REASONS = ("queue_full", "overflow", "device_lost", "stall", "nonfinite", "network_lost")
 SINKS = ("jsonl", "raven", "log", "evidence")
 CLOCK_STEP_REASONS = ("drift", "overflow", "device_lost", "stall")
 RESULTS = ("ok", "failed")  # of a reconnect attempt or a SIGHUP reload
