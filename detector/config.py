@@ -64,6 +64,8 @@ class Settings:
     # counted, recorded as a "stall" gap, systemd's watchdog withheld; 0: never
     reconnect_min_seconds: float = 1.0  # first wait before reopening a lost device (doubles)
     reconnect_max_seconds: float = 60.0  # longest wait between reopen attempts
+    selftest_interval_seconds: float = 600.0  # a reference upcall mixed into recent live
+    # audio and run through the model in a side path this often; 0: never (docs/operations.md)
     # evidence for review: a WAV and a spectrogram PNG per detection
     evidence: bool = True  # false: save no clips
     evidence_dir: str = ""  # empty: <out>/evidence; one folder per label, read by whaled train
@@ -119,6 +121,7 @@ def validate(settings: Settings) -> Settings:
         ("torch_threads", s.torch_threads >= 0, "0 or more"),
         ("stall_timeout_seconds", s.stall_timeout_seconds >= 0, "0 or more"),
         ("reconnect_min_seconds", s.reconnect_min_seconds > 0, "more than 0"),
+        ("selftest_interval_seconds", s.selftest_interval_seconds >= 0, "0 or more"),
         ("reconnect_max_seconds", s.reconnect_max_seconds >= s.reconnect_min_seconds,
          "at least reconnect_min_seconds"),
         ("evidence_padding_seconds", 0 <= s.evidence_padding_seconds <= 60, "between 0 and 60"),

@@ -35,6 +35,7 @@ from detector.metrics import Metrics, serve
 from detector.model import LoadedModel, ModelError, load_model, pick_torch_device
 from detector.notify import Watchdog
 from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
+from detector.selftest import SelfTest
 from detector.sinks import JsonlSink, LogSink, RavenSink, RunRecord, Sink
 from detector.sources import SYNTHETIC_TRUTH_FILE, FileSource, Source, SourceError, SyntheticSource
 from detector.stamps import parse_origin
@@ -257,8 +258,12 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
     if evidence is not None:
         pipeline.sinks.append(evidence)
         pipeline.taps.append(evidence)
+    selftest = SelfTest(metrics, settings.selftest_interval_seconds, info.rate_hz)
+    if settings.selftest_interval_seconds:
+        pipeline.taps.append(selftest)
     watchdog = Watchdog()
     pipeline.hooks += [
+        selftest,
         DeviceCounters(metrics),
         Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
         reload_hook(requests.reload, reload_settings, metrics),

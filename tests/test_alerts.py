@@ -31,7 +31,8 @@ needs_promtool = needs(
     "scripts/setup does it): alert rule tests skipped")
 ALERTS = ("WhaledRightWhaleDetected", "WhaledNoAudio", "WhaledInputDead", "WhaledInputClipping",
           "WhaledFallingBehind", "WhaledSampleRateOff", "WhaledAudioLost", "WhaledOutputFailing",
-          "WhaledDown", "WhaledAbsent", "WhaledRestarting", "WhaledClockSkew")
+          "WhaledDown", "WhaledAbsent", "WhaledRestarting", "WhaledClockSkew",
+          "WhaledSelfTestFailing")
 
 
 @needs_promtool

@@ -1,0 +1,149 @@
+"""Is the detector able to detect? A periodic self-test on live audio.
+
+Audio can flow, levels look right and still nothing can be detected (a model that outputs
+zeros, a broken front end, thresholds set out of reach). Every ``selftest_interval_seconds``
+the daemon takes a copy of the most recent live audio of the first channel, mixes in a
+reference upcall (synthetic, :func:`detector.synthetic.upcall`, fixed shape, at
+``SELFTEST_SNR_DB`` over the audio's RMS in the 50-250 Hz band) and runs it through the same
+resampler, windows, model, thresholds and event tracker as the live path, in a side path
+whose events never reach the detection outputs. It passes when an event covers the call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+from scipy import signal
+
+from detector.events import EventTracker, TrackerSettings
+from detector.resample import Resampler
+from detector.scoring import Scorer
+from detector.synthetic import upcall
+from detector.windows import Windower
+
+if TYPE_CHECKING:
+    from detector.metrics import Metrics
+    from detector.pipeline import Pipeline
+
+log = logging.getLogger("whaled.selftest")
+SELFTEST_AUDIO_SECONDS = 12.0  # recent live audio the reference call is mixed into
+SELFTEST_SNR_DB = 12.0  # reference call RMS over the audio's 50-250 Hz band RMS
+SELFTEST_CALL = (1.0, 80.0, 180.0)  # duration s, start Hz, end Hz of the reference upcall
+SELFTEST_SEED = 20090329
+BAND_HZ = (50.0, 250.0)
+
+
+class SelfTestMetrics:
+    def __init__(self, metrics: Metrics, interval_seconds: float) -> None:
+        r = metrics.registry
+        self.last_success = Gauge("whaled_selftest_last_success_timestamp_seconds",
+                                  "Unix time of the latest passed self-test (0: none yet)",
+                                  registry=r)
+        self.score = Gauge("whaled_selftest_score", "Peak score over the reference call in "
+                           "the latest self-test", registry=r)
+        self.failures = Counter("whaled_selftest_failures", "Self-tests in which the "
+                                "reference call was not detected", registry=r)
+        self.runs = Counter("whaled_selftest_runs", "Self-tests run", registry=r)
+        self.interval = Gauge("whaled_selftest_interval_seconds", "Seconds between self-tests "
+                              "(0: disabled)", registry=r)
+        self.interval.set(interval_seconds)
+
+
+class SelfTest:
+    """An audio tap (keeps the recent audio) and a main-loop hook (runs the test when due)."""
+
+    def __init__(self, metrics: Metrics, interval_seconds: float, rate_hz: int) -> None:
+        self.metrics = SelfTestMetrics(metrics, interval_seconds)
+        self.interval_seconds = interval_seconds
+        self.rate_hz = rate_hz
+        self._capacity = int(SELFTEST_AUDIO_SECONDS * rate_hz)
+        self._audio = np.zeros(0, np.float32)
+        self._expected: int | None = None
+        self._next_monotonic = time.monotonic() + interval_seconds
+        self._scorer: Scorer | None = None
+        self.last_passed: bool | None = None
+
+    def push(self, first_sample: int, samples: np.ndarray) -> None:
+        """Capture-rate audio as it arrives; a discontinuity starts the copy afresh."""
+        if self._expected is not None and first_sample != self._expected:
+            self._audio = np.zeros(0, np.float32)
+        self._expected = first_sample + len(samples)
+        if len(samples):
+            self._audio = np.concatenate([self._audio, samples[:, 0]])[-self._capacity:]
+
+    def __call__(self, pipeline: Pipeline) -> None:
+        if not self.interval_seconds or time.monotonic() < self._next_monotonic:
+            return
+        if len(self._audio) < self._capacity:
+            return  # not enough audio yet (start-up, after a gap): try on the next pass
+        self._next_monotonic = time.monotonic() + self.interval_seconds
+        self.run(pipeline)
+
+    def run(self, pipeline: Pipeline) -> bool:
+        """One self-test on the audio held now; the metrics and log say how it went."""
+        if self._scorer is None or self._scorer.loaded is not pipeline.loaded:  # SIGHUP
+            self._scorer = Scorer(pipeline.loaded, pipeline.settings.max_batch_windows,
+                                  pipeline.hop_samples, 1)
+        passed, score = run_selftest(pipeline, self._audio.copy(), self.rate_hz, self._scorer)
+        self.metrics.runs.inc()
+        self.metrics.score.set(score)
+        self.last_passed = passed
+        if passed:
+            self.metrics.last_success.set(time.time())
+            log.info("self-test passed: reference upcall at %g dB SNR scored %.3f (on=%.3f)",
+                     SELFTEST_SNR_DB, score, pipeline.thresholds.on)
+        else:
+            self.metrics.failures.inc()
+            log.error("self-test FAILED: reference upcall at %g dB SNR scored %.3f (on=%.3f), "
+                      "not detected: audio flows but the detector cannot detect "
+                      "(docs/operations.md#self-test-failing)", SELFTEST_SNR_DB, score,
+                      pipeline.thresholds.on)
+        return passed
+
+
+def band_rms(audio: np.ndarray, rate_hz: int) -> float:
+    sos = signal.butter(4, [BAND_HZ[0], min(BAND_HZ[1], 0.45 * rate_hz)], "bandpass",
+                        fs=rate_hz, output="sos")
+    return float(np.sqrt(np.mean(np.square(signal.sosfilt(sos, audio)))))
+
+
+def run_selftest(pipeline: Pipeline, audio: np.ndarray, rate_hz: int,
+                 scorer: Scorer | None = None) -> tuple[bool, float]:
+    """(passed, peak score over the call): ``audio`` (capture rate, one channel) with the
+    reference call mixed into its middle, through the pipeline's current model and settings."""
+    loaded, settings = pipeline.loaded, pipeline.settings
+    meta = loaded.metadata
+    model_rate = meta.sample_rate_hz
+    resampler = Resampler(rate_hz, model_rate, 1)
+    mono = np.concatenate([resampler.push(audio[:, None].astype(np.float32)),
+                           resampler.flush()])[:, 0]
+    duration, start_hz, end_hz = SELFTEST_CALL
+    call = upcall(model_rate, np.random.default_rng(SELFTEST_SEED), duration, start_hz, end_hz)
+    level = band_rms(mono, model_rate) or 1e-4  # digital silence: a call at -80 dBFS
+    at = (len(mono) - len(call)) // 2
+    mixed = mono.copy()
+    mixed[at:at + len(call)] += call * level * 10 ** (SELFTEST_SNR_DB / 20)
+    hop = pipeline.hop_samples
+    starts, windows = Windower(meta.window_samples, hop, 1).push(mixed[:, None])
+    if not len(starts):
+        return False, 0.0
+    scorer = scorer or Scorer(loaded, settings.max_batch_windows, hop, 1)
+    scores = scorer.score(windows[:, 0, :])
+    label = 0  # the model's first label: the upcall
+    centres = (starts + meta.window_samples / 2) / model_rate
+    tracker = EventTracker(TrackerSettings(
+        pipeline.thresholds, hop / model_rate, settings.min_duration_seconds,
+        settings.merge_gap_seconds, settings.max_duration_seconds), 0, meta.labels[label])
+    events = []
+    for centre, score in zip(centres, scores[:, label], strict=True):
+        events += tracker.update(float(centre), float(score))
+    events += tracker.flush()
+    call_start, call_end = at / model_rate, (at + len(call)) / model_rate
+    over = (centres >= call_start) & (centres <= call_end)
+    peak = float(np.max(scores[over, label])) if over.any() else 0.0
+    passed = any(e.start_seconds <= call_end and e.end_seconds >= call_start for e in events)
+    return passed, peak
