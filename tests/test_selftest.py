@@ -5,6 +5,7 @@ writes a detection."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,63 @@ def test_the_shipped_model_passes_on_real_ocean_noise() -> None:
     pipeline.run(threading.Event())
     source.close()
     assert selftest.run(pipeline) is True, value(metrics, "whaled_selftest_score")
+
+
+def scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if not s.labels}
+
+
+def test_a_zeros_model_swapped_in_by_sighup_fails_the_self_test_while_audio_flows(
+        centre_model: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """The failure "audio flows but nothing can be detected" becomes visible in /metrics."""
+    import signal
+    import socket
+    import subprocess
+
+    from conftest import WHALED
+
+    zeros = zeros_model(tmp_path / "zeros.pt")
+    config = tmp_path / "whaled.toml"
+    config.write_text(f'model = "{centre_model}"\nselftest_interval_seconds = 1.0\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines: list[str] = []
+    seen: dict[str, dict[str, float]] = {}
+    with subprocess.Popen(
+            [*WHALED, "listen", "--config", str(config), "--device", "synthetic", "--speed",
+             "2", "--duration", "60", "--metrics-port", str(port), "--out",
+             str(tmp_path / "out")],
+            stderr=subprocess.PIPE, text=True, env=subprocess_env) as process:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 120
+        for line in process.stderr:
+            lines.append(line.rstrip())
+            if time.monotonic() > deadline:
+                process.kill()
+                break
+            if "self-test passed" in line and "passed" not in seen:
+                seen["passed"] = scrape(port)
+                config.write_text(f'model = "{zeros}"\nselftest_interval_seconds = 1.0\n')
+                process.send_signal(signal.SIGHUP)
+            elif "self-test FAILED" in line and "failed" not in seen:
+                seen["failed"] = scrape(port)
+                process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, "\n".join(lines)
+    assert set(seen) == {"passed", "failed"}, "\n".join(lines)
+    passed, failed = seen["passed"], seen["failed"]
+    assert passed["whaled_selftest_last_success_timestamp_seconds"] > 1.7e9
+    assert passed["whaled_selftest_failures_total"] == 0
+    assert failed["whaled_selftest_failures_total"] >= 1
+    assert failed["whaled_selftest_score"] == 0.0
+    assert failed["whaled_selftest_runs_total"] > passed["whaled_selftest_runs_total"]
+    assert failed["whaled_audio_flowing"] == 1  # the audio metrics stay healthy
+    assert failed["whaled_samples_captured_total"] > passed["whaled_samples_captured_total"]
+    assert any("reloaded" in x for x in lines)
