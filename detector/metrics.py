@@ -102,6 +102,16 @@ class Metrics:
                                         "the size or age limit", registry=r)
         self.evidence_bytes = Gauge("whaled_evidence_bytes", "Disk used by evidence clips",
                                     registry=r)
+        self.selftest_last_success = Gauge(
+            "whaled_selftest_last_success_timestamp_seconds", "Unix time of the latest passed "
+            "self-test (0: none yet)", registry=r)
+        self.selftest_score = Gauge("whaled_selftest_score", "Peak score over the reference "
+                                    "call in the latest self-test", registry=r)
+        self.selftest_failures = Counter("whaled_selftest_failures", "Self-tests in which the "
+                                         "reference call was not detected", registry=r)
+        self.selftest_runs = Counter("whaled_selftest_runs", "Self-tests run", registry=r)
+        self.selftest_interval = Gauge("whaled_selftest_interval_seconds", "Seconds between "
+                                       "self-tests (0: disabled)", registry=r)
         self.model = Info("whaled_model", "Identity of the model in use", registry=r)
         self.build = Info("whaled_build", "whaled version", registry=r)
         self.build.info({"version": __version__})

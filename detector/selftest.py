@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prometheus_client import Counter, Gauge
 from scipy import signal
 
 from detector.events import EventTracker, TrackerSettings
@@ -37,27 +36,12 @@ SELFTEST_SEED = 20090329
 BAND_HZ = (50.0, 250.0)
 
 
-class SelfTestMetrics:
-    def __init__(self, metrics: Metrics, interval_seconds: float) -> None:
-        r = metrics.registry
-        self.last_success = Gauge("whaled_selftest_last_success_timestamp_seconds",
-                                  "Unix time of the latest passed self-test (0: none yet)",
-                                  registry=r)
-        self.score = Gauge("whaled_selftest_score", "Peak score over the reference call in "
-                           "the latest self-test", registry=r)
-        self.failures = Counter("whaled_selftest_failures", "Self-tests in which the "
-                                "reference call was not detected", registry=r)
-        self.runs = Counter("whaled_selftest_runs", "Self-tests run", registry=r)
-        self.interval = Gauge("whaled_selftest_interval_seconds", "Seconds between self-tests "
-                              "(0: disabled)", registry=r)
-        self.interval.set(interval_seconds)
-
-
 class SelfTest:
     """An audio tap (keeps the recent audio) and a main-loop hook (runs the test when due)."""
 
     def __init__(self, metrics: Metrics, interval_seconds: float, rate_hz: int) -> None:
-        self.metrics = SelfTestMetrics(metrics, interval_seconds)
+        self.metrics = metrics
+        metrics.selftest_interval.set(interval_seconds)
         self.interval_seconds = interval_seconds
         self.rate_hz = rate_hz
         self._capacity = int(SELFTEST_AUDIO_SECONDS * rate_hz)
@@ -89,15 +73,15 @@ class SelfTest:
             self._scorer = Scorer(pipeline.loaded, pipeline.settings.max_batch_windows,
                                   pipeline.hop_samples, 1)
         passed, score = run_selftest(pipeline, self._audio.copy(), self.rate_hz, self._scorer)
-        self.metrics.runs.inc()
-        self.metrics.score.set(score)
+        self.metrics.selftest_runs.inc()
+        self.metrics.selftest_score.set(score)
         self.last_passed = passed
         if passed:
-            self.metrics.last_success.set(time.time())
+            self.metrics.selftest_last_success.set(time.time())
             log.info("self-test passed: reference upcall at %g dB SNR scored %.3f (on=%.3f)",
                      SELFTEST_SNR_DB, score, pipeline.thresholds.on)
         else:
-            self.metrics.failures.inc()
+            self.metrics.selftest_failures.inc()
             log.error("self-test FAILED: reference upcall at %g dB SNR scored %.3f (on=%.3f), "
                       "not detected: audio flows but the detector cannot detect "
                       "(docs/operations.md#self-test-failing)", SELFTEST_SNR_DB, score,
