@@ -247,7 +247,13 @@ class Plan:
 
 def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0, 1)) -> Plan:
     """The recordings to scan; DetectError when the run cannot make sense of them."""
+    inputs = list(inputs)
     found, missing = find_recordings(inputs)
+    if not found:  # a typo or an empty folder: nothing would be scanned, say so at once
+        if missing:
+            raise DetectError(f"{missing[0][0]}: not found")
+        raise DetectError(f"no recordings ({' '.join(AUDIO_SUFFIXES)}) in "
+                          f"{', '.join(str(p) for p in inputs)}")
     recordings = tuple(r for r in found if in_shard(r, *shard))
     if settings.origin_utc and len(found) + len(missing) > 1:
         raise DetectError(f"--origin is the start of one recording, but {len(found)} were "
@@ -410,7 +416,10 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
 def open_dask(address: str) -> Any:
     from dask.distributed import Client, LocalCluster
 
+    if log.getEffectiveLevel() > logging.DEBUG:  # dask's INFO lines would bury whaled's own
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if address == "local":
         cores = os.cpu_count() or 1
-        return Client(LocalCluster(n_workers=cores, threads_per_worker=1, processes=True))
+        return Client(LocalCluster(n_workers=cores, threads_per_worker=1, processes=True,
+                                   silence_logs=logging.WARNING, dashboard_address=None))
     return Client(address)

@@ -14,6 +14,22 @@ from detector import model_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
+HELP_MIN_COLUMNS = 120  # narrower, rich cuts option names and help with an ellipsis
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from detector import __version__
+
+        typer.echo(f"whaled {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Streaming detector of North Atlantic right whale upcalls."""
 
 
 def _channels(text: str | None) -> list[int] | None:
@@ -31,7 +47,7 @@ def listen(
     device: Annotated[str | None, typer.Option(
         help="Audio input: a PortAudio device (hw:1,0, pulse, an index), file:PATH to "
              "replay a recording, or synthetic for the built-in simulated hydrophone. "
-             "(default: synthetic)")] = None,
+             "(required, here or as device in --config)")] = None,
     model: Annotated[Path | None, typer.Option(
         help="TorchScript model archive. (default: models/upcall.pt)")] = None,
     config: Annotated[Path | None, typer.Option(
@@ -93,6 +109,11 @@ def listen(
     except config_module.ConfigError as error:
         typer.echo(f"whaled: error: {error}", err=True)
         raise typer.Exit(2) from None
+    if not settings.device:  # never the simulated hydrophone unasked: its upcalls are fake
+        typer.echo("whaled: error: no input device: give --device (hw:1,0, pulse, an index, "
+                   "file:PATH, or synthetic for the simulated hydrophone) or device in the "
+                   "config", err=True)
+        raise typer.Exit(2)
     setup_logging(settings.log_level)
     from detector import signals
 
@@ -202,7 +223,11 @@ def devices() -> None:
     """List PortAudio input devices: index, name, host API, channels, default rate."""
     from detector.capture import format_devices, list_input_devices
 
-    typer.echo(format_devices(list_input_devices()))
+    found = list_input_devices()
+    if not found:
+        typer.echo(f"whaled: error: {format_devices(found)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(format_devices(found))
 
 
 @app.command()
@@ -233,7 +258,20 @@ app.command("evaluate")(model_commands.evaluate)
 app.command("inspect")(model_commands.inspect)
 
 
+def help_width() -> int:
+    """Columns for rich's help: the terminal's, but never so few that it cuts text."""
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        columns = 0
+    return max(columns, HELP_MIN_COLUMNS)
+
+
 def main() -> None:
+    from typer import rich_utils
+
+    if not os.environ.get("TERMINAL_WIDTH"):  # typer's own setting wins
+        rich_utils.MAX_WIDTH = help_width()
     app()
 
 

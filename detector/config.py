@@ -24,13 +24,33 @@ def default_model() -> Path:
 
 
 class ConfigError(Exception):
-    """A configuration problem; the message names the key."""
+    """A configuration problem; the message names the key (and the flag, when one set it)."""
+
+    def __init__(self, message: str, key: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.key = key  # the config key at fault, when there is one
+        self.detail = detail  # the message without the key's name
+
+
+# Command-line flags whose name is not the config key with - for _ (listen, detect).
+FLAG_NAMES = {"duration_seconds": "--duration", "sample_rate_hz": "--rate",
+              "origin_utc": "--origin", "hop_seconds": "--hop", "torch_threads": "--threads"}
+
+
+def flag_name(key: str) -> str:
+    """The flag that sets ``key``: ``hop_seconds`` -> ``--hop``."""
+    return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def _key_error(key: str, detail: str) -> ConfigError:
+    return ConfigError(f"config key {key!r}: {detail}", key, detail)
 
 
 @dataclass(frozen=True)
 class Settings:
     # audio input
-    device: str = "synthetic"  # PortAudio device (hw:1,0, pulse, an index), file:PATH, synthetic
+    device: str = ""  # PortAudio device (hw:1,0, pulse, an index), file:PATH, synthetic;
+    # listen refuses to start without one (never the simulated hydrophone by default)
     sample_rate_hz: int = 0  # capture rate; 0: the device's default (synthetic: 2000)
     channels: tuple[int, ...] = ()  # 1-based channels to detect on; empty: all (devices: 1)
     block_seconds: float = 0.1  # audio per capture callback or replayed block
@@ -94,7 +114,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     else:
         ok = isinstance(value, kind)
     if not ok:
-        raise ConfigError(f"config key {key!r}: expected {kind.__name__}, got {value!r}")
+        raise _key_error(key, f"expected {kind.__name__}, got {value!r}")
     return value
 
 
@@ -132,22 +152,22 @@ def validate(settings: Settings) -> Settings:
     ]
     for key, ok, expected in checks:
         if not ok:
-            raise ConfigError(f"config key {key!r}: {getattr(s, key)!r} is invalid ({expected})")
+            raise _key_error(key, f"{getattr(s, key)!r} is invalid ({expected})")
     if 0 <= s.on_threshold < s.off_threshold and s.off_threshold >= 0:
-        raise ConfigError(f"config key 'off_threshold': {s.off_threshold} is above "
-                          f"on_threshold {s.on_threshold}")
+        raise _key_error("off_threshold", f"{s.off_threshold} is above on_threshold "
+                         f"{s.on_threshold}")
     from detector.stamps import StampError, compile_pattern, parse_origin
 
     try:
         if s.origin_utc:
             parse_origin(s.origin_utc)
     except StampError as error:
-        raise ConfigError(f"config key 'origin_utc': {error}") from None
+        raise _key_error("origin_utc", str(error)) from None
     try:
         if s.timestamp_pattern:
             compile_pattern(s.timestamp_pattern)
     except StampError as error:
-        raise ConfigError(f"config key 'timestamp_pattern': {error}") from None
+        raise _key_error("timestamp_pattern", str(error)) from None
     return s
 
 
@@ -173,4 +193,11 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Settings:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
             raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
         settings = merge(settings, doc, str(path))
-    return merge(settings, {k: v for k, v in overrides.items() if v is not None}, "flags")
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return merge(settings, flags, "flags")
+    except ConfigError as error:
+        if error.key not in flags:
+            raise
+        raise ConfigError(f"{flag_name(error.key)}: {error.detail} (config key "
+                          f"{error.key!r})", error.key, error.detail) from None

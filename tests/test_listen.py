@@ -296,7 +296,8 @@ def test_model_disagreeing_with_config_is_refused(tmp_path: Path,
 
     path = tmp_path / "m8k.pt"
     save_model(CentreBandModel(), ModelMetadata(8000, 4000, ("upcall",), Thresholds()), path)
-    run = run_listen(["--model", str(path), "--duration", "1", "--metrics-port", "0",
+    run = run_listen(["--device", "synthetic", "--model", str(path), "--duration", "1",
+                      "--metrics-port", "0",
                       "--out", str(tmp_path)], subprocess_env)
     assert_one_line_error(run, "model rate 8000 Hz disagrees with config model_rate_hz = 2000")
 
