@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import DCLDE_WAV, require_shared_data
+from conftest import WHALED as WHALED_CMD
 from helpers import RATE_HZ, WINDOW_SAMPLES
 from prometheus_client import CollectorRegistry
 from torch import nn
@@ -160,3 +161,62 @@ def test_a_zeros_model_swapped_in_by_sighup_fails_the_self_test_while_audio_flow
     assert failed["whaled_audio_flowing"] == 1  # the audio metrics stay healthy
     assert failed["whaled_samples_captured_total"] > passed["whaled_samples_captured_total"]
     assert any("reloaded" in x for x in lines)
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_real_prometheus_fires_the_self_test_alert_and_not_the_audio_ones(
+        centre_model: Path, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """A zeros model swapped in by SIGHUP: WhaledSelfTestFailing fires in a real Prometheus
+    (its 30 minutes shortened to 3 s), while WhaledNoAudio stays quiet."""
+    import re
+    import signal
+    import subprocess
+
+    from test_alerts import PROMETHEUS, api, firing, free_port, short_rules, wait_for
+
+    if PROMETHEUS is None:
+        pytest.skip("prometheus not installed (apt-get install prometheus; scripts/setup "
+                    "does it): live self-test alert skipped")
+    metrics_port, prometheus_port = free_port(), free_port()
+    (tmp_path / "whaled.rules.yml").write_text(re.sub(r"> 1800\b", "> 3", short_rules()))
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "rule_files: [whaled.rules.yml]\nscrape_configs:\n  - job_name: whaled\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n")
+    zeros = zeros_model(tmp_path / "zeros.pt")
+    config = tmp_path / "whaled.toml"
+    settings = "selftest_interval_seconds = 1.0\nevidence = false\n"
+    config.write_text(f'model = "{centre_model}"\n{settings}')
+    log_path = tmp_path / "whaled.log"
+    with log_path.open("w") as log:
+        daemon = subprocess.Popen(
+            [*WHALED_CMD, "listen", "--config", str(config), "--device", "synthetic",
+             "--speed", "1", "--duration", "300", "--metrics-port", str(metrics_port),
+             "--out", str(tmp_path / "out")], stderr=log, env=subprocess_env)
+    prometheus = None
+    try:
+        wait_for("a self-test passed", lambda: "self-test passed" in log_path.read_text(), 90)
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("first scrape", lambda: any(
+            r["value"][1] == "1" for r in api(prometheus_port, "query?query=up")["result"]), 30)
+        time.sleep(6)  # longer than the shortened 3 s: a passing self-test does not fire
+        assert not firing(prometheus_port, "WhaledSelfTestFailing")
+        config.write_text(f'model = "{zeros}"\n{settings}')
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("WhaledSelfTestFailing firing",
+                 lambda: firing(prometheus_port, "WhaledSelfTestFailing"), 40)
+        assert not firing(prometheus_port, "WhaledNoAudio")
+        flowing = api(prometheus_port, "query?query=whaled_audio_flowing")["result"]
+        assert [r["value"][1] for r in flowing] == ["1"]
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(10)
+        daemon.send_signal(signal.SIGINT)
+        daemon.wait(30)
+    assert "self-test FAILED" in log_path.read_text()
