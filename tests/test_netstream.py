@@ -40,9 +40,10 @@ class Stream:
     """What the test server serves: HLS segments revealed at ``speed`` times real time in a
     sliding playlist of ``window`` segments (0: all of them at once, as VOD), and a WAV."""
 
-    def __init__(self, folder: Path, speed: float = 0.0, window: int = 0) -> None:
+    def __init__(self, folder: Path, speed: float = 0.0, window: int = 0,
+                 dates: bool = True) -> None:
         self.folder = folder
-        self.speed, self.window = speed, window
+        self.speed, self.window, self.dates = speed, window, dates
         vod = parse_playlist((folder / "x.m3u8").read_text(), "http://h/x.m3u8")
         self.segments = [(Path(s.url).name, s.duration_seconds) for s in vod.segments]
         self.start = time.monotonic()
@@ -60,9 +61,10 @@ class Stream:
                  f"#EXT-X-MEDIA-SEQUENCE:{first}"]
         for i in range(first, n):
             at = ORIGIN + timedelta(seconds=float(ends[i] - self.segments[i][1]))
-            lines += ["#EXT-X-PROGRAM-DATE-TIME:"
-                      + at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                      f"#EXTINF:{self.segments[i][1]:.6f},", self.segments[i][0]]
+            if self.dates:
+                lines.append("#EXT-X-PROGRAM-DATE-TIME:"
+                             + at.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+            lines += [f"#EXTINF:{self.segments[i][1]:.6f},", self.segments[i][0]]
         if n == len(self.segments):
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
@@ -181,6 +183,24 @@ def test_hls_reports_the_annotated_calls_at_their_utc_times(
     assert records(tmp_path / "hls", "gap") == []
     analysed = re.search(r"stopped samples=(\d+) ", run.stderr)
     assert analysed and abs(int(analysed.group(1)) / 16000 - HLS_SECONDS) < 0.5, run.stderr
+
+
+def test_hls_without_date_times_counts_samples_from_the_clock(
+        tmp_path: Path, hls_folder: Path, running: list[ThreadingHTTPServer]) -> None:
+    server = serve(Stream(hls_folder, dates=False))
+    running.append(server)
+    run = listen(f"http://127.0.0.1:{server.server_address[1]}/x.m3u8", tmp_path / "hls")
+    assert run.returncode == 0, run.stderr
+    match = re.search(r"origin=(\S+) origin_from=clock", run.stderr)
+    assert match, run.stderr
+    origin = datetime.fromisoformat(match.group(1))
+    assert abs((origin - datetime.now(UTC)).total_seconds()) < 300  # the arrival clock
+    hls = records(tmp_path / "hls", "detection")
+    replayed = file_replay(tmp_path / "file")
+    assert len(hls) == len(replayed) >= 1
+    for a, b in zip(hls, replayed, strict=True):  # the same offsets from the stream's start
+        assert abs(float(str(a["start_seconds"])) - float(str(b["start_seconds"]))) \
+            <= HOP_SECONDS + 1e-6
 
 
 def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
