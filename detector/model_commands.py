@@ -347,7 +347,7 @@ def evaluate(
              "examples")
     if plots is not None and len(set(all_labels.tolist())) == 2:
         doc["plots"] = [str(p) for p in evaluation.write_plots(all_scores, all_labels, curve,
-                                                               plots)]
+                                                               plots, threshold)]
         lines.append("wrote " + ", ".join(doc["plots"]))
     typer.echo(json.dumps(doc, indent=2) if json_output else "\n".join(lines))
 

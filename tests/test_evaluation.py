@@ -174,6 +174,30 @@ def test_plots_are_written(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+def test_plots_are_readable_with_auc_counts_and_operating_point(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    from detector.evaluation import EventReport
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(200, np.int64), np.zeros(2000, np.int64)]
+    scores = np.r_[rng.beta(5, 2, 200), rng.beta(2, 5, 2000)]
+    curve = [EventReport(t, 120, f, f + a, a, 24.0) for t, f, a in
+             [(0.9, 40, 2), (0.8, 70, 10), (0.7, 95, 40), (0.5, 110, 150)]]
+    titles = evaluation.plot_titles(scores, labels, curve)
+    auc = evaluation.roc_auc(scores, labels)
+    assert titles["roc.png"] == f"ROC, AUC {auc:.3f}\n200 positive, 2,000 negative windows"
+    assert titles["recall_vs_false_alarms.png"].startswith("events: 120 calls in 24.0 h")
+    fpr, tpr, precision = evaluation.operating_point(scores, labels, 0.8)
+    chosen = scores >= 0.8
+    assert precision == np.sum(chosen[:200]) / np.sum(chosen)
+    assert tpr == np.mean(scores[:200] >= 0.8) and fpr == np.mean(scores[200:] >= 0.8)
+    paths = evaluation.write_plots(scores, labels, curve, tmp_path / "plots", threshold=0.8)
+    for path in paths:
+        height, width = matplotlib.image.imread(path).shape[:2]
+        assert (width, height) == (768, 600), path  # 6.4 x 5 in at 120 dpi
+
+
 def test_evaluate_command_json_on_clips(tmp_path: Path, tiny_model: Path) -> None:
     from test_training import app, folder_data
     from typer.testing import CliRunner
