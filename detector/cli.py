@@ -219,6 +219,18 @@ def events(
 
 
 @app.command()
+def presence(
+    out_dir: Annotated[Path, typer.Argument(
+        help="A detect output folder, or one holding shards' detections.jsonl merged.")],
+) -> None:
+    """Rewrite detections.csv and the presence tables and figure from detections.jsonl."""
+    from detector.presence import run_presence_command
+
+    setup_logging("INFO")
+    raise typer.Exit(run_presence_command(out_dir))
+
+
+@app.command()
 def devices() -> None:
     """List PortAudio input devices: index, name, host API, channels, default rate."""
     from detector.capture import format_devices, list_input_devices

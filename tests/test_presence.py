@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import WHALED
 
 from detector.presence import (
     CSV_NAME,
@@ -121,3 +123,19 @@ def test_an_output_without_results_gives_header_only_tables(tmp_path: Path) -> N
     assert (tmp_path / HOURLY_NAME).read_text() == \
         "site,channel,hour_utc,audio_minutes,detections\n"
     assert not (tmp_path / PNG_NAME).exists()
+
+
+def test_presence_command_rewrites_the_tables_of_merged_shards(tmp_path: Path) -> None:
+    write_output(tmp_path)
+    run = subprocess.run([*WHALED, "presence", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "presence: 4 recordings (4 complete, 0 failed, 1 without a start time), 3.083 h of " \
+        "audio, 6 detections" in run.stderr
+    assert len(rows(tmp_path / HOURLY_NAME)) == 7
+    missing = subprocess.run([*WHALED, "presence", str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        f"whaled: error: {tmp_path / 'nope' / JSONL_NAME} not found: give a whaled detect "
+        "output folder"]
