@@ -38,8 +38,9 @@ from detector.sinks import Record, detection_fields, utc_text
 log = logging.getLogger("whaled.evidence")
 SPECTROGRAM_SECONDS = 0.128  # STFT frame of the review spectrogram
 SPECTROGRAM_OVERLAP = 8  # frames per STFT length
-SPECTROGRAM_MAX_HZ = 1000.0  # upcalls live at 50-250 Hz; show up to this
-SPECTROGRAM_RANGE_DB = 60.0  # darkest grey is this far below the clip's loudest bin
+SPECTROGRAM_MAX_HZ = 500.0  # upcalls live at 50-250 Hz; show up to this
+SPECTROGRAM_BLACK_BELOW_MEDIAN_DB = 0.0  # black: the clip's median bin (the noise) less this
+SPECTROGRAM_RANGE_DB = 30.0  # white: this far above black (a loud tone cannot darken a call)
 MARK_ROWS = 4  # rows of the detection bar at the top of the PNG
 SECONDS_PER_DAY = 86_400
 RESCAN_SECONDS = 3600.0  # how often retention walks the folder for what others changed
@@ -219,22 +220,83 @@ class EvidenceRecorder:
         self.metrics.evidence_bytes.set(self._bytes)
 
 
+# A 3 x 5 pixel font for the axis labels (stdlib PNG, no matplotlib in the daemon).
+GLYPHS = {
+    "0": ("111", "101", "101", "101", "111"), "1": ("010", "110", "010", "010", "111"),
+    "2": ("111", "001", "111", "100", "111"), "3": ("111", "001", "111", "001", "111"),
+    "4": ("101", "101", "111", "001", "001"), "5": ("111", "100", "111", "001", "111"),
+    "6": ("111", "100", "111", "101", "111"), "7": ("111", "001", "010", "010", "010"),
+    "8": ("111", "101", "111", "101", "111"), "9": ("111", "101", "111", "001", "111"),
+    "H": ("101", "101", "111", "101", "101"), "z": ("000", "111", "001", "010", "111"),
+    "s": ("011", "100", "010", "001", "110"), " ": ("000",) * 5,
+}
+FONT_SCALE = 2  # glyph pixels per font pixel: 6 x 10 px characters
+ROW_SCALE = 3  # image rows per frequency bin, so 0-500 Hz is ~200 px tall
+LEFT_MARGIN = 44  # px, frequency labels
+BOTTOM_MARGIN = 18  # px, time labels
+FREQUENCY_TICKS_HZ = (0, 100, 200, 300, 400, 500)
+CALL_BAND_HZ = (50.0, 250.0)  # drawn as a bracket beside the frequency axis
+AXIS_GREY = 170  # labels and ticks on the black margins
+
+
+def _text(canvas: np.ndarray, text: str, row: int, col: int) -> None:
+    """Draw ``text`` with its top-left corner at (row, col), clipped to the canvas."""
+    for i, char in enumerate(text):
+        glyph = np.array([[c == "1" for c in line] for line in GLYPHS[char]])
+        big = np.kron(glyph, np.ones((FONT_SCALE, FONT_SCALE), bool))
+        r0, c0 = row, col + i * 4 * FONT_SCALE
+        region = canvas[r0:r0 + big.shape[0], c0:c0 + big.shape[1]]
+        region[big[:region.shape[0], :region.shape[1]]] = 255
+
+
 def spectrogram_png(audio: np.ndarray, rate_hz: int, mark: tuple[float, float]) -> bytes:
-    """A greyscale log spectrogram, low frequencies at the bottom; ``mark`` spans 0-1 of time."""
+    """A greyscale log spectrogram, 0-500 Hz, low frequencies at the bottom, with a frequency
+    axis (Hz, the 50-250 Hz call band bracketed), a time axis (seconds from the clip's start)
+    and the detection (``mark``, 0-1 of the clip's time) as a bar along the top."""
     n_fft = 1 << max(4, round(np.log2(SPECTROGRAM_SECONDS * rate_hz)))
     hop = n_fft // SPECTROGRAM_OVERLAP
     padded = np.pad(audio.astype(np.float64), (0, max(0, n_fft - len(audio))))
     n_frames = 1 + (len(padded) - n_fft) // hop
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
-    bins = max(1, int(SPECTROGRAM_MAX_HZ / rate_hz * n_fft) + 1)
+    top_hz = min(SPECTROGRAM_MAX_HZ, rate_hz / 2)
+    bins = max(1, int(top_hz / rate_hz * n_fft) + 1)
     db = 10 * np.log10(power[:, :bins].T + 1e-20)
-    grey = np.clip((db - db.max() + SPECTROGRAM_RANGE_DB) / SPECTROGRAM_RANGE_DB, 0, 1)
-    pixels = (grey[::-1] * 255).astype(np.uint8)
-    bar = np.zeros((MARK_ROWS, pixels.shape[1]), np.uint8)
-    lo, hi = (int(np.clip(m, 0, 1) * pixels.shape[1]) for m in mark)
-    bar[:, lo:max(hi, lo + 1)] = 255
-    return png_grey(np.vstack([bar, pixels]))
+    black = np.median(db) - SPECTROGRAM_BLACK_BELOW_MEDIAN_DB
+    grey = np.clip((db - black) / SPECTROGRAM_RANGE_DB, 0, 1)
+    pixels = np.repeat((grey[::-1] * 255).astype(np.uint8), ROW_SCALE, axis=0)
+    height, width = pixels.shape
+    hz_per_row = rate_hz / n_fft / ROW_SCALE
+    canvas = np.zeros((MARK_ROWS + 2 + height + BOTTOM_MARGIN, LEFT_MARGIN + width), np.uint8)
+    lo, hi = (int(np.clip(m, 0, 1) * width) for m in mark)
+    canvas[:MARK_ROWS, LEFT_MARGIN + lo:LEFT_MARGIN + max(hi, lo + 1)] = 255
+    top = MARK_ROWS + 2
+    canvas[top:top + height, LEFT_MARGIN:] = pixels
+
+    def row_of(hz: float) -> int:
+        return top + height - 1 - round(hz / hz_per_row - 0.5 * (ROW_SCALE - 1))
+
+    for hz in FREQUENCY_TICKS_HZ:
+        if hz <= top_hz:
+            row = int(np.clip(row_of(hz), top, top + height - 1))
+            canvas[row, LEFT_MARGIN - 5:LEFT_MARGIN] = AXIS_GREY
+            label = str(hz)
+            label_row = int(np.clip(row - 5, 0, canvas.shape[0] - 5 * FONT_SCALE))
+            _text(canvas, label, label_row, LEFT_MARGIN - 8 - len(label) * 4 * FONT_SCALE)
+    band = [int(np.clip(row_of(hz), top, top + height - 1)) for hz in CALL_BAND_HZ]
+    canvas[band[1]:band[0] + 1, LEFT_MARGIN - 3:LEFT_MARGIN - 1] = 255  # the upcall band
+    _text(canvas, "Hz", canvas.shape[0] - 5 * FONT_SCALE - 2, 2)
+    seconds = len(audio) / rate_hz
+    frames_per_second = rate_hz / hop
+    step = max(1, int(np.ceil(seconds / 12)))  # at most ~12 labels
+    for t in range(0, int(seconds) + 1, step):
+        col = LEFT_MARGIN + round(t * frames_per_second)
+        if col >= canvas.shape[1]:
+            break
+        canvas[top + height:top + height + 3, col] = AXIS_GREY
+        label = f"{t}s"
+        _text(canvas, label, top + height + 5, min(col, canvas.shape[1] - len(label) * 8))
+    return png_grey(canvas)
 
 
 def png_grey(pixels: np.ndarray) -> bytes:

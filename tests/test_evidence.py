@@ -80,7 +80,7 @@ def test_each_detection_saves_padded_audio_a_spectrogram_and_metadata(
 
 def test_oldest_clips_go_first_beyond_the_size_limit(centre_model: Path,
                                                     tmp_path: Path) -> None:
-    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 30_000  # ~5 s of 16-bit audio, PNG and JSON
+    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 12_000  # ~5 s of 16-bit audio, PNG and JSON
     pipeline, recorder, _ = run_with_evidence(centre_model, tmp_path,
                                               max_bytes=int(one_clip_bytes * 1.5))
     kept = sorted((tmp_path / "evidence" / "upcall").glob("*.wav"))
@@ -230,7 +230,7 @@ def test_retention_does_not_walk_the_tree_after_every_clip(
         return real_rglob(self, pattern)
 
     monkeypatch.setattr(Path, "rglob", counting_rglob)
-    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 30_000
+    one_clip_bytes = 2 * 5 * CAPTURE_RATE_HZ + 12_000
     pipeline, recorder, _ = run_with_evidence(centre_model, tmp_path,
                                               max_bytes=int(one_clip_bytes * 1.5))
     assert len([w for w in walks if w == recorder.folder]) == 1  # at start, not per clip
@@ -281,3 +281,40 @@ def test_retraining_on_evidence_places_the_call_from_the_clip_metadata(
         c_off = (len(example.audio) - WINDOW_SAMPLES) // 2
         assert np.array_equal(centre, example.audio[c_off:c_off + WINDOW_SAMPLES])
         assert c_off <= lo and hi <= c_off + WINDOW_SAMPLES  # validation sees the call too
+
+
+def test_evidence_png_has_axes_and_the_call_band(tmp_path: Path) -> None:
+    """0-500 Hz at 3 rows per bin, a tick and label per 100 Hz, the 50-250 Hz band bracketed,
+    a second mark per second and the detection bar over its own span."""
+    import matplotlib.image
+
+    from detector import evidence
+
+    rate = 2000
+    t = np.arange(rate * 10) / rate
+    audio = (0.01 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+    call = (t >= 4) & (t < 5)  # a 100 -> 200 Hz upcall from 4 s to 5 s
+    audio[call] += np.sin(2 * np.pi * (100 * (t[call] - 4) + 50 * (t[call] - 4) ** 2))
+    path = tmp_path / "e.png"
+    path.write_bytes(evidence.spectrogram_png(audio, rate, (0.4, 0.5)))
+    image = np.round(matplotlib.image.imread(path) * 255).astype(int)
+    n_fft = 256  # 0.128 s at 2 kHz: 7.8125 Hz per bin, 65 bins to 500 Hz
+    rows = 65 * evidence.ROW_SCALE
+    top = evidence.MARK_ROWS + 2
+    assert image.shape == (top + rows + evidence.BOTTOM_MARGIN,
+                           evidence.LEFT_MARGIN + 1 + (len(audio) - n_fft) // 32)
+    left = evidence.LEFT_MARGIN
+    bar = np.flatnonzero(image[0, left:] == 255)
+    assert (bar[0], bar[-1]) == (int(0.4 * (image.shape[1] - left)),
+                                 int(0.5 * (image.shape[1] - left)) - 1)
+    ticks = np.flatnonzero(image[top:top + rows, left - 1] == evidence.AXIS_GREY)
+    assert len(ticks) == 6  # 0, 100, ... 500 Hz
+    band = np.flatnonzero(image[top:top + rows, left - 2] == 255)
+    hz = (rows - 1 - band) * rate / n_fft / evidence.ROW_SCALE
+    assert 45 <= hz.min() <= 55 and 245 <= hz.max() <= 255
+    seconds = np.flatnonzero(image[top + rows + 1, left:] == evidence.AXIS_GREY)
+    assert len(seconds) == 10 and seconds[1] - seconds[0] == round(rate / 32)  # 0 .. 9 s
+    column = image[top:top + rows, left + int(4.5 * rate / 32)]  # frame centred at 4.56 s
+    loud = np.flatnonzero(column == column.max()).mean()  # the call, 156 Hz there
+    call_hz = (rows - 1 - loud) * rate / n_fft / evidence.ROW_SCALE
+    assert 145 <= call_hz <= 168
