@@ -44,7 +44,7 @@ from detector.archive_output import (
 from detector.config import Settings
 from detector.metrics import Metrics
 from detector.model import LoadedModel
-from detector.pipeline import Pipeline
+from detector.pipeline import Pipeline, RunSummary
 from detector.presence import Totals, totals_lines, write_season
 from detector.progress import Progress
 from detector.saved_scores import ScoreRecorder, scores_name, write_scores
@@ -148,10 +148,11 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
                             channels=settings.channels, origin=origin,
                             timestamp_pattern=settings.timestamp_pattern)
     except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
-        result.error = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        result.error = text.removeprefix(f"{path}: ")
         return result
     try:
-        info, expected = source.info, file_info.frames
+        info, expected = source.info, source.frames
         result.source, result.origin_utc = info.name, info.origin_utc
         result.origin_from, result.channels = info.origin_from, info.channels
         metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
@@ -169,15 +170,33 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         if recorder is not None:
             result.scores = recorder.saved(pipeline, fingerprint_doc(settings),
                                            result.audio_seconds)
-        if summary.samples < expected:
-            result.error = (f"read error after {result.audio_seconds:.1f} s of "
-                            f"{expected / info.rate_hz:.1f} s")
+        result.error = unanalysed(summary, expected, source.declared_frames, info.rate_hz,
+                                  settings.window_seconds)
     except (RuntimeError, OSError, ValueError) as error:
         result.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
     finally:
         source.close()
         result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def unanalysed(summary: RunSummary, frames: int, declared_frames: int, rate_hz: int,
+               window_seconds: float) -> str:
+    """Why a recording that was read is not "complete", or "" when it is."""
+    read = summary.samples + summary.nonfinite_samples
+    if frames == 0:
+        return "empty: no audio samples"
+    if read < frames:
+        return f"read error after {read / rate_hz:.1f} s of {frames / rate_hz:.1f} s"
+    if summary.samples == 0:
+        return f"no finite audio: all {read / rate_hz:.1f} s are NaN or Inf"
+    if summary.windows == 0:
+        return (f"too short: {summary.samples / rate_hz:.1f} s of audio, one window is "
+                f"{window_seconds:g} s")
+    if declared_frames > frames:
+        return (f"truncated: the header promises {declared_frames / rate_hz:.1f} s, the file "
+                f"holds {frames / rate_hz:.1f} s (scanned)")
+    return ""
 
 
 class CollectSink:

@@ -110,11 +110,10 @@ def open_source(settings: Settings) -> Source:
         return source
     if device == "synthetic":
         rate = settings.sample_rate_hz or SYNTHETIC_RATE_HZ
-        n_channels = max(settings.channels, default=1)
         return SyntheticSource(rate_hz=rate, block_frames=max(1, round(settings.block_seconds
                                                                        * rate)),
-                               speed=settings.speed, channels=n_channels, seed=settings.seed,
-                               origin=origin, duration_seconds=duration,
+                               speed=settings.speed, channels=settings.channels or (1,),
+                               seed=settings.seed, origin=origin, duration_seconds=duration,
                                truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE)
     from detector.netstream import NetworkSource, is_network_url
 

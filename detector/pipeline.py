@@ -8,6 +8,7 @@ and starts a new segment so no window spans it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ log = logging.getLogger("whaled.pipeline")
 READ_TIMEOUT_SECONDS = 0.2  # how often the loop looks at the stop flag when no audio comes
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
 LEVEL_FLOOR_DBFS = -200.0
+NONFINITE_GAP_MAX_SECONDS = 60.0  # a longer run of NaN/Inf is recorded a minute at a time
 RETRY_SECONDS = 5.0  # how often outputs that failed to write are tried again
 
 
@@ -52,7 +54,8 @@ class RunSummary:
     is in the sinks)."""
 
     def __init__(self, kept: int | None = None) -> None:
-        self.samples = 0
+        self.samples = 0  # analysed
+        self.nonfinite_samples = 0  # received, but NaN or Inf: recorded as "nonfinite" gaps
         self.windows = 0
         self.detection_count = 0
         self.gap_count = 0
@@ -119,6 +122,7 @@ class Pipeline:
         self._segment_seconds = 0.0  # stream time of the current segment's first sample
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (centres, windows)
         self._pending_count = 0
+        self._open_nonfinite: tuple[int, int] | None = None  # [first, end) of NaN/Inf held
         self._last_arrival = 0.0
         self.hooks: list[Hook] = []
         self.taps: list[AudioTap] = []  # see capture-rate audio as it arrives (evidence clips)
@@ -267,15 +271,67 @@ class Pipeline:
         if self.limit_samples is not None:
             assert self._first is not None
             samples = samples[:max(0, self._first + self.limit_samples - block.first_sample)]
+        bad = ~np.isfinite(samples).all(axis=1)
         samples = self._observe_input(samples)
-        self._expected = block.first_sample + len(samples)
+        if bad.any():
+            self._split_nonfinite(block.first_sample, samples, bad, block.arrival_monotonic)
+        else:
+            self._analyse(block.first_sample, samples, block.arrival_monotonic)
+
+    def _analyse(self, first_sample: int, samples: np.ndarray, arrival: float) -> None:
+        self._close_nonfinite()
+        self._expected = first_sample + len(samples)
         self.summary.samples += len(samples)
         self.metrics.samples.inc(len(samples))
-        self.metrics.audio_seconds.inc(len(samples) / rate)
-        self._last_arrival = block.arrival_monotonic
+        self.metrics.audio_seconds.inc(len(samples) / self.source.info.rate_hz)
+        self._last_arrival = arrival
         for tap in self.taps:
-            tap.push(block.first_sample, samples)
+            tap.push(first_sample, samples)
         self._add_windows(self.windower.push(self.resampler.push(samples)))
+
+    def _split_nonfinite(self, first_sample: int, samples: np.ndarray, bad: np.ndarray,
+                         arrival: float) -> None:
+        """Frames with NaN or Inf on any channel are a "nonfinite" gap, never scored as zeros.
+
+        Finite audio between two bad runs that is shorter than a window joins the gap: no
+        window could be scored there anyway, and one gap record says so instead of many.
+        """
+        shortest = self.settings.window_seconds * self.source.info.rate_hz
+        edges = [0, *(np.flatnonzero(np.diff(bad.astype(np.int8))) + 1).tolist(), len(bad)]
+        spans = list(itertools.pairwise(edges))  # alternately bad and finite
+        runs: list[tuple[int, int, bool]] = []
+        for i, (start, end) in enumerate(spans):
+            is_bad = bool(bad[start]) or (0 < i < len(spans) - 1 and end - start < shortest)
+            if runs and runs[-1][2] and is_bad:
+                runs[-1] = (runs[-1][0], end, True)
+            else:
+                runs.append((start, end, is_bad))
+        for start, end, is_bad in runs:
+            if is_bad:
+                self._nonfinite(first_sample + start, first_sample + end)
+            else:
+                self._analyse(first_sample + start, samples[start:end], arrival)
+
+    def _nonfinite(self, first_sample: int, end_sample: int) -> None:
+        """Extend the open nonfinite gap (it spans blocks) or open one; it is recorded when
+        finite audio or another gap comes, at the end, or when it reaches a minute."""
+        held = self._open_nonfinite
+        if held is not None and held[1] == first_sample:
+            self._open_nonfinite = (held[0], end_sample)
+        else:
+            self._close_nonfinite()
+            self._open_nonfinite = (first_sample, end_sample)
+        self.summary.nonfinite_samples += end_sample - first_sample
+        self._expected = end_sample
+        start, end = self._open_nonfinite
+        if end - start >= NONFINITE_GAP_MAX_SECONDS * self.source.info.rate_hz:
+            self._close_nonfinite()
+
+    def _close_nonfinite(self) -> None:
+        if self._open_nonfinite is not None:
+            start, end = self._open_nonfinite
+            self._open_nonfinite = None
+            self.on_gap(Gap(start, end, "nonfinite"))
 
     def _add_windows(self, cut: tuple[np.ndarray, np.ndarray]) -> None:
         starts, windows = cut
@@ -311,6 +367,7 @@ class Pipeline:
 
     def on_gap(self, gap: Gap) -> None:
         """Close what was open, record the gap, and start a new segment after it."""
+        self._close_nonfinite()
         self._add_windows(self.windower.push(self.resampler.flush()))
         self.score_pending()
         self._flush_trackers()
@@ -395,6 +452,7 @@ class Pipeline:
         if self.flow.stalled and not self._source_gap_in_stall:
             self._record_stall(self.flow.silent_seconds(time.monotonic()))
             self.flow.stalled = False
+        self._close_nonfinite()
         self._add_windows(self.windower.push(self.resampler.flush()))
         self.score_pending()
         self._flush_trackers()

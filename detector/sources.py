@@ -20,6 +20,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo, utc_now
+from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 from detector.stamps import UNKNOWN_ORIGIN, recording_origin
 from detector.synthetic import NOISE_LEVEL_DBFS, SyntheticHydrophone
 
@@ -29,6 +30,8 @@ Item = Block | Gap | ClockStep | EndOfStream
 SYNTHETIC_EPOCH_SECONDS = 3600  # the simulated stream is scheduled an hour at a time
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc")
 SYNTHETIC_TRUTH_FILE = "synthetic_truth.jsonl"  # beside the outputs: the calls placed
+MIN_RATE_HZ = int(2 * UPCALL_HIGH_HZ)  # Nyquist: slower audio cannot hold an upcall's band
+RIFF_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes a recorder writes before it finalises a file
 
 
 class SourceError(Exception):
@@ -103,6 +106,13 @@ class FileSource:
         except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
             raise SourceError(f"cannot read {self.path}: {_one_line(error)}") from None
         rate = int(self._file.samplerate)
+        if rate < MIN_RATE_HZ:
+            self._file.close()
+            raise SourceError(f"{self.path}: sample rate {rate} Hz cannot hold the "
+                              f"{UPCALL_LOW_HZ:.0f}-{UPCALL_HIGH_HZ:.0f} Hz band of an upcall "
+                              f"(at least {MIN_RATE_HZ} Hz is needed)")
+        self.frames = int(self._file.frames)
+        self.declared_frames = declared_wav_frames(self.path) or self.frames  # header's count
         self._columns = [c - 1 for c in select_channels(self._file.channels, channels)]
         stamp = recording_origin(self.path, timestamp_pattern)
         if origin is not None:
@@ -144,23 +154,55 @@ class FileSource:
         self._file.close()
 
 
+def declared_wav_frames(path: Path) -> int | None:
+    """Frames a WAV header promises (libsndfile quietly counts only what is there); None for
+    other formats, or a header that does not say."""
+    import struct
+
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while chunk := handle.read(8):
+                if len(chunk) < 8:
+                    return None
+                kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if kind == b"fmt ":
+                    block_align = struct.unpack("<H", handle.read(16)[12:14])[0]
+                    handle.seek(size - 16 + size % 2, 1)
+                elif kind == b"data":
+                    if size in RIFF_UNKNOWN_SIZES or not block_align or head[:4] == b"RF64":
+                        return None
+                    return int(size // block_align)
+                else:
+                    handle.seek(size + size % 2, 1)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 class SyntheticSource:
     """The simulated hydrophone as a live device: real-time paced unless ``speed`` says not.
 
     With ``truth_path``, every upcall is appended there as one JSON line once the stream has
     delivered all of it (a call cut off by the end of the stream is not listed): its channel,
     UTC start and end, seconds since the origin and SNR in dB over the broadband noise RMS.
+    ``channels``: how many (1..N), or which 1-based channels; channel K always carries the same
+    simulated sea, whichever others are taken with it.
     """
 
     def __init__(self, *, rate_hz: int, block_frames: int, speed: float = 1.0,
-                 channels: int = 1, seed: int = 1, origin: datetime | None = None,
-                 duration_seconds: float | None = None, truth_path: Path | None = None
-                 ) -> None:
-        self.info = StreamInfo(rate_hz, tuple(range(1, channels + 1)), origin or utc_now(),
+                 channels: int | Sequence[int] = 1, seed: int = 1,
+                 origin: datetime | None = None, duration_seconds: float | None = None,
+                 truth_path: Path | None = None) -> None:
+        numbers = (tuple(range(1, channels + 1)) if isinstance(channels, int)
+                   else tuple(channels))
+        self.info = StreamInfo(rate_hz, numbers, origin or utc_now(),
                                "flag" if origin else "clock", "synthetic")
         self._block_frames = block_frames
         self._seed = seed
-        self._n_channels = channels
         self._limit = None if duration_seconds is None else int(duration_seconds * rate_hz)
         self._position = 0
         self._pacer = Pacer(speed)
@@ -203,15 +245,15 @@ class SyntheticSource:
         if not self._pacer.wait_until((self._position + frames) / self.info.rate_hz,
                                       timeout_seconds):
             return []
-        out = np.empty((frames, self._n_channels), np.float32)
+        out = np.empty((frames, len(self.info.channels)), np.float32)
         epoch_samples = SYNTHETIC_EPOCH_SECONDS * self.info.rate_hz
-        for channel in range(self._n_channels):
+        for col, number in enumerate(self.info.channels):
             pos = self._position
             while pos < self._position + frames:
                 epoch, offset = divmod(pos, epoch_samples)
                 n = min(epoch_samples - offset, self._position + frames - pos)
-                chunk = self.hydrophone(channel, epoch).chunk(offset, n)
-                out[pos - self._position:pos - self._position + n, channel] = chunk
+                chunk = self.hydrophone(number - 1, epoch).chunk(offset, n)
+                out[pos - self._position:pos - self._position + n, col] = chunk
                 pos += n
         block = Block(self._position, out,
                       self._pacer.due_monotonic((self._position + frames) / self.info.rate_hz))
@@ -229,7 +271,7 @@ class SyntheticSource:
         lines = []
         for epoch in range(first_sample // epoch_samples, (end_sample - 1) // epoch_samples + 1):
             offset = epoch * epoch_samples
-            for channel in range(self._n_channels):
+            for channel in (number - 1 for number in self.info.channels):
                 for call in self.hydrophone(channel, epoch).upcalls:
                     start, end = offset + call.start_sample, offset + call.end_sample
                     if first_sample < end <= end_sample:

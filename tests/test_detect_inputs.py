@@ -11,10 +11,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import WHALED
 from helpers import calls_recording
 
+from detector.blocks import Block
+from detector.config import Settings
 from detector.sinks import JSONL_NAME
 from detector.stamps import (
     StampError,
@@ -232,3 +235,102 @@ def test_a_second_detect_on_the_same_out_is_refused(tmp_path: Path, centre_model
         run = run_detect(str(rec), "--model", str(centre_model), "--out", str(out))
     assert run.returncode == 2
     assert "another whaled detect is writing to" in run.stderr.strip().splitlines()[-1]
+
+
+# --- 9: NaN and Inf are gaps; a file with no finite audio failed ---
+
+def test_nonfinite_samples_are_gaps_and_all_nan_fails(tmp_path: Path, centre_model: Path) -> None:
+    import soundfile
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    rec = calls_recording(folder / "bad_20090329_120000.wav", 2000, 40, [(25.0, 1.0)],
+                          subtype="FLOAT")
+    audio, rate = soundfile.read(str(rec), dtype="float32")
+    audio[10 * rate:15 * rate] = np.nan
+    audio[15 * rate + 1000:15 * rate + 1005] = np.inf  # 0.5 s after the NaN: one gap, not two
+    audio[33 * rate] = -np.inf
+    soundfile.write(str(rec), audio, rate, subtype="FLOAT")
+    soundfile.write(str(folder / "nan_20090329_130000.wav"),
+                    np.full(20 * rate, np.nan, np.float32), rate, subtype="FLOAT")
+    out = tmp_path / "out"
+    run = run_detect(str(folder), "--model", str(centre_model), "--out", str(out))
+    assert run.returncode == 1, run.stderr
+    gaps = [(g["recording"], g["reason"], g["start_seconds"], g["end_seconds"])
+            for g in records(out, "gap")]  # seconds rounded to the millisecond
+    assert gaps == [("bad_20090329_120000.wav", "nonfinite", 10.0, 15.503),
+                    ("bad_20090329_120000.wav", "nonfinite", 33.0, 33.001),
+                    ("nan_20090329_130000.wav", "nonfinite", 0.0, 20.0)]
+    [detection] = records(out, "detection")
+    assert 24.5 < float(detection["start_seconds"]) < 25.5
+    status = {r["recording"]: (r["status"], r["error"]) for r in records(out, "recording")}
+    assert status["bad_20090329_120000.wav"] == ("complete", "")
+    assert status["nan_20090329_130000.wav"] == (
+        "failed", "no finite audio: all 20.0 s are NaN or Inf")
+
+
+# --- 10: inputs that cannot be analysed are refused or reported, never "complete" ---
+
+def test_unanalysable_recordings_are_failed_with_the_reason(
+        tmp_path: Path, centre_model: Path) -> None:
+    import soundfile
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    calls_recording(folder / "slow_20090329_120000.wav", 400, 30, [])
+    calls_recording(folder / "short_20090329_120000.wav", 2000, 1.5, [])
+    soundfile.write(str(folder / "empty_20090329_120000.wav"), np.zeros(0, np.float32), 2000)
+    whole = calls_recording(tmp_path / "whole.wav", 2000, 20, []).read_bytes()
+    (folder / "cut_20090329_120000.wav").write_bytes(whole[:len(whole) // 2])
+    out = tmp_path / "out"
+    run = run_detect(str(folder), "--model", str(centre_model), "--out", str(out))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    status = {r["recording"]: (r["status"], r["error"]) for r in records(out, "recording")}
+    assert status == {
+        "slow_20090329_120000.wav": ("failed", "sample rate 400 Hz cannot hold the 50-250 Hz "
+                                     "band of an upcall (at least 500 Hz is needed)"),
+        "short_20090329_120000.wav": ("failed", "too short: 1.5 s of audio, one window is 2 s"),
+        "empty_20090329_120000.wav": ("failed", "empty: no audio samples"),
+        "cut_20090329_120000.wav": ("failed", "truncated: the header promises 20.0 s, the file "
+                                    "holds 10.0 s (scanned)"),
+    }
+    assert "4 failed" in run.stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--hop", "3"], "config key 'hop_seconds': 3.0 is invalid (at most window_seconds"),
+    (["--channels", "1,1"], "config key 'channels': (1, 1) is invalid (each channel once"),
+])
+def test_bad_hop_and_channels_are_one_line(flags: list[str], message: str,
+                                           tmp_path: Path) -> None:
+    for command in (["detect", str(tmp_path)], ["listen", "--duration", "1"]):
+        run = subprocess.run([*WHALED, *command, *flags], capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 2
+        assert run.stderr.startswith(f"whaled: error: {message}"), run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_listen_refuses_a_rate_below_the_band(tmp_path: Path, centre_model: Path) -> None:
+    rec = calls_recording(tmp_path / "slow_20090329_120000.wav", 400, 10, [])
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{rec}", "--speed", "0",
+                          "--model", str(centre_model), "--out", str(tmp_path / "o"),
+                          "--metrics-port", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"whaled: error: {rec}: sample rate 400 Hz cannot hold the 50-250 Hz band of an upcall "
+        "(at least 500 Hz is needed)"]
+
+
+def test_synthetic_channel_2_is_channel_2() -> None:
+    from detector.daemon import open_source
+    from detector.sources import SyntheticSource
+
+    two = SyntheticSource(rate_hz=2000, block_frames=20000, speed=0, channels=2, seed=3)
+    only = open_source(Settings(device="synthetic", channels=(2,), speed=0, seed=3,
+                                block_seconds=10.0))
+    assert only.info.channels == (2,)
+    [both], [second] = two.read(1.0), only.read(1.0)
+    assert isinstance(both, Block) and isinstance(second, Block)
+    assert second.samples.shape == (20000, 1)
+    np.testing.assert_array_equal(second.samples[:, 0], both.samples[:, 1])
