@@ -169,8 +169,12 @@ def test_gaps_close_events_and_nonfinite_samples_never_reach_the_model(
     registry = pipeline.metrics.registry
     assert registry.get_sample_value("whaled_nonfinite_samples_total", {"channel": "1"}) == 11
     assert registry.get_sample_value("whaled_gap_seconds_total", {"reason": "overflow"}) == 2.5
-    # 2-s windows at a 0.25-s hop: 4.5 s before the gap (11), 7.5 s after it (23)
-    assert len(windows) == 11 + 23
+    # NaN/Inf at samples 100-110 and 200 are one "nonfinite" gap (the finite sliver between
+    # them holds no window); 2-s windows at a 0.25-s hop: 4.4 s between it and the overflow
+    # gap (10), 7.5 s after that (23)
+    assert [(g.first_sample, g.end_sample, g.reason) for g in summary.gaps] == [
+        (100, 201, "nonfinite"), (9000, 14000, "overflow")]
+    assert len(windows) == 10 + 23
     assert len(summary.detections) == 1
     assert 2.5 <= summary.detections[0].start_seconds < summary.detections[0].end_seconds <= 4.5
 
