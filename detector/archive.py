@@ -48,7 +48,7 @@ from detector.pipeline import Pipeline, RunSummary
 from detector.presence import Totals, totals_lines, write_season
 from detector.progress import Progress
 from detector.saved_scores import ScoreRecorder, scores_name, write_scores
-from detector.sinks import Record
+from detector.sinks import Record, unwritable
 from detector.sources import AUDIO_SUFFIXES, FileSource, SourceError
 from detector.stamps import parse_origin
 
@@ -87,6 +87,8 @@ class DetectSummary:
     unstamped: list[str] = field(default_factory=list)  # scanned with no known start
     totals: Totals | None = None  # the whole output folder, over every run that wrote it
     evidence_clips: int = 0  # written by --evidence
+    unwritten: tuple[int, int] = (0, 0)  # (results, JSONL lines) the disk would not take
+    write_error: str = ""
 
 
 def find_recordings(inputs: Iterable[Path]) -> tuple[list[Recording], list[tuple[str, str]]]:
@@ -336,6 +338,8 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     finally:
         output.close()
         progress.close()
+        summary.unwritten = output.unwritten()
+        summary.write_error = output.last_error
     if output.superseded:
         log.info("%d earlier results moved to %s", output.superseded, out_dir / SUPERSEDED_NAME)
     try:
@@ -377,6 +381,11 @@ def summary_lines(summary: DetectSummary) -> list[str]:
                      "their names: their detections carry seconds from the file's start and no "
                      "UTC (give --timestamp-pattern, or --origin for one recording)")
     lines += [f"failed: {path}: {why}" for path, why in summary.failed]
+    results, missing = summary.unwritten
+    if results:
+        lines.append(f"whaled: error: {results} recordings' results ({missing} lines) were never "
+                     f"written to the output ({summary.write_error}); they were not marked "
+                     "complete, so a rerun scans them again")
     return lines
 
 
@@ -397,8 +406,10 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
             raise ValueError(f"--evidence {evidence}: give 0 or more clips per recording")
         shard = parse_shard(shard_text)
         planned = plan(paths, settings, shard)
+        problem = unwritable(out_dir)
+        if problem:
+            raise DetectError(f"output directory {out_dir} is not writable: {problem}")
         loaded = check_model(settings)
-        out_dir.mkdir(parents=True, exist_ok=True)
     except (*KNOWN_STARTUP_ERRORS, DetectError, ValueError, OSError) as error:
         print(f"whaled: error: {error}", file=sys.stderr)
         return 2
@@ -429,7 +440,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
             client.close()
     for line in summary_lines(summary):
         print(line, file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.unwritten[0] else 0
 
 
 def open_dask(address: str) -> Any:

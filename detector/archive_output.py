@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from detector.sinks import (
     utc_text,
 )
 
+log = logging.getLogger("whaled.detect")
 PARTIAL_DIR = ".partial"  # Raven tables being written; moved into --out when complete
 SUPERSEDED_NAME = "detections.superseded.jsonl"
 LOCK_NAME = ".whaled-detect.lock"
@@ -88,10 +90,12 @@ class ArchiveOutput:
         self.out_dir, self.model_hash, self.fingerprint = out_dir, model_hash, fingerprint
         out_dir.mkdir(parents=True, exist_ok=True)
         self._lock = take_lock(out_dir)
-        compact(out_dir)  # an earlier run that stopped before it could
+        self._compact()  # an earlier run that stopped before it could
         self.current = read_current(out_dir)  # resolved path -> its latest recording line
         self.jsonl = AppendFile(out_dir / JSONL_NAME)
         self.superseded = 0
+        self._waiting: list[RecordingResult] = []  # results whose table could not be written
+        self.last_error = ""
 
     def is_complete(self, path: Path) -> bool:
         try:
@@ -118,9 +122,37 @@ class ArchiveOutput:
                 raise DetectError(f"{self.out_dir} already holds {table_name(key)} for {owner}, "
                                   f"so {path} would overwrite it: use another --out")
 
-    def write(self, result: RecordingResult) -> None:
+    def write(self, result: RecordingResult) -> bool:
+        """Write this result and any earlier ones that failed (disk full); False when some
+        still wait. Their order is kept, and a result is in the JSONL only with its table."""
+        self._waiting.append(result)
+        if self.write_waiting():
+            return True
+        results, lines = self.unwritten()
+        log.error("cannot write to %s (%s): %d results (%d lines) wait for the next try",
+                  self.out_dir, self.last_error, results, lines)
+        return False
+
+    def write_waiting(self) -> bool:
+        try:
+            self.jsonl.retry()
+            while self._waiting:
+                self._write_one(self._waiting[0])
+        except OSError as error:
+            self.last_error = error.strerror or str(error)
+            return False
+        return True
+
+    def unwritten(self) -> tuple[int, int]:
+        """(results, JSONL lines) not yet on disk."""
+        pending = [line for chunk in self.jsonl.pending() for line in chunk.splitlines()]
+        results = len(self._waiting) + sum('"type":"recording"' in line for line in pending)
+        return results, len(pending) + sum(len(r.records) + 1 for r in self._waiting)
+
+    def _write_one(self, result: RecordingResult) -> None:
         path = Path(result.path)
         table = self._write_raven(result) if result.origin_utc is not None else ""
+        self._waiting.pop(0)  # from here its lines are the JSONL file's to keep and retry
         if not table:  # no table this time: an older one would speak for a result it is not
             (self.out_dir / table_name(result.key or path.name)).unlink(missing_ok=True)
         try:
@@ -181,11 +213,21 @@ class ArchiveOutput:
         return name
 
     def close(self) -> None:
+        self.write_waiting()  # the last try
         self.jsonl.close()
         try:
-            self.superseded = compact(self.out_dir)
+            self.superseded = self._compact()
         finally:
             self._lock.close()
+
+    def _compact(self) -> int:
+        try:
+            return compact(self.out_dir)
+        except OSError as error:  # a full disk: the earlier results stay until the next run
+            (self.out_dir / (JSONL_NAME + ".tmp")).unlink(missing_ok=True)
+            log.error("could not move superseded results out of %s (%s); the next run will",
+                      self.out_dir / JSONL_NAME, error.strerror or error)
+            return 0
 
 
 def take_lock(out_dir: Path) -> IO[str]:
@@ -198,10 +240,13 @@ def take_lock(out_dir: Path) -> IO[str]:
         handle.close()
         raise DetectError(f"another whaled detect is writing to {out_dir} (pid {who}): give "
                           "each run its own --out, or wait for it") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    except OSError:
+        pass  # the pid is a courtesy; the lock holds without it
     return handle
 
 

@@ -123,10 +123,13 @@ def listen(
     from detector.daemon import listen as run_listen
 
     try:
-        run_listen(settings, lambda: config_module.load(config, overrides),  # SIGHUP
-                   requests)
+        summary = run_listen(settings, lambda: config_module.load(config, overrides),  # SIGHUP
+                             requests)
     except KNOWN_STARTUP_ERRORS as error:
         fail(str(error))
+    if summary.unwritten:
+        missing = ", ".join(f"{n} lines never reached {path}" for path, n in summary.unwritten)
+        fail(f"{missing} (disk full or folder gone); they are in the log above", status=1)
 
 
 @app.command()

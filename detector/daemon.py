@@ -315,6 +315,10 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
             evidence.flush()  # clips of what was detected, with the audio there is
         write_run_record(journal, run_record("stop", pipeline, reason), metrics)
     watchdog.stopping(status_line(pipeline))
+    for path, lines in pipeline.unwritten():  # the journal keeps what the disk would not
+        for line in lines:
+            log.error("never written to %s: %s", path, line.rstrip("\n"))
+        summary.unwritten.append((str(path), len(lines)))
     log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
              summary.windows, summary.detection_count, summary.gap_count)
     return summary

@@ -26,6 +26,15 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
+def check_writable(flag: str, folder: Path | None) -> None:
+    """Refuse an output folder that cannot be written before any work, not after it."""
+    from detector.sinks import unwritable
+
+    problem = unwritable(folder) if folder is not None else ""
+    if problem:
+        fail(f"{flag}: {folder} is not writable: {problem}")
+
+
 def versions() -> dict[str, str]:
     import torch
 
@@ -135,6 +144,7 @@ def train(
     for ok, message in checks:
         if not ok:
             fail(message)
+    check_writable("--out", out.parent)  # before hours of training, not after
     if resume is not None:
         try:  # before the data is read: a checkpoint of another network is refused at once
             training.load_checkpoint(resume, config)
@@ -292,6 +302,8 @@ def evaluate(
         import torch
 
         torch.set_num_threads(threads)
+    check_writable("--plots", plots)
+    check_writable("--review-dir", review_dir)
     clip_dirs: list[tuple[Path, Any]] = []
     recording_paths: list[Path] = []
     try:

@@ -29,7 +29,7 @@ from detector.metrics import Metrics
 from detector.model import LoadedModel, Thresholds
 from detector.resample import Resampler
 from detector.scoring import Scorer
-from detector.sinks import ClockRecord, GapRecord, Record, Sink
+from detector.sinks import AppendFile, ClockRecord, GapRecord, Record, Sink
 from detector.sources import FileSource, Source
 from detector.windows import Windower
 
@@ -55,6 +55,7 @@ class RunSummary:
 
     def __init__(self, kept: int | None = None) -> None:
         self.samples = 0  # analysed
+        self.unwritten: list[tuple[str, int]] = []  # (file, lines) never written, at the end
         self.nonfinite_samples = 0  # received, but NaN or Inf: recorded as "nonfinite" gaps
         self.windows = 0
         self.detection_count = 0
@@ -123,6 +124,7 @@ class Pipeline:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (centres, windows)
         self._pending_count = 0
         self._open_nonfinite: tuple[int, int] | None = None  # [first, end) of NaN/Inf held
+        self._batches = 0  # batches scored so far
         self._last_arrival = 0.0
         self.hooks: list[Hook] = []
         self.taps: list[AudioTap] = []  # see capture-rate audio as it arrives (evidence clips)
@@ -148,13 +150,15 @@ class Pipeline:
         ``end_reason`` says which."""
         while not stop.is_set():
             items = self.source.read(READ_TIMEOUT_SECONDS)
+            batches = self._batches
             while items:  # drain a backlog into one batch, a read at a time (flat memory)
                 if self._consume(items):
                     self.end_reason = ("duration reached" if self._reached_limit()
                                        else "end of stream")
                     return self.finish()
-                if self._pending_count >= self.settings.max_batch_windows:
-                    break
+                if (self._pending_count >= self.settings.max_batch_windows
+                        or self._batches != batches):
+                    break  # a batch was scored: tick (progress, retries, watchdog) between
                 items = self.source.read(0.0)
             if self._pending_count and (not items or self._pending_count >=
                                         self.settings.max_batch_windows or self._live()):
@@ -201,6 +205,12 @@ class Pipeline:
             self.retry_sinks()
         for hook in self.hooks:
             hook(self)
+
+    def unwritten(self) -> list[tuple[Path, list[str]]]:
+        """Lines that every retry so far failed to write (disk full), per file."""
+        files = [getattr(sink, "file", None) for sink in self.sinks]
+        return [(f.path, f.pending()) for f in files
+                if isinstance(f, AppendFile) and f.pending_lines]
 
     def retry_sinks(self) -> None:
         """Write what failed before (disk full, directory gone) without waiting for a record."""
@@ -389,6 +399,7 @@ class Pipeline:
     def score_pending(self) -> None:
         if not self._pending:
             return
+        self._batches += 1
         centres = np.concatenate([c for c, _ in self._pending])
         windows = np.concatenate([w for _, w in self._pending])
         self._pending.clear()

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -179,6 +180,9 @@ class AppendFile:
     def pending_lines(self) -> int:
         return len(self._pending)
 
+    def pending(self) -> list[str]:
+        return list(self._pending)
+
     def close(self) -> None:
         if self._fd is not None:
             try:
@@ -280,3 +284,18 @@ def _count_rows(path: Path) -> int:
             return max(sum(1 for _ in csv.reader(handle, dialect="excel-tab")) - 1, 0)
     except FileNotFoundError:
         return 0
+
+
+def unwritable(folder: Path) -> str:
+    """Why files cannot be written in ``folder`` (created when missing), or "" when they can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".whaled-write-test-", dir=folder)
+        try:
+            os.write(fd, b"\n")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as error:
+        return error.strerror or str(error)
+    return ""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -334,3 +336,92 @@ def test_synthetic_channel_2_is_channel_2() -> None:
     assert isinstance(both, Block) and isinstance(second, Block)
     assert second.samples.shape == (20000, 1)
     np.testing.assert_array_equal(second.samples[:, 0], both.samples[:, 1])
+
+
+# --- 14: outputs that cannot be written, a full disk, progress within a file ---
+
+def file_size_limit(limit_bytes: int) -> Callable[[], None]:
+    """A disk that fills: no file of the child may grow past ``limit_bytes`` (EFBIG)."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+def test_unwritable_outputs_are_refused_before_any_work(
+        tmp_path: Path, centre_model: Path) -> None:
+    rec = calls_recording(tmp_path / "a_20090329_120000.wav", 2000, 10, [])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "empty").mkdir()
+    runs = {
+        "detect": subprocess.run(
+            [*WHALED, "detect", str(rec), "--model", str(centre_model), "--out",
+             str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True,
+            timeout=120, preexec_fn=file_size_limit(0)),
+        "train": subprocess.run(
+            [*WHALED, "train", str(tmp_path / "no-data"), "--out", str(blocker / "m.pt")],
+            capture_output=True, text=True, timeout=120),
+        "evaluate": subprocess.run(
+            [*WHALED, "evaluate", str(centre_model), str(tmp_path / "empty"),
+             "--plots", str(blocker / "plots")], capture_output=True, text=True, timeout=120),
+    }
+    for command, run in runs.items():
+        assert run.returncode == 2, (command, run.stderr)
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith("whaled: error: ") and "not writable" in last, (command, last)
+        assert "Traceback" not in run.stderr
+    assert "detect model=" not in runs["detect"].stderr  # refused before the model is loaded
+
+
+def test_full_disk_in_detect_is_retried_reported_and_resumed(
+        tmp_path: Path, centre_model: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for i in range(3):
+        calls_recording(folder / f"r{i}_20090329_12000{i}.wav", 2000, 60,
+                        [(5.0 + 5 * k, 1.0) for k in range(10)], seed=i)
+    out = tmp_path / "out"
+    full = subprocess.run([*WHALED, "detect", str(folder), "--model", str(centre_model),
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                          timeout=120, preexec_fn=file_size_limit(6000))
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert "were never written" in full.stderr
+    text = (out / JSONL_NAME).read_text()
+    written = [r for r in records(out, "recording") if r["status"] == "complete"]
+    assert text.endswith("\n") and 1 <= len(written) < 3  # whole results only
+    again = run_detect(str(folder), "--model", str(centre_model), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"3 recordings ({len(written)} already complete)" in again.stderr
+    assert len(records(out, "detection")) == 30
+
+
+def test_full_disk_in_listen_with_evidence_off_exits_non_zero(
+        tmp_path: Path, centre_model: Path) -> None:
+    rec = calls_recording(tmp_path / "busy_20090329_120000.wav", 2000, 100,
+                          [(2.0 + 3 * k, 1.0) for k in range(30)])
+    config = tmp_path / "whaled.toml"
+    config.write_text("evidence = false\n")
+    out = tmp_path / "out"
+    run = subprocess.run([*WHALED, "listen", "--config", str(config), "--device", f"file:{rec}",
+                          "--speed", "0", "--model", str(centre_model), "--out", str(out),
+                          "--metrics-port", "0"], capture_output=True, text=True, timeout=120,
+                         preexec_fn=file_size_limit(3000))
+    written = len((out / JSONL_NAME).read_text().splitlines())
+    assert 0 < written < 30
+    assert run.returncode == 1, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("whaled: error: ") and f"{30 - written} lines" in last, last
+
+
+def test_detect_progress_moves_within_a_file(tmp_path: Path, centre_model: Path) -> None:
+    from detector.archive import scan_recording
+    from detector.model import load_model
+
+    rec = calls_recording(tmp_path / "long_20090329_120000.wav", 2000, 600, [])
+    seen: list[float] = []
+    settings = Settings(model=str(centre_model), speed=0.0, block_seconds=8.0, evidence=False,
+                        metrics_port=0)
+    result = scan_recording(rec, load_model(centre_model), settings, seen.append)
+    assert result.error == ""
+    within = [s for s in seen if 0 < s < 600]
+    assert len(within) >= 5 and within == sorted(within), seen
