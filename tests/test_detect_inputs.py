@@ -425,3 +425,38 @@ def test_detect_progress_moves_within_a_file(tmp_path: Path, centre_model: Path)
     assert result.error == ""
     within = [s for s in seen if 0 < s < 600]
     assert len(within) >= 5 and within == sorted(within), seen
+
+
+def test_speed_0_replay_retries_failed_writes_while_it_runs(
+        tmp_path: Path, centre_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a file replay never left the drain loop, so nothing ticked until the end."""
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from detector import pipeline as pipeline_module
+    from detector.metrics import Metrics
+    from detector.model import load_model
+    from detector.sources import FileSource
+
+    class Retried:
+        name = "retried"
+
+        def __init__(self) -> None:
+            self.retries_at: list[int] = []
+
+        def write(self, record: object) -> None:
+            pass
+
+        def retry(self) -> None:
+            self.retries_at.append(run.summary.samples)
+
+    monkeypatch.setattr(pipeline_module, "RETRY_SECONDS", 0.0)
+    rec = calls_recording(tmp_path / "long_20090329_120000.wav", 2000, 600, [])
+    source = FileSource(rec, block_frames=200)
+    sink = Retried()
+    run = pipeline_module.Pipeline(source, load_model(centre_model), Settings(speed=0.0),
+                                   [sink], Metrics(CollectorRegistry(), (1,), ("upcall",)))
+    run.run(threading.Event())
+    during = [s for s in sink.retries_at if s < 600 * 2000]
+    assert len(during) >= 5, sink.retries_at
