@@ -305,7 +305,8 @@ def test_unanalysable_recordings_are_failed_with_the_reason(
 ])
 def test_bad_hop_and_channels_are_one_line(flags: list[str], message: str,
                                            tmp_path: Path) -> None:
-    for command in (["detect", str(tmp_path)], ["listen", "--duration", "1"]):
+    out = ["--out", str(tmp_path / "out")]
+    for command in (["detect", str(tmp_path), *out], ["listen", "--duration", "1", *out]):
         run = subprocess.run([*WHALED, *command, *flags], capture_output=True, text=True,
                              timeout=60)
         assert run.returncode == 2
