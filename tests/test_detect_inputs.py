@@ -325,15 +325,16 @@ def test_listen_refuses_a_rate_below_the_band(tmp_path: Path, centre_model: Path
         "(at least 500 Hz is needed)"]
 
 
-def test_synthetic_channel_2_is_channel_2() -> None:
+def test_synthetic_channel_2_is_channel_2(tmp_path: Path) -> None:
     from detector.daemon import open_source
     from detector.sources import SyntheticSource
 
     two = SyntheticSource(rate_hz=2000, block_frames=20000, speed=0, channels=2, seed=3)
     only = open_source(Settings(device="synthetic", channels=(2,), speed=0, seed=3,
-                                block_seconds=10.0))
+                                block_seconds=10.0, out=str(tmp_path)))
     assert only.info.channels == (2,)
     [both], [second] = two.read(1.0), only.read(1.0)
+    only.close()
     assert isinstance(both, Block) and isinstance(second, Block)
     assert second.samples.shape == (20000, 1)
     np.testing.assert_array_equal(second.samples[:, 0], both.samples[:, 1])
@@ -411,7 +412,10 @@ def test_full_disk_in_listen_with_evidence_off_exits_non_zero(
     assert 0 < written < 30
     assert run.returncode == 1, run.stderr
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("whaled: error: ") and f"{30 - written} lines" in last, last
+    missing = re.match(r"whaled: error: (\d+) lines never reached \S+detections.jsonl", last)
+    assert missing, last
+    assert int(missing[1]) + written == 30 + 2  # the detections and the start and stop records
+    assert run.stderr.count(f"never written to {out / JSONL_NAME}: ") == int(missing[1])
 
 
 def test_detect_progress_moves_within_a_file(tmp_path: Path, centre_model: Path) -> None:
