@@ -318,9 +318,12 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
         for result in run(todo):
             result.key = keys.get(result.path, Path(result.path).name)
             if result.scores is not None:  # before the result: "complete" has its scores
-                write_scores(out_dir / scores_name(result.key), replace(
-                    result.scores, recording=result.key, error=result.error,
-                    path=str(Path(result.path).resolve())))
+                try:
+                    write_scores(out_dir / scores_name(result.key), replace(
+                        result.scores, recording=result.key, error=result.error,
+                        path=str(Path(result.path).resolve())))
+                except OSError as error:  # a full disk: not complete, so the next run redoes it
+                    result.error = result.error or f"scores not written: {error.strerror}"
             output.write(result)
             summary.evidence_clips += evidence_for(result, out_dir, evidence, settings,
                                                    loaded.metadata.labels)
