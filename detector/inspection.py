@@ -1,4 +1,5 @@
-"""What a model archive holds: its metadata, size, cost per window and first-layer filters.
+"""What a model archive holds: its metadata, size, cost per window, first-layer filters, and
+which time-frequency parts of a call its score rests on (occlusion saliency).
 
 The talk's advice is to look at the filters: noisy first-layer filters generalise badly.
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import torch
 
 from detector.model import LoadedModel
@@ -69,6 +73,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{key:11} {value if isinstance(value, str) else json.dumps(value)}")
     if "filters_png" in summary:
         lines.append(f"filters     {summary['filters_png']}")
+    if "saliency" in summary:
+        sal = summary["saliency"]
+        (t0, t1), (f0, f1) = sal["top_tile_seconds"], sal["top_tile_hz"]
+        lines.append(f"saliency    {sal['png']}: {sal['source']}, score {sal['score']:.3f}; "
+                     f"it rests most on {t0:g}-{t1:g} s, {f0:g}-{f1:g} Hz "
+                     f"({sal['top_tile_log_odds']:.2f} log-odds lost without it)")
     return "\n".join(lines)
 
 
@@ -95,3 +105,144 @@ def plot_first_filters(module: torch.nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+# ---- saliency: which parts of a call the model relies on ----
+
+OCCLUSION_SECONDS = 0.125  # each time-frequency tile removed in turn is this long ...
+OCCLUSION_HZ = 25.0  # ... and this tall
+SALIENCY_TOP_HZ = 500.0  # tiles and the plot cover 0-500 Hz (upcalls sweep 50-250 Hz)
+STFT_SECONDS = 0.128  # frame of the spectrogram the tiles are cut from
+STFT_OVERLAP = 8  # frames per STFT length
+SYNTHETIC_SNR_DB = 0.0  # the built-in example: a synthetic upcall this far above the noise
+
+
+@dataclass(frozen=True)
+class Saliency:
+    """The model's score for one window and what it loses when each tile is removed."""
+
+    source: str  # where the window came from, for the title
+    rate_hz: int
+    audio: np.ndarray  # (window_samples,) float32, the window scored
+    score: float  # the positive label's score of the whole window
+    drop: np.ndarray  # (frequency tiles, time tiles): log-odds of the score lost without it
+    tile_seconds: float
+    tile_hz: float
+
+
+def synthetic_window(loaded: LoadedModel, seed: int = 0) -> np.ndarray:
+    """A window of ocean noise with a 1 s synthetic upcall at its centre."""
+    from detector import synthetic
+
+    rate, n = loaded.metadata.sample_rate_hz, loaded.metadata.window_samples
+    rng = np.random.default_rng(seed)
+    noise = synthetic.ocean_noise(n, rate, rng)
+    call = synthetic.upcall(rate, rng, duration_seconds=1.0, start_hz=90.0, end_hz=180.0)
+    gain = float(np.sqrt(np.mean(noise**2))) * 10 ** (SYNTHETIC_SNR_DB / 20)
+    start = (n - len(call)) // 2
+    noise[start:start + len(call)] += gain * call
+    return noise.astype(np.float32)
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)): unlike the score it still moves when the model is sure (0.9999)."""
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def window_log_odds(module: torch.nn.Module, windows: np.ndarray, column: int) -> np.ndarray:
+    """The positive label's log-odds: the network's own logits when it exports them (a
+    sigmoid in float32 reads 1.0 for a loud call, and then nothing seems to matter)."""
+    batch = torch.from_numpy(np.ascontiguousarray(windows, np.float32))
+    if hasattr(module, "logits"):
+        logits = cast(Callable[[torch.Tensor], torch.Tensor], module.logits)
+        return logits(batch)[:, column].double().numpy()
+    return log_odds(module(batch)[:, column].double().numpy())
+
+
+def occlusion_saliency(loaded: LoadedModel, audio: np.ndarray, source: str) -> Saliency:
+    """Remove each OCCLUSION_SECONDS x OCCLUSION_HZ tile of the window's STFT in turn (the
+    rest resynthesised unchanged) and record how much the positive score's log-odds fall."""
+    from scipy import signal
+
+    meta = loaded.metadata
+    rate = meta.sample_rate_hz
+    audio = np.asarray(audio, np.float32)[:meta.window_samples]
+    n_fft = 1 << round(math.log2(STFT_SECONDS * rate))
+    overlap = n_fft - n_fft // STFT_OVERLAP
+    freqs, times, spectrum = signal.stft(audio, rate, nperseg=n_fft, noverlap=overlap)
+    n_time = max(1, round(meta.window_seconds / OCCLUSION_SECONDS))
+    n_freq = max(1, round(min(SALIENCY_TOP_HZ, rate / 2) / OCCLUSION_HZ))
+    batch = []
+    for fi in range(n_freq):
+        in_band = (freqs >= fi * OCCLUSION_HZ) & (freqs < (fi + 1) * OCCLUSION_HZ)
+        for ti in range(n_time):
+            in_time = ((times >= ti * OCCLUSION_SECONDS)
+                       & (times < (ti + 1) * OCCLUSION_SECONDS))
+            removed = spectrum.copy()
+            removed[np.ix_(in_band, in_time)] = 0
+            _, wave = signal.istft(removed, rate, nperseg=n_fft, noverlap=overlap)
+            batch.append(np.pad(wave, (0, max(0, len(audio) - len(wave))))[:len(audio)])
+    labels = list(meta.labels)
+    column = labels.index("upcall") if "upcall" in labels else 0
+    with torch.inference_mode():
+        score = float(loaded.module(torch.from_numpy(audio[None]))[0, column])
+        whole = window_log_odds(loaded.module, audio[None], column)
+        removed = window_log_odds(loaded.module, np.asarray(batch, np.float32), column)
+    drop = (whole - removed).reshape(n_freq, n_time)
+    return Saliency(source, rate, audio, score, drop, meta.window_seconds / n_time,
+                    OCCLUSION_HZ)
+
+
+def plot_saliency(saliency: Saliency, path: Path) -> None:
+    """The window's spectrogram (0-500 Hz), and beside it the same with the score each tile
+    carries overlaid: red where removing it lowers the score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import signal
+
+    rate = saliency.rate_hz
+    n_fft = 1 << round(math.log2(STFT_SECONDS * rate))
+    freqs, times, power = signal.spectrogram(saliency.audio, rate, nperseg=n_fft,
+                                             noverlap=n_fft - n_fft // STFT_OVERLAP)
+    top = min(SALIENCY_TOP_HZ, rate / 2)
+    keep = freqs <= top
+    db = 10 * np.log10(power[keep] + 1e-20)
+    floor = float(np.median(db))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for ax in axes:
+        ax.pcolormesh(times, freqs[keep], db, cmap="Greys", vmin=floor,
+                      vmax=max(floor + 30, float(np.percentile(db, 99.5))), shading="auto")
+        ax.set_xlabel("time in window (s)", fontsize=11)
+        ax.set_xlim(0, len(saliency.audio) / rate)
+        ax.axhspan(50, 250, color="tab:blue", alpha=0.06)
+    axes[0].set_ylabel("frequency (Hz)", fontsize=11)
+    axes[0].set_title("spectrogram (shaded: the 50-250 Hz upcall band)", fontsize=11)
+    limit = max(float(np.abs(saliency.drop).max()), 1e-6)
+    extent = (0.0, saliency.tile_seconds * saliency.drop.shape[1], 0.0,
+              saliency.tile_hz * saliency.drop.shape[0])
+    image = axes[1].imshow(saliency.drop, origin="lower", extent=extent, aspect="auto",
+                           cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6,
+                           zorder=3)
+    axes[1].set_title(f"what the score rests on: each {saliency.tile_seconds:g} s x "
+                      f"{saliency.tile_hz:g} Hz tile removed in turn", fontsize=11)
+    axes[1].set_ylim(0, top)
+    bar = fig.colorbar(image, ax=axes[1])
+    bar.set_label("log-odds of the score lost (red: relied on)", fontsize=10)
+    fig.suptitle(f"{saliency.source}: upcall score {saliency.score:.3f}", fontsize=12)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def saliency_summary(saliency: Saliency, path: Path) -> dict[str, Any]:
+    """Where the score rests most: the tile whose removal costs the most log-odds."""
+    fi, ti = np.unravel_index(int(np.argmax(saliency.drop)), saliency.drop.shape)
+    return {"png": str(path), "source": saliency.source, "score": round(saliency.score, 4),
+            "top_tile_seconds": [round(ti * saliency.tile_seconds, 3),
+                                 round((ti + 1) * saliency.tile_seconds, 3)],
+            "top_tile_hz": [fi * saliency.tile_hz, (fi + 1) * saliency.tile_hz],
+            "top_tile_log_odds": round(float(saliency.drop[fi, ti]), 3)}

@@ -5,6 +5,7 @@ annotations, registered by :mod:`detector.cli`. Bad input is one error line and 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shlex
 import sys
@@ -472,9 +473,18 @@ def inspect(
     model: Annotated[Path, typer.Argument(help="Model archive to describe.")],
     filters: Annotated[Path | None, typer.Option(
         help="Write a PNG of the first convolution layer's learned filters here.")] = None,
+    saliency: Annotated[Path | None, typer.Option(
+        help="Write a PNG of what the upcall score rests on: one window's spectrogram and, "
+             "beside it, the score lost when each 0.125 s x 25 Hz tile is removed.")] = None,
+    audio: Annotated[Path | None, typer.Option(
+        help="With --saliency: a recording holding a call (channel 1). (default: a "
+             "synthetic upcall at 0 dB SNR in ocean noise)")] = None,
+    at: Annotated[float, typer.Option(
+        help="With --audio: start of the window in the recording, seconds.")] = 0.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Metadata, parameter count, FLOPs per window and the first layer's filters."""
+    """Metadata, parameter count, FLOPs per window, the first layer's filters, and what the
+    score rests on over a call (--saliency)."""
     from detector import inspection
     from detector.model import ModelError, load_model
 
@@ -483,7 +493,42 @@ def inspect(
     except ModelError as error:
         fail(str(error))
     summary = inspection.summarise(loaded)
+    if saliency is not None:
+        window, source = saliency_window(loaded, audio, at)
+        result = inspection.occlusion_saliency(loaded, window, source)
+        inspection.plot_saliency(result, saliency)
+        summary["saliency"] = inspection.saliency_summary(result, saliency)
     if filters is not None:
         inspection.plot_first_filters(loaded.module, filters)
         summary["filters_png"] = str(filters)
     typer.echo(json.dumps(summary, indent=2) if json_output else inspection.format_summary(summary))
+
+
+def saliency_window(loaded: Any, audio: Path | None, at: float) -> tuple[np.ndarray, str]:
+    """The window ``inspect --saliency`` explains: from ``audio`` at ``at`` s, else synthetic."""
+    from detector import inspection
+
+    if audio is None:
+        return (inspection.synthetic_window(loaded),
+                f"synthetic upcall, {inspection.SYNTHETIC_SNR_DB:g} dB SNR")
+    import soundfile
+    from scipy.signal import resample_poly
+
+    meta = loaded.metadata
+    try:
+        info = soundfile.info(str(audio))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        fail(f"--audio {audio}: unreadable ({str(error).strip().splitlines()[0]})")
+    seconds = info.frames / info.samplerate
+    if not 0 <= at <= seconds - meta.window_seconds:
+        fail(f"--at {at:g}: the {meta.window_seconds:g} s window must start between 0 and "
+             f"{max(0.0, seconds - meta.window_seconds):g} s in {audio} ({seconds:g} s long)")
+    first = round(at * info.samplerate)
+    data, rate = soundfile.read(str(audio), dtype="float32", always_2d=True, start=first,
+                                stop=first + math.ceil(meta.window_seconds * info.samplerate))
+    window = data[:, 0]
+    if rate != meta.sample_rate_hz:
+        divisor = math.gcd(int(rate), meta.sample_rate_hz)
+        window = resample_poly(window, meta.sample_rate_hz // divisor, int(rate) // divisor)
+    window = np.pad(window, (0, max(0, meta.window_samples - len(window))))
+    return window[:meta.window_samples].astype(np.float32), f"{audio.name} at {at:g} s"

@@ -161,3 +161,60 @@ def test_dask_local_prints_whaled_lines_only(tmp_path: Path) -> None:
     assert "distributed" not in run.stderr, run.stderr
     assert lines[0].startswith("INFO whaled.detect detect model=")
     assert any(line.startswith("detect: 1 recordings") for line in lines), run.stderr
+
+
+def test_inspect_saliency_rests_on_the_synthetic_call(tmp_path: Path) -> None:
+    """The shipped model's score over a synthetic 90 -> 180 Hz upcall (0.5-1.5 s of the
+    window) rests on tiles of the call, not on the noise around it."""
+    import json
+
+    import matplotlib.image
+
+    from detector import inspection
+    from detector.model import load_model
+
+    loaded = load_model(SHIPPED_MODEL)
+    result = inspection.occlusion_saliency(loaded, inspection.synthetic_window(loaded), "x")
+    assert result.drop.shape == (20, 16)  # 0-500 Hz in 25 Hz, 2 s in 0.125 s tiles
+    assert result.score > loaded.metadata.thresholds.on
+    fi, ti = np.unravel_index(int(np.argmax(result.drop)), result.drop.shape)
+    assert 75 <= fi * 25 < 200 and 0.5 <= ti * 0.125 < 1.5
+    call = result.drop[3:8, 4:12]  # 75-200 Hz, 0.5-1.5 s
+    assert call.max() > 1.0 > np.abs(np.delete(result.drop, np.s_[3:8], axis=0)).max()
+    png = tmp_path / "saliency.png"
+    run = whaled("inspect", str(SHIPPED_MODEL), "--saliency", str(png), "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)["saliency"]
+    assert doc["source"] == "synthetic upcall, 0 dB SNR" and doc["png"] == str(png)
+    assert doc["top_tile_hz"] == [fi * 25.0, (fi + 1) * 25.0]
+    assert matplotlib.image.imread(png).shape[:2] == (440, 1100)  # 11 x 4.4 in at 100 dpi
+
+
+def test_inspect_saliency_window_outside_the_recording_is_one_line(tmp_path: Path) -> None:
+    wav = tmp_path / "short.wav"
+    soundfile.write(wav, np.zeros(8000 * 3, np.float32), 8000)
+    line = one_error_line(whaled("inspect", str(SHIPPED_MODEL), "--saliency",
+                                 str(tmp_path / "s.png"), "--audio", str(wav), "--at", "2"), 2)
+    assert line == (f"whaled: error: --at 2: the 2 s window must start between 0 and 1 s in "
+                    f"{wav} (3 s long)")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_inspect_saliency_over_a_real_call() -> None:
+    """PAMGuard's right whale example: an upcall 0.1-0.7 s into the window at 0.5 s, its
+    fundamental near 100-150 Hz; the score rests there."""
+    from conftest import SHARED_DATA
+
+    from detector import inspection
+    from detector.model import load_model
+    from detector.model_commands import saliency_window
+
+    wav = SHARED_DATA / "pamguard" / "right_whale_example.wav"
+    if not wav.exists():
+        pytest.skip(f"real recording not found: {wav} is absent (../shared/data)")
+    loaded = load_model(SHIPPED_MODEL)
+    window, source = saliency_window(loaded, wav, 0.5)
+    assert source == "right_whale_example.wav at 0.5 s" and len(window) == 4000
+    result = inspection.occlusion_saliency(loaded, window, source)
+    fi, ti = np.unravel_index(int(np.argmax(result.drop)), result.drop.shape)
+    assert 75 <= fi * 25 < 175 and ti * 0.125 < 0.75
