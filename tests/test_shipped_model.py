@@ -93,8 +93,8 @@ def test_listen_with_the_shipped_model_detects_as_evaluate_does_at_the_right_utc
     minutes of the real 2009-03-29 recording replayed through `listen --device file:`. It
     must find, at the expert's UTC times, every call `whaled evaluate` finds there (the model
     trained on this day, so this checks the daemon's path, not generalisation). At --speed 0
-    the model sees full batches; paced (60 x real time, 5 s) it scores the small live batches a sound
-    card gives, through the shared-span scoring."""
+    the model sees full batches; paced (60 x real time, 5 s) it scores the small live batches
+    a sound card gives, through the shared-span scoring."""
     import hashlib
     import re
     import subprocess
