@@ -158,10 +158,17 @@ def file_replay(out: Path) -> list[dict[str, object]]:
     return records(out, "detection")
 
 
+EDGE_HOPS = 3  # AAC is lossy: at the shipped on-threshold (0.99, where the score saturates)
+# codec noise can tip a window at an edge, so a start or end may move by a few hops
+
+
 def same_times(a: dict[str, object], b: dict[str, object]) -> bool:
-    """The same detection: start, end and peak within one hop (AAC is lossy)."""
-    return all(abs((utc(a[k]) - utc(b[k])).total_seconds()) <= HOP_SECONDS + 1e-6
-               for k in ("start_utc", "end_utc", "peak_utc"))
+    """The same detection: peak within one hop, start and end within EDGE_HOPS hops."""
+    def apart(key: str) -> float:
+        return abs((utc(a[key]) - utc(b[key])).total_seconds())
+
+    return (apart("peak_utc") <= HOP_SECONDS + 1e-6
+            and all(apart(k) <= EDGE_HOPS * HOP_SECONDS + 1e-6 for k in ("start_utc", "end_utc")))
 
 
 def test_hls_reports_the_annotated_calls_at_their_utc_times(
@@ -200,7 +207,7 @@ def test_hls_without_date_times_counts_samples_from_the_clock(
     assert len(hls) == len(replayed) >= 1
     for a, b in zip(hls, replayed, strict=True):  # the same offsets from the stream's start
         assert abs(float(str(a["start_seconds"])) - float(str(b["start_seconds"]))) \
-            <= HOP_SECONDS + 1e-6
+            <= EDGE_HOPS * HOP_SECONDS + 1e-6
 
 
 def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
