@@ -212,7 +212,9 @@ def test_hls_without_date_times_counts_samples_from_the_clock(
 
 def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
         tmp_path: Path, hls_folder: Path, running: list[ThreadingHTTPServer]) -> None:
-    stream = Stream(hls_folder, speed=5.0, window=3)
+    # six segments (24 s of stream, 4.8 s of wall time) in the playlist: enough for a start-up
+    # on a loaded machine to miss none, far fewer than the outage's ten
+    stream = Stream(hls_folder, speed=5.0, window=6)
     server = serve(stream)
     port = server.server_address[1]
     config = tmp_path / "whaled.toml"  # retry each second, so the gap is the outage's
@@ -223,7 +225,7 @@ def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
     try:
         time.sleep(12.0)  # stream time 60 s
         stop(server)
-        time.sleep(8.0)  # 40 s of stream time pass: ten segments, the playlist keeps three
+        time.sleep(8.0)  # 40 s of stream time pass: ten segments, the playlist keeps six
         running.append(serve(stream, port))
         _, err = proc.communicate(timeout=120)
     finally:
