@@ -111,13 +111,17 @@ class FrameSpectrogram(nn.Module):
         self.log_floor = LOG_FLOOR
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames)
+    def log_power(self, audio: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, n_bins, frames): log10 power of the kept bins."""
         spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples,
                           window=self.window,  # type: ignore[arg-type]
                           center=False, return_complex=True)
         power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
-        log_power = torch.log10(power + self.log_floor)
+        return torch.log10(power + self.log_floor)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames)
+        log_power = self.log_power(audio)
         return (log_power - log_power.mean(dim=1, keepdim=True)).unsqueeze(1)
 
 
@@ -171,7 +175,7 @@ FLOOR_SMOOTH_FRAMES = 5  # 62.5 ms: log power averaged over this many frames fir
 FLOOR_SPAN_FRAMES = 49  # 0.6 s: the floor is the minimum of the smoothed power over this span
 
 
-class FloorSpectrogram(nn.Module):
+class FloorSpectrogram(FrameSpectrogram):
     """Log power minus each frequency's local noise floor (minimum statistics).
 
     The floor of a frequency bin is the minimum, over ``floor_span`` frames centred on the
@@ -189,24 +193,14 @@ class FloorSpectrogram(nn.Module):
                  low_bin: int = LOW_BIN, n_bins: int = N_BINS,
                  smooth_frames: int = FLOOR_SMOOTH_FRAMES,
                  floor_span_frames: int = FLOOR_SPAN_FRAMES) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        self.hop_samples = hop_samples
-        self.low_bin = low_bin
-        self.n_bins = n_bins
+        super().__init__(n_fft, hop_samples, low_bin, n_bins)
         self.smooth_frames = smooth_frames
         self.floor_span_frames = floor_span_frames
         self.shrink_frames = smooth_frames - 1 + floor_span_frames - 1
-        self.log_floor = LOG_FLOOR
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         # audio: (batch, samples) float32 -> (batch, 1, n_bins, frames - shrink_frames)
-        spec = torch.stft(audio, self.n_fft, hop_length=self.hop_samples,
-                          window=self.window,  # type: ignore[arg-type]
-                          center=False, return_complex=True)
-        power = spec[:, self.low_bin:self.low_bin + self.n_bins].abs().square()
-        log_power = torch.log10(power + self.log_floor)
+        log_power = self.log_power(audio)
         smoothed = nn.functional.avg_pool1d(log_power, self.smooth_frames, 1)
         floor = -nn.functional.max_pool1d(-smoothed, self.floor_span_frames, 1)
         first = self.shrink_frames // 2

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from detector import augment, synthetic
+from detector.augment import band_rms
 from detector.datasets import Dataset, Example, Recording
 from detector.durable import publish
 from detector.evaluation import (
@@ -39,7 +40,6 @@ from detector.evaluation import (
 from detector.model import ModelMetadata, Thresholds, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
 
-CALL_BAND_HZ = (50.0, 250.0)  # where synthetic-call SNR is measured
 OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)
 SCORE_BATCH_WINDOWS = 128
 
@@ -125,27 +125,12 @@ def make_optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer
 
 def random_crop(example: Example, rng: np.random.Generator) -> np.ndarray:
     """One window; a known call is kept inside it (centred when longer than a window)."""
-    n = len(example.audio)
-    lo, hi = 0, n - WINDOW_SAMPLES
-    if example.call_samples is not None:
-        start, end = example.call_samples
-        lo, hi = max(0, end - WINDOW_SAMPLES), min(hi, start)
-        if lo > hi:
-            lo = hi = min(max(0, (start + end - WINDOW_SAMPLES) // 2), n - WINDOW_SAMPLES)
-    offset = int(rng.integers(lo, hi + 1))
-    return example.audio[offset:offset + WINDOW_SAMPLES]
+    return augment.crop(example.audio, WINDOW_SAMPLES, example.call_samples, rng)
 
 
 def centre_crop(example: Example) -> np.ndarray:
     offset = (len(example.audio) - WINDOW_SAMPLES) // 2
     return example.audio[offset:offset + WINDOW_SAMPLES]
-
-
-def band_rms(window: np.ndarray, band_hz: tuple[float, float] = CALL_BAND_HZ) -> float:
-    spectrum = np.fft.rfft(window - window.mean())
-    freqs = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE_HZ)
-    power = np.abs(spectrum[(freqs >= band_hz[0]) & (freqs <= band_hz[1])]) ** 2
-    return float(np.sqrt(2 * power.sum()) / len(window))
 
 
 def with_synthetic_call(noise: np.ndarray, rng: np.random.Generator,
