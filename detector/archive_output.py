@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from detector.errors import WhaledError
 from detector.events import Detection
 from detector.saved_scores import SavedScores
 from detector.sinks import (
@@ -48,7 +49,7 @@ LOCK_NAME = ".whaled-detect.lock"
 UTC_KEYS = ("start_utc", "end_utc", "peak_utc")  # left empty when a recording's start is unknown
 
 
-class DetectError(Exception):
+class DetectError(WhaledError):
     """A reason to start nothing; one line for the operator."""
 
 

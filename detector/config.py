@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from detector.errors import WhaledError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKOUT_MODEL = PACKAGE_DIR.parent / "models" / "upcall.pt"  # a checkout, an editable install
 INSTALLED_MODEL = PACKAGE_DIR / "models" / "upcall.pt"  # an installed wheel (setup.py puts it)
@@ -23,7 +25,7 @@ def default_model() -> Path:
     return INSTALLED_MODEL
 
 
-class ConfigError(Exception):
+class ConfigError(WhaledError):
     """A configuration problem; the message names the key (and the flag, when one set it)."""
 
     def __init__(self, message: str, key: str = "", detail: str = "") -> None:

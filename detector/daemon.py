@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from detector import __version__, signals
 from detector.blocks import StreamInfo
 from detector.config import ConfigError, Settings
+from detector.errors import WhaledError
 from detector.evidence import EvidenceRecorder
 from detector.health import DeviceCounters, Reconnector
 from detector.metrics import Metrics, serve
@@ -53,7 +54,7 @@ RELOADED_KEYS = ("model", "on_threshold", "off_threshold", "min_duration_seconds
                  "merge_gap_seconds", "max_duration_seconds")  # what SIGHUP may change
 
 
-class StartupError(Exception):
+class StartupError(WhaledError):
     """Anything that stops the daemon before capture starts; one line for the operator."""
 
 

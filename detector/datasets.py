@@ -31,6 +31,7 @@ import numpy as np
 import soundfile
 from scipy import signal
 
+from detector.errors import WhaledError
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".aifc", ".ogg", ".mp3")
@@ -41,7 +42,7 @@ GUARD_SECONDS = 1.0  # unannotated time this close to a call is not used as a ne
 SKIPPED_NAMES_SHOWN = 5
 
 
-class DatasetError(Exception):
+class DatasetError(WhaledError):
     """Data that cannot be used; the message is one line for the operator."""
 
 
@@ -94,7 +95,7 @@ class Dataset:
         }
 
 
-class AudioError(Exception):
+class AudioError(WhaledError):
     pass
 
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from detector.errors import WhaledError
+
 UPCALL = "upcall"
 NOT_UPCALL = "not-upcall"
 UNSURE = "unsure"
@@ -41,7 +43,7 @@ KEY_DECIMALS = 3  # (channel, begin, end) compared to the millisecond when super
 Interval = tuple[float, float]
 
 
-class LabelsError(Exception):
+class LabelsError(WhaledError):
     """A reviewed-labels table that cannot be read; the message is one line."""
 
 

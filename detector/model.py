@@ -20,13 +20,14 @@ from typing import Any
 import torch
 
 from detector.durable import publish
+from detector.errors import WhaledError
 
 FORMAT_VERSION = 1
 METADATA_NAME = "whaled.json"
 HASH_HEX_CHARS = 12  # enough to tell models apart in logs and metrics
 
 
-class ModelError(Exception):
+class ModelError(WhaledError):
     """A model file that cannot be used; the message is one line for the operator."""
 
 

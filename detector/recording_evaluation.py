@@ -26,6 +26,7 @@ import numpy as np
 
 from detector import evaluation
 from detector.config import Settings
+from detector.errors import WhaledError
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
 from detector.events import Detection
 from detector.labels import Annotations
@@ -37,7 +38,7 @@ EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
 EVALUATE_BLOCK_SECONDS = 8.0  # audio per pipeline block, as ``whaled detect`` reads
 
 
-class EvaluationError(Exception):
+class EvaluationError(WhaledError):
     """A recording or table that cannot be evaluated; the message is one line."""
 
 

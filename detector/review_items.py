@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from detector.errors import WhaledError
 from detector.labels import SUFFIX, ReviewedLabel, read_reviewed
 from detector.sinks import JSONL_NAME, UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 from detector.sources import AUDIO_SUFFIXES
@@ -32,7 +33,7 @@ EVIDENCE_DIR = "evidence"
 MILLISECONDS_PER_SECOND = 1000  # verdicts match detections to the millisecond
 
 
-class ReviewInputError(Exception):
+class ReviewInputError(WhaledError):
     """The folder cannot be reviewed: missing, or without detections."""
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from detector.errors import WhaledError
 from detector.events import Detection, EventTracker, TrackerSettings
 from detector.model import Thresholds
 from detector.sinks import GapRecord, Record
@@ -43,7 +44,7 @@ SCORES_SUFFIX = ".scores.npz"
 FORMAT_VERSION = 1
 
 
-class ScoresError(Exception):
+class ScoresError(WhaledError):
     """A scores file that cannot be used; one line for the operator."""
 
 

@@ -20,6 +20,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo, utc_now
+from detector.errors import WhaledError
 from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 from detector.stamps import UNKNOWN_ORIGIN, recording_origin
 from detector.synthetic import NOISE_LEVEL_DBFS, SyntheticHydrophone
@@ -34,7 +35,7 @@ MIN_RATE_HZ = int(2 * UPCALL_HIGH_HZ)  # Nyquist: slower audio cannot hold an up
 RIFF_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes a recorder writes before it finalises a file
 
 
-class SourceError(Exception):
+class SourceError(WhaledError):
     """A source that cannot start; the message is one line for the operator."""
 
 

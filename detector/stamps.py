@@ -22,6 +22,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detector.errors import WhaledError
+
 ZONE = r"(?:Z|[+-]\d{2}:?\d{2})"
 NAME_STAMPS: tuple[tuple[re.Pattern[str], str], ...] = (
     # ISO 8601: date and time joined by T, optional fraction and zone
@@ -37,7 +39,7 @@ PATTERN_DIRECTIVES = {"Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}"
                       "f": r"\d{1,6}", "z": ZONE, "%": "%"}
 
 
-class StampError(ValueError):
+class StampError(WhaledError, ValueError):
     """An origin or timestamp pattern that cannot be used; the message is one line."""
 
 

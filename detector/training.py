@@ -29,6 +29,7 @@ from detector import augment, synthetic
 from detector.augment import band_rms
 from detector.datasets import Dataset, Example, Recording
 from detector.durable import publish
+from detector.errors import WhaledError
 from detector.evaluation import (
     EventReport,
     RecordingScores,
@@ -470,7 +471,7 @@ def save_checkpoint(state: Checkpoint, path: Path) -> None:
     publish(tmp, path)  # synced: a power cut leaves the old checkpoint or the whole new one
 
 
-class CheckpointError(Exception):
+class CheckpointError(WhaledError):
     """A checkpoint that cannot continue this run; the message is one line."""
 
 
