@@ -58,7 +58,8 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path], option
                           progress: bool, command: str) -> None:
     from detector import crossval, datasets, training
     from detector.config import Settings
-    from detector.model import ModelError, Thresholds, pick_torch_device
+    from detector.events import Thresholds
+    from detector.model import ModelError, pick_torch_device
 
     try:
         pick_torch_device(config.device)

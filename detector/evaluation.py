@@ -435,8 +435,7 @@ def event_curve(rec: RecordingScores, thresholds: Sequence[float] | np.ndarray,
                 min_duration_seconds: float = 0.0) -> list[EventReport]:
     """Events from the same tracker ``listen`` uses, at each on-threshold, over the span,
     matched one-to-one."""
-    from detector.events import TrackerSettings
-    from detector.model import Thresholds
+    from detector.events import Thresholds, TrackerSettings
 
     reports = []
     centres = rec.starts_seconds + rec.window_seconds / 2

@@ -16,7 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from detector.model import Thresholds
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Event-tracker thresholds on the model's probability (hysteresis: on >= off)."""
+
+    on: float = 0.5
+    off: float = 0.35
 
 
 @dataclass(frozen=True)

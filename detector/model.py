@@ -21,6 +21,7 @@ import torch
 
 from detector.durable import publish
 from detector.errors import WhaledError
+from detector.events import Thresholds
 
 FORMAT_VERSION = 1
 METADATA_NAME = "whaled.json"
@@ -32,19 +33,11 @@ class ModelError(WhaledError):
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Event-tracker thresholds on the model's probability (hysteresis: on >= off)."""
-
-    on: float = 0.5
-    off: float = 0.35
-
-
-@dataclass(frozen=True)
 class ModelMetadata:
     sample_rate_hz: int
     window_samples: int
     labels: tuple[str, ...]
-    thresholds: Thresholds = Thresholds()
+    thresholds: Thresholds = field(default_factory=Thresholds)
     version: str = "0"
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # training data, metrics, command

@@ -201,7 +201,8 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Any,
                      progress: bool, command: str, holdout_after: float | None) -> None:
     """Out-of-fold threshold, then the shipped model trained on everything up to the holdout."""
     from detector import datasets, training
-    from detector.model import ModelError, Thresholds, pick_torch_device
+    from detector.events import Thresholds
+    from detector.model import ModelError, pick_torch_device
 
     try:
         pick_torch_device(config.device)

@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap
 from detector.config import Settings
-from detector.events import Detection, Event, EventTracker, TrackerSettings
+from detector.events import Detection, Event, EventTracker, Thresholds, TrackerSettings
 from detector.health import FlowWatch, RateMeter
 from detector.metrics import Metrics
-from detector.model import LoadedModel, Thresholds
+from detector.model import LoadedModel
 from detector.resample import Resampler
 from detector.scoring import Scorer
 from detector.sinks import AppendFile, ClockRecord, GapRecord, Record, Sink

@@ -28,9 +28,9 @@ from detector import evaluation
 from detector.config import Settings
 from detector.errors import WhaledError
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
-from detector.events import Detection
+from detector.events import Detection, Thresholds
 from detector.labels import Annotations
-from detector.model import LoadedModel, ModelMetadata, Thresholds
+from detector.model import LoadedModel, ModelMetadata
 
 GUARD_SECONDS = 1.0  # unannotated time this close to a call is no negative clip (as training)
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[

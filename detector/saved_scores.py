@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detector.errors import WhaledError
-from detector.events import Detection, EventTracker, TrackerSettings
-from detector.model import Thresholds
+from detector.events import Detection, EventTracker, Thresholds, TrackerSettings
 from detector.sinks import GapRecord, Record
 
 if TYPE_CHECKING:

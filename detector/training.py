@@ -38,7 +38,8 @@ from detector.evaluation import (
     roc_auc,
     threshold_for_false_positive_rate,
 )
-from detector.model import ModelMetadata, Thresholds, pick_torch_device, save_model
+from detector.events import Thresholds
+from detector.model import ModelMetadata, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
 
 OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)

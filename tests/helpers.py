@@ -15,7 +15,8 @@ import soundfile
 import torch
 from torch import nn
 
-from detector.model import ModelMetadata, Thresholds, save_model
+from detector.events import Thresholds
+from detector.model import ModelMetadata, save_model
 from detector.synthetic import upcall
 
 RATE_HZ = 2000

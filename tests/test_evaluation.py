@@ -26,7 +26,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained network in the archive format: the commands only need its contract."""
     import torch
 
-    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.events import Thresholds
+    from detector.model import ModelMetadata, save_model
     from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
 
     torch.manual_seed(0)

@@ -1,7 +1,6 @@
 import pytest
 
-from detector.events import Event, EventTracker, TrackerSettings
-from detector.model import Thresholds
+from detector.events import Event, EventTracker, Thresholds, TrackerSettings
 
 HOP = 0.25
 

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from detector.blocks import Block
 from detector.config import Settings
-from detector.events import Detection
+from detector.events import Detection, Thresholds
 from detector.metrics import Metrics
-from detector.model import ModelMetadata, Thresholds, load_model, save_model
+from detector.model import ModelMetadata, load_model, save_model
 from detector.notify import Watchdog
 from detector.pipeline import Pipeline
 from detector.sinks import JSONL_NAME, JsonlSink, LogSink, Record

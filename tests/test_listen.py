@@ -296,7 +296,8 @@ def test_model_disagreeing_with_config_is_refused(tmp_path: Path,
                                                   subprocess_env: dict[str, str]) -> None:
     from helpers import CentreBandModel
 
-    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.events import Thresholds
+    from detector.model import ModelMetadata, save_model
 
     path = tmp_path / "m8k.pt"
     save_model(CentreBandModel(), ModelMetadata(8000, 4000, ("upcall",), Thresholds()), path)

@@ -10,7 +10,8 @@ import torch
 from helpers import CentreBandModel, centre_band_model
 
 from detector import model as model_module
-from detector.model import HASH_HEX_CHARS, ModelMetadata, Thresholds, load_model, save_model
+from detector.events import Thresholds
+from detector.model import HASH_HEX_CHARS, ModelMetadata, load_model, save_model
 
 
 class Constant(torch.nn.Module):

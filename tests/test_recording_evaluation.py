@@ -47,7 +47,8 @@ def tiny_model(architecture: str, folder: Path) -> LoadedModel:
     """An untrained network in the archive format."""
     import torch
 
-    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.events import Thresholds
+    from detector.model import ModelMetadata, save_model
     from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
 
     torch.manual_seed(3)
@@ -235,7 +236,8 @@ def test_an_in_memory_network_scores_like_its_archive(tmp_path: Path,
                                                        two_days: tuple[Path, Path]) -> None:
     import torch
 
-    from detector.model import ModelMetadata, Thresholds, save_model
+    from detector.events import Thresholds
+    from detector.model import ModelMetadata, save_model
     from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
     from detector.recording_evaluation import loaded_from_network
 

@@ -184,8 +184,7 @@ def test_redo_closes_events_at_a_gap() -> None:
     """Two runs of high scores 0.25 s apart merge, unless a gap lies between them."""
     from datetime import UTC, datetime
 
-    from detector.events import Detection
-    from detector.model import Thresholds
+    from detector.events import Detection, Thresholds
     from detector.saved_scores import SavedScores, redo
     from detector.sinks import GapRecord
 

@@ -19,8 +19,9 @@ from torch import nn
 
 from detector.blocks import Block, StreamInfo, utc_now
 from detector.config import Settings
+from detector.events import Thresholds
 from detector.metrics import Metrics
-from detector.model import ModelMetadata, Thresholds, load_model, save_model
+from detector.model import ModelMetadata, load_model, save_model
 from detector.pipeline import Pipeline
 from detector.selftest import SelfTest
 from detector.sources import FileSource, ListSource

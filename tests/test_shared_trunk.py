@@ -15,8 +15,8 @@ import torch
 
 import detector.scoring as scoring
 from detector.config import Settings
-from detector.events import Detection
-from detector.model import ModelMetadata, Thresholds, load_model, save_model, span_grid_samples
+from detector.events import Detection, Thresholds
+from detector.model import ModelMetadata, load_model, save_model, span_grid_samples
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, FloorNet, SharedTrunkNet
 from detector.pipeline import detect_recording
 
