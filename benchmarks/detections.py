@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import REPO, machine
 
-DATA = REPO.parent / "shared" / "data"
+DATA = (REPO.parent / "shared" / "data").resolve()  # one name from a worktree or a checkout
 ANNOTATED_DAYS = ("dclde2013", "dclde2013-20090328")
 SYNTHETIC_SECONDS = 600.0
 EVENTS_ON_THRESHOLD = 0.95
