@@ -28,10 +28,10 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import parse_qs, urlsplit
 
+from detector.errors import WhaledError
 from detector.labels import VERDICTS, LabelsError, ReviewedLabel, append_reviewed
 from detector.review_items import (
     Item,
-    ReviewInputError,
     load_items,
     read_verdicts,
     reviewed_path,
@@ -90,7 +90,7 @@ class ReviewState:
                     self.items, self._jsonl_stamp = load_items(self.out_dir,
                                                                self.audio_paths), stamp
                 self.verdicts = read_verdicts(self.out_dir, self.items)
-            except (OSError, ReviewInputError, LabelsError) as error:
+            except (OSError, WhaledError) as error:
                 log.warning("detections or verdicts not reread: %s", error)
 
     def item(self, number: int) -> Item:
@@ -263,7 +263,7 @@ def run_review_command(out_dir: Path, audio: Sequence[Path], address: str, port:
     try:
         state = ReviewState(out_dir, audio, reviewer or _user())
         server = ReviewServer((address, port), make_handler(state))
-    except (ReviewInputError, LabelsError) as error:
+    except WhaledError as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot serve on {address}:{port}: {error.strerror or error}")
