@@ -400,7 +400,8 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
 
     import torch
 
-    from detector.daemon import KNOWN_STARTUP_ERRORS, check_model
+    from detector.errors import WhaledError
+    from detector.model import check_model
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -413,7 +414,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
         if problem:
             raise DetectError(f"output directory {out_dir} is not writable: {problem}")
         loaded = check_model(settings)
-    except (*KNOWN_STARTUP_ERRORS, DetectError, ValueError, OSError) as error:
+    except (WhaledError, ValueError, OSError) as error:
         print(f"whaled: error: {error}", file=sys.stderr)
         return 2
     client = None

@@ -119,13 +119,14 @@ def listen(
 
     requests = signals.install()  # first: a signal during the slow start-up is never fatal
     logging.getLogger("whaled").debug("starting pid=%d", os.getpid())
-    from detector.daemon import KNOWN_STARTUP_ERRORS, fail
+    from detector.daemon import fail
     from detector.daemon import listen as run_listen
+    from detector.errors import WhaledError
 
     try:
         summary = run_listen(settings, lambda: config_module.load(config, overrides),  # SIGHUP
                              requests)
-    except KNOWN_STARTUP_ERRORS as error:
+    except WhaledError as error:
         fail(str(error))
     if summary.unwritten:
         missing = ", ".join(f"{n} lines never reached {path}" for path, n in summary.unwritten)
@@ -236,7 +237,7 @@ def presence(
 @app.command()
 def devices() -> None:
     """List PortAudio input devices: index, name, host API, channels, default rate."""
-    from detector.capture import format_devices, list_input_devices
+    from detector.devices import format_devices, list_input_devices
 
     found = list_input_devices()
     if not found:

@@ -33,13 +33,7 @@ from detector.errors import WhaledError
 from detector.evidence import EvidenceRecorder
 from detector.health import DeviceCounters, Reconnector
 from detector.metrics import Metrics, serve
-from detector.model import (
-    LoadedModel,
-    ModelError,
-    load_model,
-    pick_torch_device,
-    span_grid_samples,
-)
+from detector.model import LoadedModel, ModelError, check_model
 from detector.notify import Watchdog
 from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
 from detector.selftest import SelfTest
@@ -56,39 +50,6 @@ RELOADED_KEYS = ("model", "on_threshold", "off_threshold", "min_duration_seconds
 
 class StartupError(WhaledError):
     """Anything that stops the daemon before capture starts; one line for the operator."""
-
-
-def check_model(settings: Settings) -> LoadedModel:
-    device = pick_torch_device(settings.torch_device)
-    loaded = load_model(settings.model_path, device)
-    meta = loaded.metadata
-    if meta.sample_rate_hz != settings.model_rate_hz:
-        raise ModelError(f"{loaded.path}: model rate {meta.sample_rate_hz} Hz disagrees with "
-                         f"config model_rate_hz = {settings.model_rate_hz}")
-    if abs(meta.window_seconds - settings.window_seconds) > 1e-9:
-        raise ModelError(f"{loaded.path}: model window {meta.window_seconds} s disagrees with "
-                         f"config window_seconds = {settings.window_seconds}")
-    warn_off_grid_hop(loaded, settings.hop_seconds)
-    return loaded
-
-
-def off_grid_hop_warning(loaded: LoadedModel, hop_seconds: float) -> str | None:
-    """The warning for a hop off the model's span grid (every window scored alone), or None."""
-    grid = span_grid_samples(loaded)
-    rate = loaded.metadata.sample_rate_hz
-    hop = round(hop_seconds * rate)
-    if grid <= 0 or hop >= loaded.metadata.window_samples or hop % grid == 0:
-        return None
-    nearest = max(grid, round(hop / grid) * grid) / rate
-    return (f"hop {hop_seconds:g} s is not a multiple of the model's {grid / rate:g} s span "
-            f"grid: each window is scored alone instead of sharing work with its neighbours, "
-            f"several times slower; --hop {nearest:g} keeps the fast path")
-
-
-def warn_off_grid_hop(loaded: LoadedModel, hop_seconds: float) -> None:
-    warning = off_grid_hop_warning(loaded, hop_seconds)
-    if warning:
-        log.warning("%s", warning)
 
 
 def open_source(settings: Settings) -> Source:
@@ -346,5 +307,3 @@ def fail(message: str, status: int = 2) -> None:
     print(f"whaled: error: {message}", file=sys.stderr)
     raise SystemExit(status)
 
-
-KNOWN_STARTUP_ERRORS = (ConfigError, ModelError, SourceError, StartupError)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any
 
 import torch
 
+from detector.config import Settings
 from detector.durable import publish
 from detector.errors import WhaledError
 from detector.events import Thresholds
 
 FORMAT_VERSION = 1
 METADATA_NAME = "whaled.json"
+log = logging.getLogger("whaled")
 HASH_HEX_CHARS = 12  # enough to tell models apart in logs and metrics
 
 
@@ -191,3 +194,36 @@ def pick_torch_device(requested: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"torch device {requested!r} asked for, but CUDA is not available")
     return device
+
+
+def check_model(settings: Settings) -> LoadedModel:
+    device = pick_torch_device(settings.torch_device)
+    loaded = load_model(settings.model_path, device)
+    meta = loaded.metadata
+    if meta.sample_rate_hz != settings.model_rate_hz:
+        raise ModelError(f"{loaded.path}: model rate {meta.sample_rate_hz} Hz disagrees with "
+                         f"config model_rate_hz = {settings.model_rate_hz}")
+    if abs(meta.window_seconds - settings.window_seconds) > 1e-9:
+        raise ModelError(f"{loaded.path}: model window {meta.window_seconds} s disagrees with "
+                         f"config window_seconds = {settings.window_seconds}")
+    warn_off_grid_hop(loaded, settings.hop_seconds)
+    return loaded
+
+
+def off_grid_hop_warning(loaded: LoadedModel, hop_seconds: float) -> str | None:
+    """The warning for a hop off the model's span grid (every window scored alone), or None."""
+    grid = span_grid_samples(loaded)
+    rate = loaded.metadata.sample_rate_hz
+    hop = round(hop_seconds * rate)
+    if grid <= 0 or hop >= loaded.metadata.window_samples or hop % grid == 0:
+        return None
+    nearest = max(grid, round(hop / grid) * grid) / rate
+    return (f"hop {hop_seconds:g} s is not a multiple of the model's {grid / rate:g} s span "
+            f"grid: each window is scored alone instead of sharing work with its neighbours, "
+            f"several times slower; --hop {nearest:g} keeps the fast path")
+
+
+def warn_off_grid_hop(loaded: LoadedModel, hop_seconds: float) -> None:
+    warning = off_grid_hop_warning(loaded, hop_seconds)
+    if warning:
+        log.warning("%s", warning)

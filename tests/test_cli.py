@@ -108,10 +108,10 @@ def test_devices_with_no_input_device_says_so_and_exits_1(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from detector import capture
+    from detector import devices
     from detector.cli import app
 
-    monkeypatch.setattr(capture, "list_input_devices", lambda: [])
+    monkeypatch.setattr(devices, "list_input_devices", lambda: [])
     result = CliRunner().invoke(app, ["devices"])
     assert result.exit_code == 1
     assert result.output.strip() == ("whaled: error: no input devices found (PortAudio lists "
@@ -119,8 +119,7 @@ def test_devices_with_no_input_device_says_so_and_exits_1(
 
 
 def test_off_grid_hop_warns_that_it_is_slower(tmp_path: Path) -> None:
-    from detector.daemon import off_grid_hop_warning
-    from detector.model import load_model, span_grid_samples
+    from detector.model import load_model, off_grid_hop_warning, span_grid_samples
 
     loaded = load_model(SHIPPED_MODEL)
     assert span_grid_samples(loaded) == 100  # 0.05 s at 2 kHz
