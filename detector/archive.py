@@ -48,7 +48,7 @@ from detector.pipeline import Pipeline, RunSummary
 from detector.presence import Totals, totals_lines, write_season
 from detector.progress import Progress
 from detector.saved_scores import ScoreRecorder, scores_name, write_scores
-from detector.sinks import Record, unwritable
+from detector.sinks import Record, Sink, unwritable
 from detector.sources import AUDIO_SUFFIXES, FileSource, SourceError
 from detector.stamps import parse_origin
 
@@ -153,15 +153,15 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         result.error = text.removeprefix(f"{path}: ")
         return result
+    collect = CollectSink()
+    recorder = ScoreRecorder() if save_scores else None
+    sinks: list[Sink] = [collect, *([recorder] if recorder else [])]
     try:
         info, expected = source.info, source.frames
         result.source, result.origin_utc = info.name, info.origin_utc
         result.origin_from, result.channels = info.origin_from, info.channels
         metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
-        collect = CollectSink()
-        recorder = ScoreRecorder() if save_scores else None
-        pipeline = Pipeline(source, loaded, settings, [collect, *([recorder] if recorder
-                                                                   else [])], metrics)
+        pipeline = Pipeline(source, loaded, settings, sinks, metrics)
         if recorder is not None:
             pipeline.score_taps.append(recorder.tap)
         if on_progress is not None:
@@ -177,6 +177,8 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
     except (RuntimeError, OSError, ValueError) as error:
         result.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
     finally:
+        for sink in sinks:
+            sink.close()
         source.close()
         result.wall_seconds = time.perf_counter() - started
     return result
@@ -209,6 +211,9 @@ class CollectSink:
 
     def write(self, record: Record) -> None:
         self.records.append(record)
+
+    def close(self) -> None:
+        """Nothing to release: the records stay for the caller."""
 
 
 Executor = Callable[[list[Recording]], Iterator[RecordingResult]]

@@ -25,20 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from detector.durable import publish
 from detector.errors import WhaledError
 from detector.events import Detection
 from detector.saved_scores import SavedScores
 from detector.sinks import (
     JSONL_NAME,
-    RAVEN_COLUMNS,
     AppendFile,
     GapRecord,
-    RavenSink,
     Record,
     detection_fields,
     gap_fields,
+    raven_table,
     record_fields,
-    tsv_line,
     utc_text,
 )
 
@@ -197,20 +196,12 @@ class ArchiveOutput:
 
     def _write_raven(self, result: RecordingResult) -> str:
         """The whole table staged in ``.partial`` then renamed: never half a table."""
-        assert result.origin_utc is not None
         name = table_name(result.key or Path(result.path).name)
         staged, final = self.out_dir / PARTIAL_DIR / name, self.out_dir / name
         staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.unlink(missing_ok=True)  # a leftover of an interrupted run
-        sink = RavenSink(staged.parent, result.source, result.origin_utc, path=staged,
-                         absolute_times=result.origin_from != "none")
-        for record in result.records:
-            sink.write(record)
-        sink.file.close()
-        if not staged.exists():  # no detections: the table still says "analysed"
-            staged.write_text(tsv_line(RAVEN_COLUMNS))
+        staged.write_text(raven_table(result.detections, result.origin_from != "none"))
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
+        publish(staged, final)
         return name
 
     def close(self) -> None:

@@ -230,9 +230,7 @@ def run(settings: Settings, source: Source, loaded: LoadedModel, registry: Colle
                             reload_settings, serving)
     finally:  # on an error path too: no file left open, nothing written half
         for sink in sinks:
-            close = getattr(sink, "close", None)
-            if close is not None:
-                close()
+            sink.close()
 
 
 def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metrics: Metrics,
@@ -274,7 +272,7 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
         raise
     finally:
         if evidence is not None:
-            evidence.flush()  # clips of what was detected, with the audio there is
+            evidence.close()  # clips of what was detected, with the audio there is
         write_run_record(journal, run_record("stop", pipeline, reason), metrics)
     watchdog.stopping(status_line(pipeline))
     for path, lines in pipeline.unwritten():  # the journal keeps what the disk would not

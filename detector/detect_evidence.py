@@ -64,12 +64,15 @@ def save_evidence(result: RecordingResult, out_dir: Path, n: int, settings: Sett
         max_event_seconds=settings.max_duration_seconds, delay_seconds=0.0,
         max_bytes=sys.maxsize, max_age_days=0.0)  # an archive's clips are kept, all of them
     columns = [channel - 1 for channel in result.channels]
-    for d in chosen:
-        first = max(0, round((d.start_seconds - settings.evidence_padding_seconds) * rate))
-        end = round((d.end_seconds + settings.evidence_padding_seconds) * rate)
-        audio = soundfile.read(result.path, frames=end - first, start=first,
-                               dtype="float32", always_2d=True)[0]
-        recorder.push(first, np.ascontiguousarray(audio[:, columns]))
-        recorder.write(d)
-        recorder.flush()  # at the file's end the clip is what there is
+    try:
+        for d in chosen:
+            first = max(0, round((d.start_seconds - settings.evidence_padding_seconds) * rate))
+            end = round((d.end_seconds + settings.evidence_padding_seconds) * rate)
+            audio = soundfile.read(result.path, frames=end - first, start=first,
+                                   dtype="float32", always_2d=True)[0]
+            recorder.push(first, np.ascontiguousarray(audio[:, columns]))
+            recorder.write(d)
+            recorder.flush()  # at the file's end the clip is what there is
+    finally:
+        recorder.close()
     return int(registry.get_sample_value("whaled_evidence_clips_total") or 0)

@@ -96,6 +96,11 @@ class EvidenceRecorder:
         """At shutdown: save what is waiting with the audio there is."""
         self._save_ready(final=True)
 
+    def close(self) -> None:
+        """The end of the stream: every waiting clip saved (or counted lost), audio let go."""
+        self.flush()
+        self._blocks.clear()
+
     def _span(self, d: Detection) -> tuple[int, int]:
         rate = self.info.rate_hz
         return (max(0, round((d.start_seconds - self.padding_seconds) * rate)),

@@ -1,10 +1,11 @@
 """Where detections go: a log line, a JSON Lines file and a Raven selection table.
 
-A sink is one method wide: ``write(record)``. Files are appended with one ``write`` of whole
-lines on an ``O_APPEND`` descriptor, so a crash or ``kill -9`` loses nothing already reported
-and never leaves a partial line. A write that fails (disk full, directory gone) keeps its
-lines pending and retries them with the next record: nothing detected is dropped while the
-process lives. Failures are counted by the caller and logged here.
+A sink writes records, ``write(record)``, and is closed once at the end, in a ``finally``
+(``close()``: files closed, anything held saved). Files are appended with one ``write`` of
+whole lines on an ``O_APPEND`` descriptor, so a crash or ``kill -9`` loses nothing already
+reported and never leaves a partial line. A write that fails (disk full, directory gone)
+keeps its lines pending and retries them with the next record: nothing detected is dropped
+while the process lives. Failures are counted by the caller and logged here.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)
                  "End UTC", "Peak UTC", "Model")
 UPCALL_LOW_HZ = 50.0  # nominal box of a right whale upcall in the Raven table
 UPCALL_HIGH_HZ = 250.0
+RAVEN_VIEW = "Spectrogram 1"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,11 @@ Record = Detection | GapRecord | ClockRecord  # what the stream yields, for ever
 
 
 class Sink(Protocol):
+    """Where a stream's records go; ``close`` ends it (files closed, anything held saved)."""
+
     def write(self, record: Record) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def utc_text(when: datetime) -> str:
@@ -229,13 +235,7 @@ class RavenSink:
     def write(self, record: Record) -> None:
         if not isinstance(record, Detection):
             return
-        d = record
-        utc = ([utc_text(d.start_utc), utc_text(d.end_utc), utc_text(d.peak_utc)]
-               if self.absolute_times else ["", "", ""])
-        row = (self._selection + 1, "Spectrogram 1", d.channel, f"{d.start_seconds:.3f}",
-               f"{d.end_seconds:.3f}", UPCALL_LOW_HZ, UPCALL_HIGH_HZ, d.label,
-               f"{d.peak_score:.4f}", *utc, d.model_hash)
-        self.file.append(tsv_line(row))
+        self.file.append(raven_row(self._selection + 1, record, self.absolute_times))
         self._selection += 1
 
     def retry(self) -> None:
@@ -245,10 +245,31 @@ class RavenSink:
         self.file.close()
 
 
+def raven_row(selection: int, d: Detection, absolute_times: bool = True) -> str:
+    """Row ``selection`` (from 1) of a Raven table, newline included: times in seconds since
+    the stream's origin, then UTC begin, end and peak (empty when ``absolute_times`` is
+    False: a recording of unknown start)."""
+    utc = ([utc_text(d.start_utc), utc_text(d.end_utc), utc_text(d.peak_utc)]
+           if absolute_times else ["", "", ""])
+    return tsv_line((selection, RAVEN_VIEW, d.channel, f"{d.start_seconds:.3f}",
+                     f"{d.end_seconds:.3f}", UPCALL_LOW_HZ, UPCALL_HIGH_HZ, d.label,
+                     f"{d.peak_score:.4f}", *utc, d.model_hash))
+
+
+def raven_table(detections: Sequence[Detection], absolute_times: bool = True) -> str:
+    """A whole Raven table: the header, then one row per detection (the header alone says
+    "analysed, nothing found")."""
+    return tsv_line(RAVEN_COLUMNS) + "".join(
+        raven_row(n, d, absolute_times) for n, d in enumerate(detections, start=1))
+
+
 class LogSink:
     """One logfmt line per record on stderr: parseable, and journald keeps it whole."""
 
     name = "log"
+
+    def close(self) -> None:
+        """Nothing held: every line went to the logger as it came."""
 
     def write(self, record: Record) -> None:
         fields = record_fields(record)

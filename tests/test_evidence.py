@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,10 @@ from conftest import WHALED
 from helpers import calls_recording
 from prometheus_client import CollectorRegistry
 
+from detector.blocks import StreamInfo
 from detector.config import Settings
 from detector.datasets import Layout, detect_layout, labelled_clips
+from detector.events import Detection
 from detector.evidence import EvidenceRecorder
 from detector.metrics import Metrics
 from detector.model import load_model
@@ -318,3 +320,28 @@ def test_evidence_png_has_axes_and_the_call_band(tmp_path: Path) -> None:
     loud = np.flatnonzero(column == column.max()).mean()  # the call, 156 Hz there
     call_hz = (rows - 1 - loud) * rate / n_fft / evidence.ROW_SCALE
     assert 145 <= call_hz <= 168
+
+
+def test_close_saves_the_clip_still_waiting_for_audio(tmp_path: Path) -> None:
+    """A detection whose padding reaches past the last block waits; close() at the end of
+    the stream saves it with the audio there is, so nothing detected goes without a clip."""
+    rate_hz = 1000
+    origin = datetime(2009, 3, 29, 12, tzinfo=UTC)
+    info = StreamInfo(rate_hz, (1,), origin, "flag", "test")
+    registry = CollectorRegistry()
+    recorder = EvidenceRecorder(tmp_path, info, Metrics(registry, (1,), ("upcall",)),
+                                padding_seconds=PADDING_SECONDS, max_event_seconds=10.0,
+                                delay_seconds=0.0, max_bytes=10**9, max_age_days=0.0)
+    recorder.push(0, np.full((4 * rate_hz, 1), 0.1, np.float32))  # 4 s of audio
+    start_s, end_s = 2.0, 3.0  # padded to 0.5-4.5 s: 0.5 s of it not yet heard
+    recorder.write(Detection(origin + timedelta(seconds=start_s),
+                             origin + timedelta(seconds=end_s),
+                             origin + timedelta(seconds=2.5), start_s, end_s, 0.9, 1,
+                             "upcall", "abc123", 0.5, 0.35, "test"))
+    assert registry.get_sample_value("whaled_evidence_clips_total") == 0
+    recorder.close()
+    assert registry.get_sample_value("whaled_evidence_clips_total") == 1
+    (clip,) = (tmp_path / "upcall").glob("*.wav")
+    assert clip.name == "20090329T120002500Z_ch1.wav"
+    assert soundfile.info(str(clip)).frames == round((4.0 - (start_s - PADDING_SECONDS))
+                                                     * rate_hz)

@@ -1,6 +1,7 @@
 import csv
 import json
 import logging
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from detector.events import Detection
-from detector.sinks import GapRecord, JsonlSink, LogSink, RavenSink
+from detector.sinks import (
+    RAVEN_COLUMNS,
+    GapRecord,
+    JsonlSink,
+    LogSink,
+    RavenSink,
+    raven_row,
+    raven_table,
+)
 
 ORIGIN = datetime(2009, 3, 29, 12, 15, tzinfo=UTC)
 
@@ -117,3 +126,50 @@ def test_log_line_quotes_what_logfmt_must(caplog: pytest.LogCaptureFixture) -> N
     assert logfmt_pairs(spaceless.removeprefix("detection "))["source"] == SPACELESS
     assert logfmt_pairs(second.removeprefix("gap "))["source"] == "ünïcode=1"
     assert "ünïcode" in second  # readable, not \u escapes
+
+
+def test_raven_row_is_the_one_rule_for_a_row() -> None:
+    d = detection(82.313, 83.791)
+    assert raven_row(3, d) == (
+        "3\tSpectrogram 1\t1\t82.313\t83.791\t50.0\t250.0\tupcall\t0.9000\t"
+        "2009-03-29T12:16:22.313Z\t2009-03-29T12:16:23.791Z\t2009-03-29T12:16:23.052Z\t"
+        "abc123\n")
+    # a recording of unknown start: seconds from the file's start, no UTC
+    assert raven_row(1, d, absolute_times=False) == (
+        "1\tSpectrogram 1\t1\t82.313\t83.791\t50.0\t250.0\tupcall\t0.9000\t\t\t\tabc123\n")
+    assert raven_table([]) == "\t".join(RAVEN_COLUMNS) + "\n"  # analysed, nothing found
+
+
+def test_raven_sink_and_a_whole_table_write_the_same_bytes(tmp_path: Path) -> None:
+    """listen's RavenSink (row by row) and detect's archive table (all at once) agree."""
+    found = [detection(82.313, 83.791), detection(102.29, 103.8, 0.61)]
+    sink = RavenSink(tmp_path, "file:x.wav", ORIGIN)
+    for d in found:
+        sink.write(d)
+    sink.close()
+    written = (tmp_path / "file_x_wav_20090329_121500.selections.txt").read_text()
+    assert written == raven_table(found)
+    assert written.splitlines()[2].split("\t")[:2] == ["2", "Spectrogram 1"]
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+def test_close_releases_each_file_and_a_later_write_reopens(tmp_path: Path) -> None:
+    before = open_descriptors()
+    jsonl, raven, log_sink = JsonlSink(tmp_path), RavenSink(tmp_path, "x", ORIGIN), LogSink()
+    for sink in (jsonl, raven, log_sink):
+        sink.write(detection(1.0, 2.0))
+    assert open_descriptors() == before + 2  # one O_APPEND descriptor per file sink
+    for sink in (jsonl, raven, log_sink):
+        sink.close()
+        sink.close()  # twice is harmless (a finally after an error path)
+    assert open_descriptors() == before
+    raven.write(detection(3.0, 4.0))  # reopened: the table continues, numbered on
+    raven.close()
+    rows = (tmp_path / "x_20090329_121500.selections.txt").read_text().splitlines()
+    assert [r.split("\t")[0] for r in rows] == ["Selection", "1", "2"]
+    assert len((tmp_path / "detections.jsonl").read_text().splitlines()) == 1
+    assert open_descriptors() == before
