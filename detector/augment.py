@@ -136,6 +136,32 @@ HARD_NEGATIVES = (tone, tone, high_sweep,
                   lambda rng: synthetic.ship_tone(SAMPLE_RATE_HZ, rng))
 
 
+def with_call(window: np.ndarray, call_wave: np.ndarray, level: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """A copy of ``window`` with ``call_wave`` at ``level`` laid in wholly, at a random start."""
+    start = int(rng.integers(0, WINDOW_SAMPLES - len(call_wave) + 1))
+    out = window.copy()
+    out[start:start + len(call_wave)] += level * call_wave
+    return out
+
+
+def with_synthetic_call(noise: np.ndarray, rng: np.random.Generator,
+                        snr_db: tuple[float, float]) -> np.ndarray:
+    """The plain recipe's positive: a default synthetic upcall in a real negative window at
+    ``snr_db`` over the window's band level."""
+    call_wave = synthetic.upcall(SAMPLE_RATE_HZ, rng)[:WINDOW_SAMPLES]
+    level = max(band_rms(noise), 1e-6) * 10 ** (rng.uniform(*snr_db) / 20)
+    return with_call(noise, call_wave, level, rng)
+
+
+def mixed_with(window: np.ndarray, other: np.ndarray, rng: np.random.Generator,
+               level_db: tuple[float, float]) -> np.ndarray:
+    """The plain recipe's mixing: ``other`` added at ``level_db`` of the window's RMS."""
+    rms = float(np.sqrt(np.mean(window**2))) + 1e-9
+    other_rms = float(np.sqrt(np.mean(other**2))) + 1e-9
+    return window + other * (rms / other_rms) * 10 ** (rng.uniform(*level_db) / 20)
+
+
 def synthetic_upcall(rng: np.random.Generator) -> np.ndarray:
     start_hz = rng.uniform(*UPCALL_START_HZ)
     return synthetic.upcall(SAMPLE_RATE_HZ, rng, rng.uniform(*UPCALL_SECONDS), start_hz,
@@ -150,9 +176,7 @@ def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
         window = window_from(noise[int(rng.integers(len(noise)))], None, aug, rng)
         call_wave = synthetic_upcall(rng)
         level = band_rms(window) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
-        start = int(rng.integers(0, WINDOW_SAMPLES - len(call_wave) + 1))
-        window = window.copy()
-        window[start:start + len(call_wave)] += level * call_wave
+        window = with_call(window, call_wave, level, rng)
     else:
         window = window_from(audio, call, aug, rng)
     return finish(window, noise, aug, rng)

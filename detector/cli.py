@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from detector import model_commands
+from detector import evaluate_command, model_commands, train_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
@@ -269,8 +269,8 @@ def setup_logging(level: str) -> None:
                         format="%(levelname)s %(name)s %(message)s", force=True)
 
 
-app.command("train")(model_commands.train)
-app.command("evaluate")(model_commands.evaluate)
+app.command("train")(train_command.train)
+app.command("evaluate")(evaluate_command.evaluate)
 app.command("inspect")(model_commands.inspect)
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.datasets import GUARD_SECONDS, Dataset, Layout, Recording, cut
+from detector.calibration import (
+    OFF_THRESHOLD_FRACTION,
+    THRESHOLD_GRID,
+    block_scores,
+    choose_on_threshold,
+)
 from detector.evaluation import (
     EventReport,
     RecordingScores,
@@ -27,17 +32,11 @@ from detector.evaluation import (
     operating_points,
     roc_auc,
 )
+from detector.examples import GUARD_SECONDS, Dataset, Recording, cut
+from detector.layouts import Layout
 from detector.network import Network
 from detector.recording_evaluation import day_of
-from detector.training import (
-    OFF_THRESHOLD_FRACTION,
-    THRESHOLD_GRID,
-    EpochRecord,
-    TrainConfig,
-    block_scores,
-    choose_on_threshold,
-    train,
-)
+from detector.training import EpochRecord, TrainConfig, train
 
 GROUPINGS = ("day", "recording")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from detector.errors import WhaledError
 from detector.model_commands import fail, report_data, versions
 
 
@@ -56,25 +57,25 @@ def save_fold_model(fold: Any, shipped: Any, by: str, out: Path) -> Path:
 def train_cross_validated(data: list[Path], out: Path, noise: list[Path], options: Any,
                           config: Any, by: str, max_false_alarms_per_hour: float, threads: int,
                           progress: bool, command: str) -> None:
-    from detector import crossval, datasets, training
+    from detector import crossval, datasets, layouts, training
     from detector.config import Settings
     from detector.events import Thresholds
-    from detector.model import ModelError, pick_torch_device
+    from detector.model import pick_torch_device
 
     try:
         pick_torch_device(config.device)
         pairs = []
         for folder in data:
-            if datasets.detect_layout(folder) is not datasets.Layout.RAVEN:
-                raise datasets.DatasetError(
+            if layouts.detect_layout(folder) is not layouts.Layout.RAVEN:
+                raise layouts.DatasetError(
                     f"{folder}: --cross-validate needs long recordings with Raven tables "
                     "(X.wav + X*.selections.txt)")
-            pairs += datasets.recordings_with_tables(folder)
-        noise_files = [f for p in noise for f in (datasets.audio_files(p) if p.is_dir() else [p])]
+            pairs += layouts.recordings_with_tables(folder)
+        noise_files = layouts.audio_in(noise)
         recordings, skipped = datasets.read_recordings(pairs, options)
         noise_recordings, noise_skipped = datasets.read_recordings(
             [(f, []) for f in noise_files], options)
-    except (datasets.DatasetError, ModelError) as error:
+    except WhaledError as error:
         fail(str(error))
     skipped += noise_skipped
     if skipped:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -130,19 +129,6 @@ def clip_report(scores: np.ndarray, labels: np.ndarray, threshold: float,
                       tp + fn, tn + fp)
 
 
-def format_clip_report(report: ClipReport) -> str:
-    (tn, fp), (fn, tp) = report.confusion
-    lines = [f"clips: {report.n_pos} positive, {report.n_neg} negative",
-             f"ROC AUC {report.roc_auc:.4f}   average precision {report.average_precision:.4f}",
-             f"accuracy {report.accuracy:.4f} at threshold {report.threshold:.3f}",
-             "confusion matrix (rows: truth, columns: predicted neg, pos)",
-             f"  neg {tn:7d} {fp:7d}", f"  pos {fn:7d} {tp:7d}",
-             f"{'':6}{'precision':>10}{'recall':>10}{'f1score':>10}{'support':>10}"]
-    for c in report.classes:
-        lines.append(f"{c.label:6}{c.precision:10.2f}{c.recall:10.2f}{c.f1:10.2f}{c.support:10d}")
-    return "\n".join(lines)
-
-
 # ---- event level ----
 
 MATCHING_RULE = (
@@ -236,13 +222,6 @@ def combine(reports: Sequence[EventReport]) -> EventReport:
                        sum(r.n_ignored for r in reports), sum(r.n_duplicates for r in reports))
 
 
-def format_event_report(report: EventReport) -> str:
-    return (f"events at threshold {report.threshold:.3f} over {report.hours:.3f} h: "
-            f"recall {report.recall:.3f} ({report.n_found}/{report.n_annotations}), "
-            f"precision {report.precision:.3f}, "
-            f"false alarms {report.n_false_alarms} = {report.false_alarms_per_hour:.1f} per hour")
-
-
 @dataclass(frozen=True)
 class OperatingPoint:
     """The highest recall with at most ``max_false_alarms_per_hour``, and where it is."""
@@ -273,107 +252,6 @@ def operating_points(curve: Sequence[EventReport],
                    default=None)
         points.append(OperatingPoint(limit, best))
     return points
-
-
-def format_operating_points(points: Sequence[OperatingPoint]) -> str:
-    parts = []
-    for p in points:
-        if p.report is None:
-            parts.append(f"<= {p.max_false_alarms_per_hour:g}/h: none")
-        else:
-            parts.append(f"<= {p.max_false_alarms_per_hour:g}/h: recall {p.report.recall:.3f} "
-                         f"({p.report.n_found}/{p.report.n_annotations}) at threshold "
-                         f"{p.report.threshold:.4f}")
-    return "best recall with false alarms " + "; ".join(parts)
-
-
-# ---- plots ----
-
-PLOT_SIZE_INCHES = (6.4, 5.0)  # at PLOT_DPI: 768 x 600 pixels, readable on any screen
-PLOT_DPI = 120
-
-
-def operating_point(scores: np.ndarray, labels: np.ndarray, threshold: float
-                    ) -> tuple[float, float, float]:
-    """(false positive rate, true positive rate = recall, precision) of ``score >= threshold``."""
-    scores, positive = np.asarray(scores, np.float64), np.asarray(labels) > 0
-    chosen = scores >= threshold
-    tp, fp = int(np.sum(chosen & positive)), int(np.sum(chosen & ~positive))
-    return (safe_ratio(fp, int(np.sum(~positive))), safe_ratio(tp, int(np.sum(positive))),
-            safe_ratio(tp, tp + fp))
-
-
-def plot_titles(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventReport]
-                ) -> dict[str, str]:
-    """The title of each plot: the figure and the counts it rests on."""
-    n_pos = int(np.sum(np.asarray(labels) > 0))
-    n_neg = len(labels) - n_pos
-    counts = f"{n_pos:,} positive, {n_neg:,} negative windows"
-    titles = {"roc.png": f"ROC, AUC {roc_auc(scores, labels):.3f}\n{counts}",
-              "pr.png": f"precision-recall, average precision "
-                        f"{average_precision(scores, labels):.3f}\n{counts}"}
-    if curve:
-        titles["recall_vs_false_alarms.png"] = (
-            f"events: {curve[0].n_annotations:,} calls in {curve[0].hours:.1f} h of audio\n"
-            "event recall against false alarms per hour")
-    return titles
-
-
-def write_plots(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventReport],
-                out_dir: Path, threshold: float | None = None) -> list[Path]:
-    """ROC, precision-recall and (when there are events) recall versus false alarms per hour,
-    with the AUC and counts in the titles and the operating point (``threshold``) marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    titles = plot_titles(scores, labels, curve)
-    fpr, tpr = roc_curve(scores, labels)
-    recall, precision = precision_recall_curve(scores, labels)
-    point = operating_point(scores, labels, threshold) if threshold is not None else None
-    panels = [("roc.png", fpr, tpr, "false positive rate (of negative windows)",
-               "true positive rate (of positive windows)",
-               None if point is None else (point[0], point[1], "TPR {1:.3f} at FPR {0:.4f}")),
-              ("pr.png", recall, precision, "recall (of positive windows)", "precision",
-               None if point is None else (point[1], point[2],
-                                           "recall {0:.3f}, precision {1:.3f}"))]
-    if curve:
-        marked = None
-        if threshold is not None:
-            nearest = min(curve, key=lambda r: abs(r.threshold - threshold))
-            marked = (nearest.false_alarms_per_hour, nearest.recall,
-                      "recall {1:.3f} at {0:.2f} false alarms/h")
-        panels.append(("recall_vs_false_alarms.png",
-                       np.array([r.false_alarms_per_hour for r in curve]),
-                       np.array([r.recall for r in curve]), "false alarms per hour",
-                       "event recall (calls found)", marked))
-    for name, x, y, xlabel, ylabel, mark in panels:
-        fig, ax = plt.subplots(figsize=PLOT_SIZE_INCHES)
-        events = name == "recall_vs_false_alarms.png"
-        ax.plot(x, y, drawstyle=None if events else "steps-post", marker="." if events else None,
-                linewidth=2)
-        if name == "roc.png":
-            ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
-        if mark is not None and threshold is not None:
-            mx, my, text = mark
-            ax.plot(mx, my, "o", color="tab:red", markersize=9, zorder=3,
-                    label=f"threshold {threshold:.3f}: " + text.format(mx, my))
-        if (mark is not None and threshold is not None) or name == "roc.png":
-            ax.legend(loc="lower right", fontsize=11)
-        ax.set_title(titles[name], fontsize=13)
-        ax.set_xlabel(xlabel, fontsize=12)
-        ax.set_ylabel(ylabel, fontsize=12)
-        ax.tick_params(labelsize=11)
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=PLOT_DPI)
-        plt.close(fig)
-        written.append(out_dir / name)
-    return written
 
 
 # ---- long recordings: window scores, clip windows and event curves ----

@@ -16,6 +16,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from detector.errors import WhaledError
 from detector.model import LoadedModel
 
 
@@ -82,31 +83,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_first_filters(module: torch.nn.Module, path: Path) -> None:
-    """A grid of the first convolution's kernels, each on its own symmetric colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    weight = first_conv_weight(module)[:, 0]
-    n = weight.shape[0]
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if index < n:
-            kernel = weight[index].numpy()
-            limit = float(abs(kernel).max()) or 1.0
-            ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
-            ax.set_title(str(index), fontsize=7)
-    fig.suptitle("first-layer filters (frequency up, time right)", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 # ---- saliency: which parts of a call the model relies on ----
 
 OCCLUSION_SECONDS = 0.125  # each time-frequency tile removed in turn is this long ...
@@ -142,6 +118,39 @@ def synthetic_window(loaded: LoadedModel, seed: int = 0) -> np.ndarray:
     start = (n - len(call)) // 2
     noise[start:start + len(call)] += gain * call
     return noise.astype(np.float32)
+
+
+class InspectionError(WhaledError):
+    """A window that cannot be explained; the message is one line."""
+
+
+def saliency_window(loaded: LoadedModel, audio: Path | None, at: float
+                    ) -> tuple[np.ndarray, str]:
+    """The window ``inspect --saliency`` explains: channel 1 of ``audio`` from ``at`` s,
+    resampled as the pipeline resamples; without ``audio`` a synthetic call."""
+    import soundfile
+
+    from detector.resample import resample_signal
+
+    if audio is None:
+        return synthetic_window(loaded), f"synthetic upcall, {SYNTHETIC_SNR_DB:g} dB SNR"
+    meta = loaded.metadata
+    try:
+        info = soundfile.info(str(audio))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise InspectionError(f"--audio {audio}: unreadable "
+                              f"({str(error).strip().splitlines()[0]})") from None
+    seconds = info.frames / info.samplerate
+    if not 0 <= at <= seconds - meta.window_seconds:
+        raise InspectionError(
+            f"--at {at:g}: the {meta.window_seconds:g} s window must start between 0 and "
+            f"{max(0.0, seconds - meta.window_seconds):g} s in {audio} ({seconds:g} s long)")
+    first = round(at * info.samplerate)
+    data, rate = soundfile.read(str(audio), dtype="float32", always_2d=True, start=first,
+                                stop=first + math.ceil(meta.window_seconds * info.samplerate))
+    window = resample_signal(data[:, 0], int(rate), meta.sample_rate_hz)
+    window = np.pad(window, (0, max(0, meta.window_samples - len(window))))
+    return window[:meta.window_samples].astype(np.float32), f"{audio.name} at {at:g} s"
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
@@ -192,50 +201,6 @@ def occlusion_saliency(loaded: LoadedModel, audio: np.ndarray, source: str) -> S
     drop = (whole - removed).reshape(n_freq, n_time)
     return Saliency(source, rate, audio, score, drop, meta.window_seconds / n_time,
                     OCCLUSION_HZ)
-
-
-def plot_saliency(saliency: Saliency, path: Path) -> None:
-    """The window's spectrogram (0-500 Hz), and beside it the same with the score each tile
-    carries overlaid: red where removing it lowers the score."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import signal
-
-    rate = saliency.rate_hz
-    n_fft = 1 << round(math.log2(STFT_SECONDS * rate))
-    freqs, times, power = signal.spectrogram(saliency.audio, rate, nperseg=n_fft,
-                                             noverlap=n_fft - n_fft // STFT_OVERLAP)
-    top = min(SALIENCY_TOP_HZ, rate / 2)
-    keep = freqs <= top
-    db = 10 * np.log10(power[keep] + 1e-20)
-    floor = float(np.median(db))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
-    for ax in axes:
-        ax.pcolormesh(times, freqs[keep], db, cmap="Greys", vmin=floor,
-                      vmax=max(floor + 30, float(np.percentile(db, 99.5))), shading="auto")
-        ax.set_xlabel("time in window (s)", fontsize=11)
-        ax.set_xlim(0, len(saliency.audio) / rate)
-        ax.axhspan(50, 250, color="tab:blue", alpha=0.06)
-    axes[0].set_ylabel("frequency (Hz)", fontsize=11)
-    axes[0].set_title("spectrogram (shaded: the 50-250 Hz upcall band)", fontsize=11)
-    limit = max(float(np.abs(saliency.drop).max()), 1e-6)
-    extent = (0.0, saliency.tile_seconds * saliency.drop.shape[1], 0.0,
-              saliency.tile_hz * saliency.drop.shape[0])
-    image = axes[1].imshow(saliency.drop, origin="lower", extent=extent, aspect="auto",
-                           cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6,
-                           zorder=3)
-    axes[1].set_title(f"what the score rests on: each {saliency.tile_seconds:g} s x "
-                      f"{saliency.tile_hz:g} Hz tile removed in turn", fontsize=11)
-    axes[1].set_ylim(0, top)
-    bar = fig.colorbar(image, ax=axes[1])
-    bar.set_label("log-odds of the score lost (red: relied on)", fontsize=10)
-    fig.suptitle(f"{saliency.source}: upcall score {saliency.score:.3f}", fontsize=12)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def saliency_summary(saliency: Saliency, path: Path) -> dict[str, Any]:

@@ -20,12 +20,6 @@ import numpy as np
 from detector import evaluation
 from detector.recording_evaluation import RecordingEvaluation
 
-PAD_SECONDS = 4.0  # audio shown before and after the boxed span
-TOP_HZ = 500.0  # spectrogram's frequency axis: 0 to this
-BOX_HZ = (50.0, 250.0)  # the upcall band, boxed
-FRAME_SECONDS = 0.128  # STFT frame
-OVERLAP = 0.875  # of a frame
-
 
 @dataclass(frozen=True)
 class Mistake:
@@ -72,12 +66,14 @@ def _mistake(rec: RecordingEvaluation, kind: str, lo: float, hi: float,
 def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder: Path
                  ) -> list[Mistake]:
     """The table, its JSON twin and a PNG per mistake in ``folder``; the mistakes."""
+    from detector.detection_plots import mistake_spectrogram_png
+
     folder.mkdir(parents=True, exist_ok=True)
     mistakes: list[Mistake] = []
     for rec in recs:
         mine = find_mistakes(rec, hop_seconds)
         for m in mine:
-            spectrogram_png(rec.path, m, folder / m.png)
+            mistake_spectrogram_png(rec.path, m, folder / m.png)
         mistakes += mine
     rows = [asdict(m) for m in mistakes]
     with (folder / "mistakes.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -86,36 +82,3 @@ def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder
         writer.writerows(rows)
     (folder / "mistakes.json").write_text(json.dumps(rows, indent=1) + "\n")
     return mistakes
-
-
-def spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> None:
-    import matplotlib
-    import soundfile
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    info = soundfile.info(str(recording))
-    rate = info.samplerate
-    first = max(0, int((mistake.begin_seconds - PAD_SECONDS) * rate))
-    last = min(info.frames, int((mistake.end_seconds + PAD_SECONDS) * rate))
-    audio, _ = soundfile.read(str(recording), start=first, stop=last, dtype="float32",
-                              always_2d=True)
-    nfft = 1 << max(4, int(np.ceil(np.log2(FRAME_SECONDS * rate))))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    if len(audio) > nfft:
-        ax.specgram(audio[:, 0], NFFT=nfft, Fs=rate, noverlap=int(nfft * OVERLAP),
-                    xextent=(first / rate, last / rate), cmap="magma")
-    ax.add_patch(Rectangle((mistake.begin_seconds, BOX_HZ[0]),
-                           mistake.end_seconds - mistake.begin_seconds, BOX_HZ[1] - BOX_HZ[0],
-                           fill=False, edgecolor="cyan", linewidth=1.5))
-    what = "missed call" if mistake.kind == "missed" else "false alarm"
-    ax.set(ylim=(0, min(TOP_HZ, rate / 2)), xlabel="time in recording (s)",
-           ylabel="frequency (Hz)",
-           title=f"{what}, score {mistake.score:.3f}: {mistake.recording} "
-                 f"{mistake.begin_seconds:.1f} s")
-    ax.title.set_fontsize(8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=80)
-    plt.close(fig)

@@ -12,7 +12,7 @@ every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
 - ``presence_daily.csv``: the same per UTC day, with the hours that had audio and the hours
   that had a detection (the "presence hours" of monitoring reports).
 - ``presence_daily.png``: days across, hours of the day up, colour = detections, grey hatch =
-  no audio (:mod:`detector.presence_plot`).
+  no audio (:mod:`detector.detection_plots`).
 
 A site is the folder a recording was found in below the scanned folder (``north/day.wav`` ->
 ``north``; a recording at the top: the name of its folder). Audio analysed is the
@@ -243,7 +243,7 @@ def write_season(out_dir: Path) -> Totals:
     write_csv(out_dir / HOURLY_NAME, HOURLY_COLUMNS, hourly_rows(table))
     write_csv(out_dir / DAILY_NAME, DAILY_COLUMNS, daily_rows(table))
     try:
-        from detector.presence_plot import plot_presence
+        from detector.detection_plots import plot_presence
     except ImportError:  # matplotlib is an extra
         log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
                     out_dir / PNG_NAME)

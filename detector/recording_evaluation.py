@@ -29,10 +29,10 @@ from detector.config import Settings
 from detector.errors import WhaledError
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
 from detector.events import Detection, Thresholds
+from detector.examples import GUARD_SECONDS
 from detector.labels import Annotations
 from detector.model import LoadedModel, ModelMetadata
 
-GUARD_SECONDS = 1.0  # unannotated time this close to a call is no negative clip (as training)
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
     np.arange(0.01, 1.0, 0.01), 0.995, 0.999, 0.9995, 0.9999], 4)))  # on-thresholds of curves
 EVALUATE_BLOCK_SECONDS = 8.0  # audio per pipeline block, as ``whaled detect`` reads
@@ -109,25 +109,16 @@ def day_of(path: Path) -> str:
     return f"{stamp:%Y-%m-%d}" if stamp else Path(path).resolve().parent.name
 
 
-def expert_tables(recording: Path) -> list[Path]:
-    """``X*.selections.txt`` beside ``X.wav`` (not ``X1.wav``'s, not reviewed tables)."""
-    from detector.labels import is_reviewed_table
-
-    stem = recording.stem
-    return sorted(t for t in recording.parent.glob(f"{stem}*.selections.txt")
-                  if not is_reviewed_table(t) and not t.name[len(stem):][:1].isalnum())
-
-
 def collect_recordings(paths: Sequence[Path]) -> list[Path]:
     """Recordings named, and those with a Raven table beside them in the folders named."""
-    from detector import datasets
+    from detector import layouts
 
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             try:
-                found += [audio for audio, _ in datasets.recordings_with_tables(path)]
-            except datasets.DatasetError as error:
+                found += [audio for audio, _ in layouts.recordings_with_tables(path)]
+            except layouts.DatasetError as error:
                 raise EvaluationError(str(error)) from None
         elif path.is_file():
             found.append(path)
@@ -139,16 +130,16 @@ def collect_recordings(paths: Sequence[Path]) -> list[Path]:
 
 def reviewed_annotations(recording: Path, positive: str, reviewed_dirs: Sequence[Path]
                 ) -> tuple[Annotations, int]:
-    from detector import datasets, labels
+    from detector import labels, layouts
 
     calls: list[Interval] = []
     others: list[Interval] = []
     try:
-        for table in expert_tables(recording):
-            c, o = datasets.read_selections(table, positive)
+        for table in layouts.expert_tables(recording):
+            c, o = layouts.read_selections(table, positive)
             calls, others = calls + c, others + o
         verdicts = labels.reviewed_for(recording, reviewed_dirs)
-    except (datasets.DatasetError, labels.LabelsError, OSError) as error:
+    except (WhaledError, OSError) as error:
         raise EvaluationError(str(error)) from None
     return labels.apply_reviewed(calls, others, verdicts), len(verdicts)
 

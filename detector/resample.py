@@ -89,3 +89,11 @@ class Resampler:
         self._history = buffer[-keep:] if len(buffer) >= keep else np.concatenate(
             [np.zeros((keep - len(buffer), self.channels), np.float32), buffer])
         return out
+
+
+def resample_signal(audio: np.ndarray, in_rate_hz: int, out_rate_hz: int) -> np.ndarray:
+    """One channel resampled whole by the streaming :class:`Resampler`: the filtering the
+    pipeline serves the model, so what it is trained on and shown is what it hears."""
+    resampler = Resampler(in_rate_hz, out_rate_hz, 1)
+    column = np.ascontiguousarray(audio, np.float32)[:, None]
+    return np.concatenate([resampler.push(column), resampler.flush()])[:, 0]

@@ -137,7 +137,8 @@ class ReviewState:
 
     def media(self, number: int, kind: str, speed: int = 1) -> bytes:
         """``png`` or ``wav`` of a detection; KeyError when it has no audio."""
-        from detector.review_media import cut_clip, playback_wav, spectrogram_png
+        from detector.detection_plots import review_spectrogram_png
+        from detector.review_media import cut_clip, playback_wav
 
         key = (number, f"{kind}{speed}")
         with self.lock:
@@ -148,7 +149,7 @@ class ReviewState:
         if item.audio is None:
             raise KeyError(number)
         clip = cut_clip(item, item.audio)
-        data = spectrogram_png(item, clip) if kind == "png" else playback_wav(clip, speed)
+        data = review_spectrogram_png(item, clip) if kind == "png" else playback_wav(clip, speed)
         with self.lock:
             self._media[key] = data
             while len(self._media) > MEDIA_CACHE_ENTRIES:

@@ -11,7 +11,6 @@ so audio below ``MIN_PLAYBACK_HZ`` is upsampled first.
 from __future__ import annotations
 
 import io
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,19 +18,10 @@ import soundfile
 from scipy.signal import resample_poly
 
 from detector.review_items import AudioRef, Item
-from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 CONTEXT_SECONDS = 3.0  # audio shown and played before and after a detection
-SPECTROGRAM_MAX_HZ = 500.0  # top of the plot; upcalls sweep 50-250 Hz
-FRAME_SECONDS = 0.128  # STFT frame (256 samples at 2 kHz: 7.8 Hz bins)
-FRAME_OVERLAP = 8  # frames per STFT length
-FLOOR_PERCENTILE = 50.0  # colour scale: the median bin (the noise floor) is black ...
-PEAK_PERCENTILE = 99.8  # ... and bins above this percentile are white, so calls stand out
-FIGURE_INCHES = (9.6, 3.6)
-FIGURE_DPI = 100  # 960 x 360 pixels
 MIN_PLAYBACK_HZ = 8000  # Chromium will not play WAV below 3 kHz; upsample to at least this
 PEAK_LEVEL = 0.9  # normalised peak of played audio, full scale = 1
-_render_lock = threading.Lock()  # matplotlib's Agg is not safe across threads
 
 
 @dataclass(frozen=True)
@@ -55,41 +45,6 @@ def cut_clip(item: Item, audio: AudioRef) -> Clip:
     frames, _ = soundfile.read(str(audio.path), start=first, stop=end, dtype="float32",
                                always_2d=True)
     return Clip(frames[:, audio.column], rate, audio.first_seconds + first / rate)
-
-
-def spectrogram_png(item: Item, clip: Clip) -> bytes:
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    n_fft = 1 << max(4, round(np.log2(FRAME_SECONDS * clip.rate_hz)))
-    hop = n_fft // FRAME_OVERLAP
-    audio = np.pad(clip.audio.astype(np.float64), (0, max(0, n_fft - len(clip.audio))))
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
-    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
-    top_hz = min(SPECTROGRAM_MAX_HZ, clip.rate_hz / 2)
-    bins = int(top_hz / clip.rate_hz * n_fft) + 1
-    db = 10 * np.log10(power[:, :bins].T + 1e-20)
-    times = clip.first_seconds + (np.arange(db.shape[1]) * hop + n_fft / 2) / clip.rate_hz
-    freqs = np.arange(bins) * clip.rate_hz / n_fft
-    with _render_lock:
-        figure = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
-        axes = figure.add_subplot()
-        floor, peak = np.percentile(db[freqs >= UPCALL_LOW_HZ / 2],
-                                    [FLOOR_PERCENTILE, PEAK_PERCENTILE])
-        mesh = axes.pcolormesh(times, freqs, db - floor, shading="nearest", cmap="magma",
-                               vmin=0, vmax=max(peak - floor, 1.0), rasterized=True)
-        axes.add_patch(Rectangle((item.start_seconds, UPCALL_LOW_HZ),
-                                 item.end_seconds - item.start_seconds,
-                                 UPCALL_HIGH_HZ - UPCALL_LOW_HZ, fill=False,
-                                 edgecolor="#7df9ff", linewidth=2, linestyle="--"))
-        axes.set_ylim(0, top_hz)
-        axes.set_xlabel("seconds from the start of the recording", fontsize=12)
-        axes.set_ylabel("frequency (Hz)", fontsize=12)
-        axes.tick_params(labelsize=11)
-        figure.colorbar(mesh, ax=axes, pad=0.01, label="dB above the median")
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def playback_wav(clip: Clip, speed: int) -> bytes:

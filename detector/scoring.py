@@ -18,15 +18,21 @@ import itertools
 import logging
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from detector.model import LoadedModel, span_grid_samples
+
+if TYPE_CHECKING:
+    from detector.examples import Example
 
 log = logging.getLogger("whaled.scoring")
 CPU_BATCH_WINDOWS = 64  # measured on 2 cores: 32-128 beat 256 and 512
 SPAN_WINDOWS = 256  # windows per score_span call: 3 % recomputed context, maps stay small
+TRAINING_BATCH_WINDOWS = 128  # windows per batch when a network in training is scored
 
 
 def optimised(loaded: LoadedModel, span_hop_samples: int = 0) -> torch.jit.ScriptModule:
@@ -121,3 +127,26 @@ class Scorer:
         if self.cuda:
             batch = batch.pin_memory()
         return batch.to(self.loaded.device, non_blocking=True)
+
+
+# ---- a network being trained (an nn.Module, not a loaded archive) ----
+
+def centre_crop(example: Example) -> np.ndarray:
+    """The window in the middle of an example: how validation and clip evaluation see it."""
+    from detector.network import WINDOW_SAMPLES
+
+    offset = (len(example.audio) - WINDOW_SAMPLES) // 2
+    return example.audio[offset:offset + WINDOW_SAMPLES]
+
+
+def score_windows(model: nn.Module, windows: np.ndarray, device: torch.device) -> np.ndarray:
+    """Probabilities of the positive label for (n, window samples) windows, in eval mode."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    with torch.inference_mode():
+        for lo in range(0, len(windows), TRAINING_BATCH_WINDOWS):
+            batch = torch.from_numpy(np.ascontiguousarray(windows[lo:lo + TRAINING_BATCH_WINDOWS]))
+            scores.append(model(batch.to(device)).float()[:, 0].cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -16,8 +16,8 @@ import json
 import math
 import pickle
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector import augment, synthetic
-from detector.augment import band_rms
-from detector.datasets import Dataset, Example, Recording
+from detector.batches import augmented_items, epoch_items, make_batch
+from detector.calibration import validation_thresholds
 from detector.durable import publish
 from detector.errors import WhaledError
-from detector.evaluation import (
-    EventReport,
-    RecordingScores,
-    combine,
-    event_curve,
-    roc_auc,
-    threshold_for_false_positive_rate,
-)
-from detector.events import Thresholds
+from detector.evaluation import roc_auc
+from detector.examples import Dataset
 from detector.model import ModelMetadata, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
-
-OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)
-SCORE_BATCH_WINDOWS = 128
+from detector.scoring import centre_crop, score_windows
 
 
 @dataclass(frozen=True)
@@ -123,116 +113,7 @@ def make_optimizer(model: Network, config: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(groups, lr=config.learning_rate)
 
 
-# ---- batches: crops, synthetic calls, mixing ----
-
-def random_crop(example: Example, rng: np.random.Generator) -> np.ndarray:
-    """One window; a known call is kept inside it (centred when longer than a window)."""
-    return augment.crop(example.audio, WINDOW_SAMPLES, example.call_samples, rng)
-
-
-def centre_crop(example: Example) -> np.ndarray:
-    offset = (len(example.audio) - WINDOW_SAMPLES) // 2
-    return example.audio[offset:offset + WINDOW_SAMPLES]
-
-
-def with_synthetic_call(noise: np.ndarray, rng: np.random.Generator,
-                        snr_db: tuple[float, float]) -> np.ndarray:
-    call = synthetic.upcall(SAMPLE_RATE_HZ, rng)[:WINDOW_SAMPLES]
-    gain = max(band_rms(noise), 1e-6) * 10 ** (rng.uniform(*snr_db) / 20)
-    start = int(rng.integers(0, WINDOW_SAMPLES - len(call) + 1))
-    out = noise.copy()
-    out[start:start + len(call)] += gain * call
-    return out
-
-
-def mixed_with(window: np.ndarray, other: np.ndarray, rng: np.random.Generator,
-               level_db: tuple[float, float]) -> np.ndarray:
-    rms = float(np.sqrt(np.mean(window**2))) + 1e-9
-    other_rms = float(np.sqrt(np.mean(other**2))) + 1e-9
-    return window + other * (rms / other_rms) * 10 ** (rng.uniform(*level_db) / 20)
-
-
-SYNTHETIC = -1  # an epoch item that stands for a fresh synthetic call
-
-
-def epoch_items(train: Sequence[Example], config: TrainConfig,
-                rng: np.random.Generator) -> np.ndarray:
-    """Indices into ``train`` (real positives repeated) and SYNTHETIC slots, shuffled."""
-    positives = [i for i, e in enumerate(train) if e.label == 1]
-    negatives = [i for i, e in enumerate(train) if e.label == 0]
-    repeats = max(1, round(config.positive_share * len(negatives) / max(len(positives), 1)))
-    items = np.array(negatives + positives * repeats + [SYNTHETIC] * config.synthetic)
-    return rng.permutation(items)
-
-
-def augmented_items(train: Sequence[Example], config: TrainConfig,
-                    rng: np.random.Generator) -> np.ndarray:
-    """``batches_per_epoch`` batches drawn with replacement: half positives (a share of them
-    SYNTHETIC), half negatives."""
-    positives = [i for i, e in enumerate(train) if e.label == 1]
-    negatives = [i for i, e in enumerate(train) if e.label == 0]
-    n = config.batches_per_epoch * config.batch_size
-    positive = rng.random(n) < 0.5
-    synthetic_slot = rng.random(n) < config.synthetic_share
-    items = np.where(positive, np.where(synthetic_slot, SYNTHETIC, rng.choice(positives, n)),
-                     rng.choice(negatives, n))
-    return items.astype(np.int64)
-
-
-def make_augmented_batch(items: np.ndarray, train: Sequence[Example],
-                         noise: Sequence[np.ndarray], rng: np.random.Generator
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows drawn through :mod:`detector.augment`; ``noise`` is every negative's audio."""
-    aug = augment.Augmentation()
-    windows, labels = [], []
-    for item in items:
-        example = None if item == SYNTHETIC else train[item]
-        if example is None or example.label == 1:
-            windows.append(augment.positive_window(
-                None if example is None else example.audio,
-                None if example is None else example.call_samples, noise, aug, rng))
-            labels.append(1)
-        else:
-            windows.append(augment.negative_window(example.audio, noise, aug, rng))
-            labels.append(0)
-    return (torch.from_numpy(np.stack(windows).astype(np.float32)),
-            torch.tensor(labels, dtype=torch.float32).unsqueeze(1))
-
-
-def make_batch(items: np.ndarray, train: Sequence[Example], negatives: Sequence[int],
-               config: TrainConfig, rng: np.random.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    if config.augment:
-        return make_augmented_batch(items, train, [train[i].audio for i in negatives], rng)
-    windows, labels = [], []
-    for item in items:
-        noise = random_crop(train[negatives[int(rng.integers(len(negatives)))]], rng)
-        if item == SYNTHETIC:
-            window, label = with_synthetic_call(noise, rng, config.synthetic_snr_db), 1
-        else:
-            window, label = random_crop(train[item], rng), train[item].label
-        if rng.random() < config.mix_probability:
-            window = mixed_with(window, noise, rng, config.mix_level_db)
-        windows.append(window)
-        labels.append(label)
-    return (torch.from_numpy(np.stack(windows).astype(np.float32)),
-            torch.tensor(labels, dtype=torch.float32).unsqueeze(1))
-
-
 # ---- scoring and validation ----
-
-def score_windows(model: nn.Module, windows: np.ndarray, device: torch.device) -> np.ndarray:
-    """Probabilities of the positive label for (n, WINDOW_SAMPLES) windows, in eval mode."""
-    was_training = model.training
-    model.eval()
-    scores = []
-    with torch.inference_mode():
-        for lo in range(0, len(windows), SCORE_BATCH_WINDOWS):
-            batch = torch.from_numpy(np.ascontiguousarray(windows[lo:lo + SCORE_BATCH_WINDOWS]))
-            scores.append(model(batch.to(device)).float()[:, 0].cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
-
 
 def validate(model: nn.Module, windows: np.ndarray, labels: np.ndarray,
              device: torch.device) -> tuple[float, float, np.ndarray]:
@@ -337,12 +218,11 @@ def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainCon
     if state.best_state:
         model.load_state_dict(state.best_state)
     auc, val_loss, scores = validate(model, val_windows, val_labels, device)
-    on = threshold_for_false_positive_rate(scores, val_labels, config.max_false_positive_rate) \
-        if len(scores) else 0.5  # no validation: the caller sets the thresholds
+    thresholds = validation_thresholds(scores, val_labels, config.max_false_positive_rate)
     history = tuple(EpochRecord(**r) for r in state.history)
     metadata = ModelMetadata(
         sample_rate_hz=SAMPLE_RATE_HZ, window_samples=WINDOW_SAMPLES, labels=("upcall",),
-        thresholds=Thresholds(on=on, off=on * OFF_THRESHOLD_FRACTION),
+        thresholds=thresholds,
         extra={
             "data": dataset.summary(),
             "validation": {"roc_auc": auc, "loss": val_loss, "best_epoch": state.best_epoch + 1,
@@ -353,115 +233,6 @@ def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainCon
             "epochs_run": len(history),
         })
     return TrainResult(model.cpu().eval(), metadata, history, state.best_epoch)
-
-
-# ---- thresholds from time-blocked, out-of-fold event scores ----
-
-# candidate on-thresholds: 0.01 steps, then 0.001 steps above 0.99
-THRESHOLD_GRID: np.ndarray = np.round(np.concatenate(
-    [np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3)
-
-
-@dataclass(frozen=True)
-class CrossFit:
-    """Out-of-fold event figures at each candidate on-threshold, and the one chosen."""
-
-    on: float
-    off: float
-    chosen: EventReport
-    curve: tuple[EventReport, ...]
-    rule: str
-    folds: int
-    fold_aucs: tuple[float, ...]  # each fold model's clip AUC on its held-out block
-    scored: tuple[RecordingScores, ...] = ()  # out-of-fold window scores, block by block
-
-    def scores_doc(self) -> dict[str, object]:
-        """The out-of-fold window scores, for review (every "false alarm" deserves a look)."""
-        return {"rule": self.rule, "on": self.on, "off": self.off, "blocks": [
-            {"recording": r.name, "span": list(r.span), "window_seconds": r.window_seconds,
-             "calls": [list(c) for c in r.calls],
-             "starts": [round(float(t), 3) for t in r.starts_seconds],
-             "scores": [round(float(x), 5) for x in r.scores]} for r in self.scored]}
-
-    def as_dict(self) -> dict[str, object]:
-        return {"on": self.on, "off": self.off, "folds": self.folds, "rule": self.rule,
-                "fold_clip_aucs": list(self.fold_aucs), "chosen": self.chosen.as_dict(),
-                "curve": [r.as_dict() for r in self.curve]}
-
-
-def block_scores(model: nn.Module, rec: Recording, block: tuple[float, float],
-                 hop_seconds: float, device: torch.device) -> RecordingScores:
-    """Scores of the windows lying wholly inside ``block``, with the calls that start in it."""
-    rate = SAMPLE_RATE_HZ
-    hop = round(hop_seconds * rate)
-    first, last = math.ceil(block[0] * rate), int(block[1] * rate) - WINDOW_SAMPLES
-    starts = np.arange(first, last + 1, hop)
-    windows = np.lib.stride_tricks.sliding_window_view(rec.audio, WINDOW_SAMPLES)[starts]
-    scores = score_windows(model, windows.astype(np.float32), device)
-    calls = tuple(c for c in rec.calls if block[0] <= c[0] < block[1])
-    return RecordingScores(Path(rec.source).name, starts / rate, scores, WINDOW_SAMPLES / rate,
-                           calls, rec.busy, block, rec.unsure)
-
-
-def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
-                        ) -> EventReport:
-    """Highest recall with at most ``max_false_alarms_per_hour``; among the thresholds that
-    reach it, the middle one (a margin on both sides). When no threshold is that quiet: the
-    fewest false alarms first, then the same."""
-    allowed = [r for r in curve if r.false_alarms_per_hour <= max_false_alarms_per_hour]
-    if not allowed:
-        fewest = min(r.n_false_alarms for r in curve)
-        allowed = [r for r in curve if r.n_false_alarms == fewest]
-    best = max(r.n_found for r in allowed)
-    reaching = sorted((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
-    return reaching[(len(reaching) - 1) // 2]
-
-
-def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, folds: int,
-                         max_false_alarms_per_hour: float, progress: bool = True,
-                         say: Callable[[str], None] = print) -> CrossFit:
-    """Train one model per time block with that block left out (fixed epochs, last epoch
-    kept), score every block with the model that never saw it, and choose the on-threshold
-    on those out-of-fold events (calls found and false alarms per hour, through the tracker
-    ``listen`` uses; the off-threshold is ``OFF_THRESHOLD_FRACTION`` of it)."""
-    from detector.config import Settings
-    from detector.datasets import fold_blocks, fold_dataset
-
-    settings = Settings()
-    device = pick_torch_device(config.device)
-    per_recording: list[list[list[EventReport]]] = []
-    scored_blocks: list[RecordingScores] = []
-    fold_aucs = []
-    for fold in range(folds):
-        dataset = fold_dataset(recordings, folds, fold)
-        summary = dataset.summary()
-        say(f"fold {fold + 1}/{folds}: train {summary['train_pos']} positive / "
-            f"{summary['train_neg']} negative, held-out block {summary['validation_pos']} / "
-            f"{summary['validation_neg']}")
-        result = train(dataset, replace(config, select_best=False), progress=progress)
-        model = result.model.to(device)
-        curves = []
-        for rec in recordings:
-            block = fold_blocks(rec.end_seconds, folds)[fold]
-            scored = block_scores(model, rec, block, settings.hop_seconds, device)
-            scored_blocks.append(scored)
-            curves.append(event_curve(scored, THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
-                                      settings.hop_seconds, settings.merge_gap_seconds,
-                                      settings.max_duration_seconds))
-        per_recording.append(curves)
-        fold_aucs.append(result.history[-1].validation_auc)
-        say(f"fold {fold + 1}/{folds}: held-out block clip AUC {fold_aucs[-1]:.4f}")
-    curve = tuple(combine([c[i] for fold_curves in per_recording for c in fold_curves])
-                  for i in range(len(THRESHOLD_GRID)))
-    chosen = choose_on_threshold(curve, max_false_alarms_per_hour)
-    rule = (f"{folds} contiguous time blocks of every recording up to the holdout; one model "
-            "per block trained on the other blocks; on-threshold: the highest out-of-fold event "
-            f"recall with at most {max_false_alarms_per_hour:g} out-of-fold false alarms per "
-            "hour (none that quiet: the fewest false alarms), the middle of the candidate "
-            "thresholds (0.01 steps) that reach it; off = "
-            f"{OFF_THRESHOLD_FRACTION:g} x on")
-    return CrossFit(chosen.threshold, chosen.threshold * OFF_THRESHOLD_FRACTION, chosen, curve,
-                    rule, folds, tuple(fold_aucs), tuple(scored_blocks))
 
 
 # ---- checkpoints and artefacts ----
@@ -532,30 +303,11 @@ class EpochLog:
 
 def write_artefacts(result: TrainResult, model_path: Path) -> list[Path]:
     """The archive, the JSONL training log and the learning-curve PNG beside it."""
+    from detector.plots import plot_learning_curve
+
     save_model(result.model, result.metadata, model_path)
     log_path = model_path.with_suffix(".log.jsonl")  # the whole run's, resumed epochs too
     log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in result.history))
     curve_path = model_path.with_suffix(".curve.png")
     plot_learning_curve(result.history, result.best_epoch, curve_path)
     return [model_path, log_path, curve_path]
-
-
-def plot_learning_curve(history: Sequence[EpochRecord], best_epoch: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r.epoch + 1 for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(epochs, [r.train_loss for r in history], label="train")
-    left.plot(epochs, [r.validation_loss for r in history], label="validation")
-    left.set(xlabel="epoch", ylabel="binary cross-entropy", title="loss")
-    left.legend()
-    right.plot(epochs, [r.validation_auc for r in history], color="C2")
-    right.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept")
-    right.set(xlabel="epoch", ylabel="ROC AUC", title="validation AUC")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

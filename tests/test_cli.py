@@ -206,13 +206,12 @@ def test_inspect_saliency_over_a_real_call() -> None:
 
     from detector import inspection
     from detector.model import load_model
-    from detector.model_commands import saliency_window
 
     wav = SHARED_DATA / "pamguard" / "right_whale_example.wav"
     if not wav.exists():
         pytest.skip(f"real recording not found: {wav} is absent (../shared/data)")
     loaded = load_model(SHIPPED_MODEL)
-    window, source = saliency_window(loaded, wav, 0.5)
+    window, source = inspection.saliency_window(loaded, wav, 0.5)
     assert source == "right_whale_example.wav at 0.5 s" and len(window) == 4000
     result = inspection.occlusion_saliency(loaded, window, source)
     fi, ti = np.unravel_index(int(np.argmax(result.drop)), result.drop.shape)

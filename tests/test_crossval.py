@@ -12,7 +12,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from detector import crossval, datasets, model_commands, synthetic, training
+from detector import (
+    crossval,
+    datasets,
+    evaluate_command,
+    examples,
+    layouts,
+    synthetic,
+    train_command,
+    training,
+)
 from detector.model import read_metadata
 from detector.training import TrainConfig
 
@@ -23,8 +32,8 @@ TINY = TrainConfig(epochs=1, batch_size=8, width=4, device="cpu", architecture="
                    augment=True, batches_per_epoch=2, select_best=False)
 
 app = typer.Typer()
-app.command("train")(model_commands.train)
-app.command("evaluate")(model_commands.evaluate)
+app.command("train")(train_command.train)
+app.command("evaluate")(evaluate_command.evaluate)
 
 
 def recording(folder: Path, name: str, seed: int, calls: list[tuple[float, float]]) -> Path:
@@ -57,8 +66,8 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_day_comes_from_the_name_stamp_else_the_folder(tmp_path: Path) -> None:
-    def rec(path: Path) -> datasets.Recording:
-        return datasets.Recording(np.zeros(1, np.float32), str(path), (), (), 1.0)
+    def rec(path: Path) -> examples.Recording:
+        return examples.Recording(np.zeros(1, np.float32), str(path), (), (), 1.0)
 
     assert crossval.group_of(rec(tmp_path / "NOPP6_EST_20090329_121500.wav"), "day") == \
         "2009-03-29"
@@ -72,15 +81,15 @@ def test_day_comes_from_the_name_stamp_else_the_folder(tmp_path: Path) -> None:
 
 def test_each_fold_trains_without_its_day_and_scores_only_that_day(
         two_days: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pairs = (datasets.recordings_with_tables(two_days / "a")
-             + datasets.recordings_with_tables(two_days / "b"))
+    pairs = (layouts.recordings_with_tables(two_days / "a")
+             + layouts.recordings_with_tables(two_days / "b"))
     recordings, _ = datasets.read_recordings(pairs, datasets.LoadOptions())
     noise, _ = datasets.read_recordings([(two_days / "noise" / "OTHER_site_quiet.wav", [])],
                                         datasets.LoadOptions())
     trained_sources: list[set[str]] = []
     real_train = training.train
 
-    def spying_train(dataset: datasets.Dataset, config: TrainConfig,
+    def spying_train(dataset: examples.Dataset, config: TrainConfig,
                      **kwargs: object) -> training.TrainResult:
         trained_sources.append({Path(e.source).name for e in dataset.train})
         return real_train(dataset, config, **kwargs)  # type: ignore[arg-type]

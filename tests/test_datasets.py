@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from detector import datasets, synthetic
-from detector.datasets import DatasetError, Layout, LoadOptions, load_dataset
+from detector import datasets, examples, synthetic
+from detector.datasets import LoadOptions, load_dataset
+from detector.layouts import DatasetError, Layout
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 
 CLIP_SECONDS = 2.0
@@ -120,7 +121,7 @@ def test_raven_layout_cuts_positives_around_calls_and_splits_by_time(tmp_path: P
     for e in data.train + data.validation:  # negatives keep the guard band
         if e.label == 0:
             end = e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ
-            assert not datasets.overlaps(e.start_seconds, end, calls, datasets.GUARD_SECONDS)
+            assert not examples.overlaps(e.start_seconds, end, calls, examples.GUARD_SECONDS)
 
 
 def test_holdout_span_is_never_read(tmp_path: Path) -> None:
@@ -151,9 +152,9 @@ def test_time_blocked_folds_hold_out_one_block_and_never_read_the_holdout(
     recordings, skipped = datasets.load_fold_recordings(
         tmp_path / "data", LoadOptions(holdout_after_seconds=45.0), [noise])
     assert skipped == [] and [r.end_seconds for r in recordings] == [45.0, 12.0]
-    assert datasets.fold_blocks(45.0, 3) == [(0.0, 15.0), (15.0, 30.0), (30.0, 45.0)]
-    for fold, (lo, hi) in enumerate(datasets.fold_blocks(45.0, 3)):
-        data = datasets.fold_dataset(recordings, 3, fold)
+    assert examples.fold_blocks(45.0, 3) == [(0.0, 15.0), (15.0, 30.0), (30.0, 45.0)]
+    for fold, (lo, hi) in enumerate(examples.fold_blocks(45.0, 3)):
+        data = examples.fold_dataset(recordings, 3, fold)
         # no training audio from the held-out block, nor past the holdout
         for e in (e for e in data.train if "REC_" in e.source):
             end = e.start_seconds + len(e.audio) / SAMPLE_RATE_HZ
@@ -162,7 +163,7 @@ def test_time_blocked_folds_hold_out_one_block_and_never_read_the_holdout(
         held = [e for e in data.validation if "REC_" in e.source]
         assert all(lo - 1e-9 <= e.start_seconds <= hi for e in held)
         assert any(e.source == str(noise) for e in data.validation)
-    everything = datasets.fold_dataset(recordings, 3, None)
+    everything = examples.fold_dataset(recordings, 3, None)
     assert sum(e.label for e in everything.train) == 4 and everything.validation == ()
     with pytest.raises(DatasetError, match="Raven"):
         datasets.load_fold_recordings(folder_of_clips(tmp_path), LoadOptions())
@@ -173,3 +174,27 @@ def folder_of_clips(root: Path) -> Path:
         write(root / "clips" / "upcall" / f"a{i}.wav", clip(2000, True, i), 2000)
         write(root / "clips" / "noise" / f"b{i}.wav", clip(2000, False, i), 2000)
     return root / "clips"
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 44100])
+def test_training_hears_the_audio_the_pipeline_serves(tmp_path: Path, rate_hz: int) -> None:
+    """A recording read for training equals, sample for sample, what the streaming resampler
+    gives the pipeline from the same file read in blocks (one filter for both)."""
+    from detector.blocks import Block
+    from detector.resample import Resampler
+    from detector.sources import FileSource
+
+    rng = np.random.default_rng(rate_hz)
+    audio = (0.1 * rng.standard_normal((round(7.3 * rate_hz), 2))).astype(np.float32)
+    path = tmp_path / "r.wav"
+    soundfile.write(str(path), audio, rate_hz, subtype="FLOAT")
+    trained_on = datasets.read_audio(path)
+    source = FileSource(path, block_frames=12_345, channels=(1,))
+    resampler = Resampler(source.info.rate_hz, SAMPLE_RATE_HZ, 1)
+    served = []
+    while items := [i for i in source.read(1.0) if isinstance(i, Block)]:
+        served += [resampler.push(i.samples) for i in items]
+    source.close()
+    served.append(resampler.flush())
+    assert np.array_equal(trained_on, np.concatenate(served)[:, 0])
+    assert len(trained_on) == 7.3 * SAMPLE_RATE_HZ

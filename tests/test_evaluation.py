@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector import evaluation
+from detector import evaluation, plots
 from detector.evaluation import (
     RecordingScores,
     average_precision,
@@ -19,6 +19,7 @@ from detector.evaluation import (
     roc_auc,
     threshold_for_false_positive_rate,
 )
+from detector.evaluation_report import format_clip_report
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,10 @@ def test_clip_report_confusion_and_per_class_figures() -> None:
     neg, pos = report.classes
     assert (neg.precision, neg.recall, neg.support) == (pytest.approx(0.75), 0.75, 4)
     assert (pos.precision, pos.recall, pos.f1, pos.support) == (0.5, 0.5, 0.5, 2)
-    assert "confusion matrix" in evaluation.format_clip_report(report)
+    text = format_clip_report(report).splitlines()
+    assert text[3:6] == ["confusion matrix (rows: truth, columns: predicted neg, pos)",
+                         "  neg       3       1", "  pos       1       1"]
+    assert text[-1] == "pos         0.50      0.50      0.50         2"
 
 
 def test_threshold_lets_through_at_most_the_stated_rate() -> None:
@@ -168,11 +172,20 @@ def test_clip_windows_and_event_curve_on_constructed_scores() -> None:
 
 
 def test_plots_are_written(tmp_path: Path) -> None:
+    import matplotlib.image
+
     labels = np.array([0, 1, 0, 1])
     curve = [match_events([(1.0, 2.0)], [(1.5, 2.5)], 1.0, 0.5)]
-    paths = evaluation.write_plots(np.array([0.1, 0.9, 0.3, 0.6]), labels, curve, tmp_path)
+    paths = plots.write_plots(np.array([0.1, 0.9, 0.3, 0.6]), labels, curve, tmp_path)
     assert [p.name for p in paths] == ["roc.png", "pr.png", "recall_vs_false_alarms.png"]
-    assert all(p.stat().st_size > 1000 for p in paths)
+    for path in paths:
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape == (600, 768, 4), path  # 6.4 x 5 in at 120 dpi, RGBA
+        # the curve is drawn: pixels of matplotlib's first colour (tab:blue, #1f77b4)
+        blue = np.all(np.abs(pixels[..., :3] - (0x1F / 255, 0x77 / 255, 0xB4 / 255)) < 0.02,
+                      axis=-1)
+        # the ROC and PR steps are lines; the one-threshold event curve is one marker
+        assert blue.sum() > (300 if path.name != "recall_vs_false_alarms.png" else 15), path
 
 
 def test_plots_are_readable_with_auc_counts_and_operating_point(tmp_path: Path) -> None:
@@ -185,31 +198,64 @@ def test_plots_are_readable_with_auc_counts_and_operating_point(tmp_path: Path) 
     scores = np.r_[rng.beta(5, 2, 200), rng.beta(2, 5, 2000)]
     curve = [EventReport(t, 120, f, f + a, a, 24.0) for t, f, a in
              [(0.9, 40, 2), (0.8, 70, 10), (0.7, 95, 40), (0.5, 110, 150)]]
-    titles = evaluation.plot_titles(scores, labels, curve)
+    titles = plots.plot_titles(scores, labels, curve)
     auc = evaluation.roc_auc(scores, labels)
     assert titles["roc.png"] == f"ROC, AUC {auc:.3f}\n200 positive, 2,000 negative windows"
     assert titles["recall_vs_false_alarms.png"].startswith("events: 120 calls in 24.0 h")
-    fpr, tpr, precision = evaluation.operating_point(scores, labels, 0.8)
+    fpr, tpr, precision = plots.operating_point(scores, labels, 0.8)
     chosen = scores >= 0.8
     assert precision == np.sum(chosen[:200]) / np.sum(chosen)
     assert tpr == np.mean(scores[:200] >= 0.8) and fpr == np.mean(scores[200:] >= 0.8)
-    paths = evaluation.write_plots(scores, labels, curve, tmp_path / "plots", threshold=0.8)
+    paths = plots.write_plots(scores, labels, curve, tmp_path / "plots", threshold=0.8)
     for path in paths:
         height, width = matplotlib.image.imread(path).shape[:2]
         assert (width, height) == (768, 600), path  # 6.4 x 5 in at 120 dpi
 
 
-def test_evaluate_command_json_on_clips(tmp_path: Path, tiny_model: Path) -> None:
-    from test_training import app, folder_data
+@pytest.fixture(scope="module")
+def loudness_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model whose score is known: tanh(10 x the window's mean square)."""
+
+    from loudness import Loudness
+
+    from detector.events import Thresholds
+    from detector.model import ModelMetadata, save_model
+    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+
+    path = tmp_path_factory.mktemp("model") / "loudness.pt"
+    metadata = ModelMetadata(SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",), Thresholds(0.5, 0.4))
+    save_model(Loudness(), metadata, path)
+    return path
+
+
+def test_evaluate_command_json_on_clips(tmp_path: Path, loudness_model: Path) -> None:
+    """Constant clips through a model that scores loudness: 13 of the 16 (positive,
+    negative) pairs are ordered right, and the figures are the hand-computed ones."""
+    import soundfile
+    from test_training import app
     from typer.testing import CliRunner
 
-    data = folder_data(tmp_path / "data", n_per_class=4)
-    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), str(data), "--json"])
+    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+
+    levels = {"upcall": [0.3, 0.5, 0.7, 0.2], "noise": [0.1, 0.4, 0.25, 0.05]}
+    for label, amplitudes in levels.items():
+        for i, amplitude in enumerate(amplitudes):
+            (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(tmp_path / "data" / label / f"{label}{i}.wav"),
+                            np.full(WINDOW_SAMPLES, amplitude, np.float32), SAMPLE_RATE_HZ,
+                            subtype="FLOAT")
+    result = CliRunner().invoke(app, ["evaluate", str(loudness_model), str(tmp_path / "data"),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["clips"]["n_pos"] == 4 and doc["clips"]["n_neg"] == 4
-    assert 0.0 <= doc["clips"]["roc_auc"] <= 1.0 and "average_precision" in doc["clips"]
-    assert "events" not in doc
+    clips = doc["clips"]
+    assert (clips["n_pos"], clips["n_neg"]) == (4, 4)
+    assert clips["roc_auc"] == 13 / 16
+    # by score: 0.7+ 0.5+ 0.4- 0.3+ 0.25- 0.2+ ...: precision 1, 1, 3/4, 4/6 at each positive
+    assert clips["average_precision"] == pytest.approx((1 + 1 + 3 / 4 + 4 / 6) / 4, abs=1e-12)
+    # at the model's 0.5: tanh(10 a^2) >= 0.5 for a >= 0.25 (0.25: tanh(0.625) = 0.555)
+    assert clips["threshold"] == 0.5 and clips["confusion"] == [[2, 2], [1, 3]]
+    assert set(doc) == {"model", "paths", "clips", "skipped"} and doc["skipped"] == []
 
 
 def test_evaluate_command_events_on_a_long_recording(tmp_path: Path, tiny_model: Path) -> None:
@@ -224,7 +270,12 @@ def test_evaluate_command_events_on_a_long_recording(tmp_path: Path, tiny_model:
     doc = json.loads(result.stdout)
     events = doc["events"]
     assert events["n_annotations"] == 2 and events["hours"] == pytest.approx(30 / 3600)
-    assert {"recall", "precision", "false_alarms_per_hour"} <= set(events)
+    assert set(events) == {"recall", "precision", "false_alarms_per_hour", "hours", "threshold",
+                           "n_annotations", "n_found", "n_detections", "n_false_alarms",
+                           "n_ignored", "n_duplicates", "curve"}
+    assert events["recall"] == events["n_found"] / 2
+    assert events["n_detections"] == events["n_found"] + events["n_false_alarms"] + \
+        events["n_ignored"]
     assert (tmp_path / "p" / "recall_vs_false_alarms.png").is_file()
 
 

@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from detector.blocks import StreamInfo
 from detector.config import Settings
-from detector.datasets import Layout, detect_layout, labelled_clips
 from detector.events import Detection
 from detector.evidence import EvidenceRecorder
+from detector.layouts import Layout, detect_layout, labelled_clips
 from detector.metrics import Metrics
 from detector.model import load_model
 from detector.pipeline import Pipeline, longest_emission_delay_seconds
@@ -246,9 +246,10 @@ def test_retraining_on_evidence_places_the_call_from_the_clip_metadata(
         centre_model: Path, tmp_path: Path) -> None:
     """A clip is the call with padding either side: a positive is the window around the
     call, not any 2 s of the clip (most of which is the padding)."""
+    from detector.batches import random_crop
     from detector.datasets import LoadOptions, load_dataset
     from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
-    from detector.training import centre_crop, random_crop
+    from detector.scoring import centre_crop
 
     run_with_evidence(centre_model, tmp_path)
     evidence = tmp_path / "evidence"

@@ -115,20 +115,21 @@ def test_a_reviewed_table_is_not_read_as_an_expert_table(tmp_path: Path) -> None
     import numpy as np
     import soundfile
 
-    from detector import datasets
+    from detector import layouts
 
     recording = tmp_path / "X.wav"
     soundfile.write(str(recording), np.zeros(2000, np.float32), 2000)
     expert = tmp_path / "X.Table.1.selections.txt"
     expert.write_text("Selection\tBegin Time (s)\tEnd Time (s)\n1\t0.1\t0.5\n")
     append_reviewed(tmp_path / labels.table_name(recording), ReviewedLabel(0.6, 0.9, "upcall"))
-    assert datasets.recordings_with_tables(tmp_path) == [(recording, [expert])]
+    assert layouts.recordings_with_tables(tmp_path) == [(recording, [expert])]
 
 
 def test_reviewed_labels_change_the_training_set(tmp_path: Path) -> None:
     from test_datasets import raven_recording
 
-    from detector.datasets import Example, LoadOptions, load_dataset
+    from detector.datasets import LoadOptions, load_dataset
+    from detector.examples import Example
     from detector.network import SAMPLE_RATE_HZ
 
     calls = [(5.0, 6.2), (20.0, 21.0), (33.0, 34.5), (52.0, 53.0)]

@@ -7,22 +7,33 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
 import typer
 from typer.testing import CliRunner
 
-from detector import model_commands, training
-from detector.datasets import Example, LoadOptions, load_dataset
+from detector import (
+    augment,
+    batches,
+    calibration,
+    evaluate_command,
+    model_commands,
+    train_command,
+    training,
+)
+from detector.calibration import OFF_THRESHOLD_FRACTION
+from detector.datasets import LoadOptions, load_dataset
 from detector.evaluation import EventReport
+from detector.examples import Example
 from detector.model import load_model, read_metadata
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.training import TrainConfig
 
 app = typer.Typer()
-app.command("train")(model_commands.train)
-app.command("evaluate")(model_commands.evaluate)
+app.command("train")(train_command.train)
+app.command("evaluate")(evaluate_command.evaluate)
 app.command("inspect")(model_commands.inspect)
 
 TINY = TrainConfig(epochs=2, batch_size=8, synthetic=8, width=4, device="cpu",
@@ -58,7 +69,8 @@ def test_archive_loads_and_scores_like_the_trained_model(dataset: object,
     meta = loaded.metadata
     assert (meta.sample_rate_hz, meta.window_samples, meta.labels) == \
         (SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",))
-    assert 0 < meta.thresholds.off <= meta.thresholds.on <= 1
+    assert 0 < meta.thresholds.on <= 1
+    assert meta.thresholds.off == meta.thresholds.on * OFF_THRESHOLD_FRACTION
     assert {"data", "validation", "config"} <= set(meta.extra)
     log = [json.loads(line) for line in (tmp_path / "m.log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1]
@@ -131,7 +143,7 @@ def test_random_crops_keep_the_call_inside() -> None:
     rng = np.random.default_rng(0)
     example = Example(np.arange(8000, dtype=np.float32), 1, "x", 0.0, (3000, 5000))
     for _ in range(50):
-        window = training.random_crop(example, rng)
+        window = batches.random_crop(example, rng)
         assert len(window) == WINDOW_SAMPLES
         assert window[0] <= 3000 and window[-1] >= 4999
 
@@ -139,9 +151,9 @@ def test_random_crops_keep_the_call_inside() -> None:
 def test_synthetic_call_is_added_at_the_asked_snr() -> None:
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(WINDOW_SAMPLES).astype(np.float32)
-    mixed = training.with_synthetic_call(noise, rng, (10.0, 10.0))
+    mixed = augment.with_synthetic_call(noise, rng, (10.0, 10.0))
     call_rms = np.sqrt(np.mean((mixed - noise)[np.abs(mixed - noise) > 0] ** 2))
-    assert 20 * np.log10(call_rms / training.band_rms(noise)) == pytest.approx(10.0, abs=0.5)
+    assert 20 * np.log10(call_rms / augment.band_rms(noise)) == pytest.approx(10.0, abs=0.5)
 
 
 def test_weight_decay_only_on_convolutions() -> None:
@@ -168,8 +180,13 @@ def test_train_and_inspect_commands(tmp_path: Path) -> None:
                                  "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["parameters"] > 0 and summary["flops_per_window"] > 1e5
-    assert (tmp_path / "f.png").stat().st_size > 1000
+    # width 4: 3x3 convolutions 1->4, 4->8, 8->8 with biases (40 + 296 + 584), their batch
+    # norms (8 + 16 + 16) and the classifier on 16 pooled features (16 + 1)
+    assert summary["parameters"] == 977
+    assert summary["flops_per_window"] == 1812704
+    pixels = matplotlib.image.imread(tmp_path / "f.png")
+    assert pixels.shape[:2] == (192, 192)  # 4 filters: 2 x 2 squares of 1.2 in at 80 dpi
+    assert np.any(np.abs(pixels[..., 0] - pixels[..., 2]) > 0.2)  # red and blue weights drawn
 
 
 def test_train_bad_input_is_one_error_line(tmp_path: Path) -> None:
@@ -186,11 +203,11 @@ def test_threshold_choice_maximises_recall_under_the_false_alarm_limit() -> None
     curve = [event(0.1, 10, 5), event(0.2, 9, 2), event(0.3, 9, 1), event(0.4, 9, 0),
              event(0.5, 9, 0), event(0.6, 8, 0), event(0.7, 6, 0)]
     # at most 2 per hour over 0.5 h: one false alarm; 9/10 is reached from 0.3 to 0.5
-    assert training.choose_on_threshold(curve, 2.0).threshold == 0.4
-    assert training.choose_on_threshold(curve, 0.0).threshold == 0.4  # 0.4, 0.5: the lower
-    assert training.choose_on_threshold(curve, 100.0).threshold == 0.1
+    assert calibration.choose_on_threshold(curve, 2.0).threshold == 0.4
+    assert calibration.choose_on_threshold(curve, 0.0).threshold == 0.4  # 0.4, 0.5: the lower
+    assert calibration.choose_on_threshold(curve, 100.0).threshold == 0.1
     too_many = [event(0.5, 3, 4), event(0.6, 2, 3), event(0.7, 1, 3), event(0.8, 0, 4)]
-    assert training.choose_on_threshold(too_many, 1.0).threshold == 0.6  # fewest, then recall
+    assert calibration.choose_on_threshold(too_many, 1.0).threshold == 0.6  # fewest, then recall
 
 
 def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Path) -> None:

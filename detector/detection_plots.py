@@ -1,0 +1,184 @@
+"""Every matplotlib figure of detections: the review page's spectrogram of one detection,
+the spectrogram of each mistake ``whaled evaluate --review-dir`` writes, and the season's
+presence chart. Needs matplotlib (the ``review`` extra), imported on first use.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from detector.plots import pyplot
+from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
+
+if TYPE_CHECKING:
+    from detector.mistakes import Mistake
+    from detector.presence import Presence
+    from detector.review_items import Item
+    from detector.review_media import Clip
+
+# the review page's spectrogram
+SPECTROGRAM_MAX_HZ = 500.0  # top of the plot; upcalls sweep 50-250 Hz
+FRAME_SECONDS = 0.128  # STFT frame (256 samples at 2 kHz: 7.8 Hz bins)
+FRAME_OVERLAP = 8  # frames per STFT length
+FLOOR_PERCENTILE = 50.0  # colour scale: the median bin (the noise floor) is black ...
+PEAK_PERCENTILE = 99.8  # ... and bins above this percentile are white, so calls stand out
+FIGURE_INCHES = (9.6, 3.6)
+FIGURE_DPI = 100  # 960 x 360 pixels
+_render_lock = threading.Lock()  # matplotlib's Agg is not safe across threads
+
+# a mistake's spectrogram
+MISTAKE_PAD_SECONDS = 4.0  # audio shown before and after the boxed span
+MISTAKE_TOP_HZ = 500.0  # frequency axis: 0 to this
+MISTAKE_BOX_HZ = (UPCALL_LOW_HZ, UPCALL_HIGH_HZ)  # the upcall band, boxed
+MISTAKE_FRAME_SECONDS = 0.128  # STFT frame
+MISTAKE_OVERLAP = 0.875  # of a frame
+MISTAKE_INCHES = (6, 3)
+MISTAKE_DPI = 80
+
+# the presence chart
+HOURS_PER_DAY = 24
+PANEL_HEIGHT_INCHES = 3.2
+INCHES_PER_DAY = 0.16
+MIN_WIDTH_INCHES = 8.0
+MAX_WIDTH_INCHES = 30.0
+DPI = 110
+MAX_DATE_TICKS = 16
+
+
+def review_spectrogram_png(item: Item, clip: Clip) -> bytes:
+    """The review page's spectrogram of a detection: its box over the clip, dB above the
+    median bin."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    n_fft = 1 << max(4, round(np.log2(FRAME_SECONDS * clip.rate_hz)))
+    hop = n_fft // FRAME_OVERLAP
+    audio = np.pad(clip.audio.astype(np.float64), (0, max(0, n_fft - len(clip.audio))))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
+    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
+    top_hz = min(SPECTROGRAM_MAX_HZ, clip.rate_hz / 2)
+    bins = int(top_hz / clip.rate_hz * n_fft) + 1
+    db = 10 * np.log10(power[:, :bins].T + 1e-20)
+    times = clip.first_seconds + (np.arange(db.shape[1]) * hop + n_fft / 2) / clip.rate_hz
+    freqs = np.arange(bins) * clip.rate_hz / n_fft
+    with _render_lock:
+        figure = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
+        axes = figure.add_subplot()
+        floor, peak = np.percentile(db[freqs >= UPCALL_LOW_HZ / 2],
+                                    [FLOOR_PERCENTILE, PEAK_PERCENTILE])
+        mesh = axes.pcolormesh(times, freqs, db - floor, shading="nearest", cmap="magma",
+                               vmin=0, vmax=max(peak - floor, 1.0), rasterized=True)
+        axes.add_patch(Rectangle((item.start_seconds, UPCALL_LOW_HZ),
+                                 item.end_seconds - item.start_seconds,
+                                 UPCALL_HIGH_HZ - UPCALL_LOW_HZ, fill=False,
+                                 edgecolor="#7df9ff", linewidth=2, linestyle="--"))
+        axes.set_ylim(0, top_hz)
+        axes.set_xlabel("seconds from the start of the recording", fontsize=12)
+        axes.set_ylabel("frequency (Hz)", fontsize=12)
+        axes.tick_params(labelsize=11)
+        figure.colorbar(mesh, ax=axes, pad=0.01, label="dB above the median")
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> None:
+    """A missed call or false alarm, ``MISTAKE_PAD_SECONDS`` either side, its span boxed."""
+    import soundfile
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
+    info = soundfile.info(str(recording))
+    rate = info.samplerate
+    first = max(0, int((mistake.begin_seconds - MISTAKE_PAD_SECONDS) * rate))
+    last = min(info.frames, int((mistake.end_seconds + MISTAKE_PAD_SECONDS) * rate))
+    audio, _ = soundfile.read(str(recording), start=first, stop=last, dtype="float32",
+                              always_2d=True)
+    nfft = 1 << max(4, int(np.ceil(np.log2(MISTAKE_FRAME_SECONDS * rate))))
+    fig, ax = plt.subplots(figsize=MISTAKE_INCHES)
+    if len(audio) > nfft:
+        ax.specgram(audio[:, 0], NFFT=nfft, Fs=rate, noverlap=int(nfft * MISTAKE_OVERLAP),
+                    xextent=(first / rate, last / rate), cmap="magma")
+    low_hz, high_hz = MISTAKE_BOX_HZ
+    ax.add_patch(Rectangle((mistake.begin_seconds, low_hz),
+                           mistake.end_seconds - mistake.begin_seconds, high_hz - low_hz,
+                           fill=False, edgecolor="cyan", linewidth=1.5))
+    what = "missed call" if mistake.kind == "missed" else "false alarm"
+    ax.set(ylim=(0, min(MISTAKE_TOP_HZ, rate / 2)), xlabel="time in recording (s)",
+           ylabel="frequency (Hz)",
+           title=f"{what}, score {mistake.score:.3f}: {mistake.recording} "
+                 f"{mistake.begin_seconds:.1f} s")
+    ax.title.set_fontsize(8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=MISTAKE_DPI)
+    plt.close(fig)
+
+
+def plot_presence(table: Presence, path: Path) -> None:
+    import matplotlib
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = pyplot()
+
+    panels = sorted(table.hours.items())
+    all_hours = [h for _, hours in panels for h in hours]
+    first, last = min(all_hours).date(), max(all_hours).date()
+    days = (last - first).days + 1
+    width = min(max(MIN_WIDTH_INCHES, 2.5 + INCHES_PER_DAY * days), MAX_WIDTH_INCHES)
+    top = max((c.detections for _, hours in panels for c in hours.values()), default=0)
+    bounds = [0, 1, *sorted({max(2, round(top * f)) for f in (0.25, 0.5, 0.75, 1.0)})]
+    bounds = [*sorted(set(bounds)), bounds[-1] + 1]
+    colours = ["white", *plt.get_cmap("YlOrRd")(np.linspace(0.25, 1.0, len(bounds) - 2))]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(bounds, cmap.N)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, PANEL_HEIGHT_INCHES * len(panels)
+                                                       + 1.2), squeeze=False, dpi=DPI,
+                             sharex=True, layout="constrained")
+    mesh = None
+    for ax, ((site, channel), hours) in zip(axes[:, 0], panels, strict=True):
+        grid = np.full((HOURS_PER_DAY, days), np.nan)
+        for hour, cell in hours.items():
+            if cell.audio_seconds > 0:
+                grid[hour.hour, (hour.date() - first).days] = cell.detections
+        ax.set_facecolor("0.82")
+        ax.add_patch(matplotlib.patches.Rectangle((0, 0), days, HOURS_PER_DAY, hatch="///",
+                                                  facecolor="0.82", edgecolor="0.6",
+                                                  linewidth=0, zorder=0))
+        mesh = ax.pcolormesh(np.arange(days + 1), np.arange(HOURS_PER_DAY + 1),
+                             np.ma.masked_invalid(grid), cmap=cmap, norm=norm,
+                             edgecolors="0.9", linewidth=0.3, zorder=1)
+        with_calls = int(np.nansum(grid > 0))
+        with_audio = int(np.sum(~np.isnan(grid)))
+        ax.set_title(f"site {site}, channel {channel}: upcall detections per hour "
+                     f"({with_calls} of {with_audio} h with audio had one)", fontsize=11)
+        ax.set_ylim(0, HOURS_PER_DAY)
+        ax.set_yticks(range(0, HOURS_PER_DAY + 1, 6))
+        ax.set_ylabel("hour of day (UTC)")
+        step = max(1, -(-days // MAX_DATE_TICKS))
+        ticks = list(range(0, days, step))
+        ax.set_xticks([t + 0.5 for t in ticks])
+        ax.set_xlim(0, days)
+    axes[-1, 0].set_xticklabels([(first + timedelta(days=t)).isoformat() for t in ticks],
+                                rotation=45 if days > 4 else 0,
+                                ha="right" if days > 4 else "center", fontsize=9)
+    axes[-1, 0].set_xlabel("day (UTC)")
+    assert mesh is not None
+    bar = fig.colorbar(mesh, ax=axes[:, 0].tolist(), fraction=0.03, pad=0.01, aspect=30,
+                       ticks=[(a + b) / 2 for a, b in itertools.pairwise(bounds)])
+    bar.ax.set_yticklabels([str(a) if b - a == 1 else f"{a}-{b - 1}"
+                            for a, b in itertools.pairwise(bounds)])
+    bar.set_label("detections in the hour")
+    fig.legend(handles=[Patch(facecolor="0.82", edgecolor="0.6", hatch="///",
+                              label="no audio"),
+                        Patch(facecolor="white", edgecolor="0.6", label="audio, no detection")],
+               loc="outside upper left", ncol=2, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,176 @@
+"""``whaled evaluate``: long recordings through the detect path and labelled clips through
+the model, reported per recording, per day and pooled (:mod:`detector.evaluation_report`).
+Registered by :mod:`detector.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from detector.errors import WhaledError
+from detector.model_commands import check_writable, fail
+from detector.progress import Progress
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model archive to evaluate.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Long recordings (X.wav with its Raven table X*.selections.txt beside it; a "
+             "recording without one counts every detection as a false alarm) and folders of "
+             "them; or folders of labelled clips in any layout `train` reads.")],
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object instead of the text report.")] = False,
+    plots: Annotated[Path | None, typer.Option(
+        help="Directory for ROC, PR and recall-versus-false-alarms PNGs.")] = None,
+    review_dir: Annotated[Path | None, typer.Option(
+        help="Directory for the missed calls and false alarms: mistakes.csv, mistakes.json "
+             "and a spectrogram PNG each.")] = None,
+    reviewed: Annotated[list[Path] | None, typer.Option(
+        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the "
+             "tables beside each recording; repeatable.")] = None,
+    from_seconds: Annotated[float, typer.Option(
+        help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
+    hop: Annotated[float | None, typer.Option(
+        help="Seconds between window starts. (default: 0.25)")] = None,
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection. (default: the model's)")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which a detection closes. (default: the model's)")] = None,
+    positive: Annotated[str, typer.Option(
+        help="Positive label: folder name or Raven annotation.")] = "upcall",
+    torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
+    threads: Annotated[int, typer.Option(
+        help="Torch CPU threads. (default: torch's own)")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress line on stderr.")] = True,
+) -> None:
+    """Event recall and false alarms per hour per recording, per day and pooled (matched
+    one-to-one), recall at fixed false-alarm rates, and clip ROC AUC."""
+    from detector import config as config_module
+    from detector import evaluation, layouts
+    from detector import evaluation_report as report
+    from detector import recording_evaluation as receval
+    from detector.examples import GUARD_SECONDS
+    from detector.model import load_model, pick_torch_device
+
+    try:
+        settings = config_module.load(None, {
+            "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
+            "torch_device": torch_device, "torch_threads": threads})
+    except WhaledError as error:
+        fail(str(error))
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    check_writable("--plots", plots)
+    check_writable("--review-dir", review_dir)
+    clip_dirs: list[tuple[Path, Any]] = []
+    recording_paths: list[Path] = []
+    try:
+        loaded = load_model(model, pick_torch_device(torch_device))
+        for path in paths:
+            layout = layouts.detect_layout(path) if path.is_dir() else layouts.Layout.RAVEN
+            if layout is layouts.Layout.RAVEN:
+                recording_paths.append(path)
+            else:
+                clip_dirs.append((path, layout))
+        recordings = receval.collect_recordings(recording_paths)
+    except WhaledError as error:
+        fail(str(error))
+    doc: dict[str, Any] = {"model": str(model), "paths": [str(p) for p in paths]}
+    scores, labels = [np.zeros(0)], [np.zeros(0, np.int64)]
+    for data_dir, layout in clip_dirs:
+        try:
+            s, y, skipped = report.score_clips(loaded, data_dir, layout, positive)
+        except WhaledError as error:
+            fail(str(error))
+        scores.append(s)
+        labels.append(y)
+        doc.setdefault("skipped", []).extend(skipped)
+    lines: list[str] = []
+    curve: list[evaluation.EventReport] = []
+    if recordings:
+        result = evaluate_with_progress(loaded, recordings, settings, reviewed or [], positive,
+                                        from_seconds, progress)
+        for rec in result.recordings:
+            s, y = evaluation.clip_windows(rec.scores, GUARD_SECONDS)
+            scores.append(s)
+            labels.append(y)
+        doc.update(report.recordings_doc(result, from_seconds))
+        lines += report.recordings_lines(result)
+        curve = list(receval.summarise("all", result.recordings,
+                                       result.thresholds.on).curve)
+        if review_dir is not None:
+            from detector.mistakes import write_review
+
+            mistakes = write_review(result.recordings, result.hop_seconds, review_dir)
+            doc["review_dir"] = {"path": str(review_dir), "missed": sum(
+                m.kind == "missed" for m in mistakes), "false_alarms": sum(
+                m.kind == "false_alarm" for m in mistakes)}
+            lines.append(f"wrote {len(mistakes)} missed calls and false alarms to "
+                         f"{review_dir / 'mistakes.csv'} with a spectrogram each")
+    all_scores, all_labels = np.concatenate(scores), np.concatenate(labels)
+    threshold = (settings.on_threshold if settings.on_threshold >= 0
+                 else loaded.metadata.thresholds.on)
+    if len(set(all_labels.tolist())) == 2:
+        clips = evaluation.clip_report(all_scores, all_labels, threshold)
+        doc["clips"] = {k: v for k, v in asdict(clips).items() if k != "classes"}
+        doc["clips"]["classes"] = [asdict(c) for c in clips.classes]
+        lines = [report.format_clip_report(clips), *lines]
+    elif not recordings:
+        fail(f"{', '.join(map(str, paths))}: evaluation needs both positive and negative "
+             "examples")
+    if plots is not None and len(set(all_labels.tolist())) == 2:
+        from detector.plots import write_plots
+
+        doc["plots"] = [str(p) for p in write_plots(all_scores, all_labels, curve, plots,
+                                                    threshold)]
+        lines.append("wrote " + ", ".join(doc["plots"]))
+    typer.echo(json.dumps(doc, indent=2) if json_output else "\n".join(lines))
+
+
+def evaluate_with_progress(loaded: Any, recordings: list[Path], settings: Any,
+                           reviewed: list[Path], positive: str, from_seconds: float,
+                           show: bool) -> Any:
+    import soundfile
+
+    from detector import recording_evaluation as receval
+    total = 0.0
+    for path in recordings:
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
+            fail(f"{path}: unreadable ({str(error).strip().splitlines()[0]})")
+        total += info.frames / info.samplerate
+    bar = EvaluateProgress(total, enabled=show)
+    done: dict[str, float] = {}
+
+    def on_progress(name: str, seconds: float) -> None:
+        if name not in done:
+            if done:
+                bar.end_file(list(done.values())[-1])
+            bar.start_file(name)
+        done[name] = seconds
+        bar.within_file(seconds)
+
+    try:
+        result = receval.evaluate_recordings(loaded, recordings, settings, reviewed,
+                                             positive=positive, from_seconds=from_seconds,
+                                             on_progress=on_progress)
+    except WhaledError as error:
+        fail(str(error))
+    if done:
+        bar.end_file(list(done.values())[-1])
+    bar.close()
+    return result
+
+
+class EvaluateProgress(Progress):
+    def line(self) -> str:
+        return "evaluate" + super().line().removeprefix("detect")

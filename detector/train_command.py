@@ -1,0 +1,220 @@
+"""``whaled train``: the upcall CNN trained on one data folder (a validation split, or
+time-blocked folds for the threshold), or on several with ``--cross-validate``
+(:mod:`detector.crossval_command`). Registered by :mod:`detector.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from detector.errors import WhaledError
+from detector.model_commands import check_writable, fail, report_data, versions
+
+
+def train(
+    data: Annotated[list[Path], typer.Argument(
+        help="Training data, one or more folders: Kaggle (train.csv + train/), ICML 2013 "
+             "(*_1.aif / *_0.aif), one folder per label, or recordings with Raven tables "
+             "(X.wav + X*.selections.txt).")],
+    out: Annotated[Path, typer.Option(help="Model archive to write.")] = Path("models/model.pt"),
+    noise: Annotated[list[Path] | None, typer.Option(
+        help="Recordings (files or folders) with no calls, used as negatives; repeatable.")
+    ] = None,
+    reviewed: Annotated[list[Path] | None, typer.Option(
+        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the tables "
+             "beside each recording: upcall adds a positive, not-upcall removes an expert "
+             "call and adds a negative, unsure is left out; repeatable.")] = None,
+    synthetic: Annotated[int, typer.Option(
+        help="Synthetic upcalls mixed into real negatives per epoch (fresh each epoch).")] = 0,
+    epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Windows per training step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(
+        help="Stop when validation AUC has not improved for this many epochs.")] = 10,
+    validation_fraction: Annotated[float, typer.Option(
+        help="Last part of each recording (or of the clips in name order) kept for "
+             "validation.")] = 0.2,
+    holdout_after: Annotated[float | None, typer.Option(
+        help="Seconds: never read long recordings past this time (a held-out test span).")
+    ] = None,
+    positive: Annotated[str, typer.Option(
+        help="Positive label: folder name or Raven annotation.")] = "upcall",
+    false_positive_rate: Annotated[float, typer.Option(
+        help="The threshold lets at most this fraction of validation negatives through.")
+    ] = 0.005,
+    threshold_folds: Annotated[int, typer.Option(
+        help="Long recordings: choose the threshold on out-of-fold events from this many "
+             "contiguous time blocks (one model per block trained on the others), then train "
+             "the shipped model on all the data for exactly --epochs, no validation split. "
+             "0: train on the first part, validate on the last (--validation-fraction).")] = 0,
+    max_false_alarms_per_hour: Annotated[float, typer.Option(
+        help="With --threshold-folds: the out-of-fold false alarms per hour the threshold may "
+             "allow; recall is maximised under it.")] = 2.0,
+    cross_validate: Annotated[str | None, typer.Option(
+        help="day or recording: one model per held-out day (or recording) trained on the "
+             "others, the on-threshold chosen on the pooled out-of-fold events "
+             "(--max-false-alarms-per-hour), then the shipped model trained on everything "
+             "for exactly --epochs and stamped with the out-of-fold figures.")] = None,
+    augment: Annotated[bool, typer.Option(
+        help="Draw training windows through detector.augment: speed +-10 %, noise from other "
+             "recordings down to -6 dB SNR, hard negatives, +-20 dB gain, synthetic calls.")
+    ] = False,
+    batches_per_epoch: Annotated[int, typer.Option(
+        help="With --augment: batches per epoch (half positives). 0: one pass over the "
+             "negatives.")] = 0,
+    width: Annotated[int, typer.Option(help="Channels of the first convolution.")] = 16,
+    architecture: Annotated[str, typer.Option(
+        help="upcall: per-window median background; shared: frame-local normalisation, so "
+             "overlapping windows share the convolutions when scoring; floor: each "
+             "frequency's local noise floor removed, shared like `shared`.")] = "upcall",
+    seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
+    resume: Annotated[Path | None, typer.Option(
+        help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
+    torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int, typer.Option(
+        help="CPU threads for torch; 1 is fastest on a CPU shared with other work. "
+             "(default: torch's own)")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch.")] = True,
+) -> None:
+    """Train the upcall CNN and write the TorchScript archive that `whaled listen` loads."""
+    from detector import datasets, training
+    from detector.crossval import GROUPINGS
+    from detector.model import pick_torch_device
+    from detector.network import ARCHITECTURES
+
+    command = shlex.join(["whaled", *sys.argv[1:]])
+    config = training.TrainConfig(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        patience_epochs=patience, synthetic=synthetic, width=width, seed=seed,
+        architecture=architecture, augment=augment, batches_per_epoch=batches_per_epoch,
+        max_false_positive_rate=false_positive_rate, device=torch_device)
+    options = datasets.LoadOptions(positive, validation_fraction, holdout_after,
+                                   tuple(reviewed or []))
+    checks = [(epochs >= 1, "--epochs must be at least 1"),
+              (batch_size >= 2, "--batch-size must be at least 2"),
+              (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
+              (synthetic >= 0, "--synthetic must be 0 or more"),
+              (threads >= 0, "--threads must be 0 or more"),
+              (architecture in ARCHITECTURES,
+               f"--architecture must be one of {', '.join(ARCHITECTURES)}"),
+              (cross_validate in (None, *GROUPINGS),
+               f"--cross-validate must be one of {', '.join(GROUPINGS)}"),
+              (cross_validate is None or (threshold_folds == 0 and resume is None),
+               "--cross-validate does not combine with --threshold-folds or --resume"),
+              (not augment or batches_per_epoch >= 1,
+               "--augment needs --batches-per-epoch of 1 or more"),
+              (threshold_folds == 0 or threshold_folds >= 2, "--threshold-folds must be 0 or 2+"),
+              (threshold_folds == 0 or resume is None,
+               "--resume does not combine with --threshold-folds"),
+              (max_false_alarms_per_hour >= 0, "--max-false-alarms-per-hour must be 0 or more"),
+              (resume is None or resume.is_file(), f"checkpoint not found: {resume}")]
+    for ok, message in checks:
+        if not ok:
+            fail(message)
+    check_writable("--out", out.parent)  # before hours of training, not after
+    if resume is not None:
+        try:  # before the data is read: a checkpoint of another network is refused at once
+            training.load_checkpoint(resume, config)
+        except WhaledError as error:
+            fail(str(error))
+    if cross_validate is not None:
+        from detector.crossval_command import train_cross_validated
+
+        train_cross_validated(data, out, noise or [], options, config, cross_validate,
+                              max_false_alarms_per_hour, threads, progress, command)
+        return
+    if len(data) != 1:
+        fail("several data folders need --cross-validate day|recording")
+    data_dir = data[0]
+    if threshold_folds:
+        train_with_folds(data_dir, out, noise or [], options, config, threshold_folds,
+                         max_false_alarms_per_hour, threads, progress, command, holdout_after)
+        return
+    try:
+        pick_torch_device(torch_device)
+        dataset = datasets.load_dataset(data_dir, options, noise or [])
+    except WhaledError as error:
+        fail(str(error))
+    if not dataset.validation or len({e.label for e in dataset.validation}) < 2:
+        fail(f"{data_dir}: the validation split needs positives and negatives "
+             f"({dataset.split}); add data or change --validation-fraction")
+    report_data(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.monotonic()
+    result = training.train(dataset, config, resume=resume,
+                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
+                            on_epoch=training.EpochLog(out.with_suffix(".log.jsonl"),
+                                                       config.epochs, typer.echo))
+    seconds = time.monotonic() - started
+    extra = {**result.metadata.extra, "command": command, "versions": versions(),
+             "training_seconds": round(seconds, 1), "holdout_after_seconds": holdout_after,
+             "noise": [str(p) for p in noise or []]}
+    result = replace(result, metadata=replace(result.metadata, extra=extra))
+    written = training.write_artefacts(result, out)
+    validation = extra["validation"]
+    typer.echo(f"validation ROC AUC {validation['roc_auc']:.4f} (best epoch "
+               f"{result.best_epoch + 1}), threshold on {result.metadata.thresholds.on:.3f} "
+               f"off {result.metadata.thresholds.off:.3f}; trained in {seconds:.0f} s")
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Any, config: Any,
+                     folds: int, max_false_alarms_per_hour: float, threads: int,
+                     progress: bool, command: str, holdout_after: float | None) -> None:
+    """Out-of-fold threshold, then the shipped model trained on everything up to the holdout."""
+    from detector import calibration, datasets, examples, training
+    from detector.events import Thresholds
+    from detector.model import pick_torch_device
+
+    try:
+        pick_torch_device(config.device)
+        recordings, skipped = datasets.load_fold_recordings(data_dir, options, noise)
+    except WhaledError as error:
+        fail(str(error))
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} unreadable file(s), first: "
+                   + ", ".join(skipped[:5]), err=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.monotonic()
+    fit = calibration.cross_fit_thresholds(recordings, config, folds, max_false_alarms_per_hour,
+                                        progress, say=typer.echo)
+    chosen = fit.chosen
+    typer.echo(f"out-of-fold: on-threshold {fit.on:.2f}, recall {chosen.recall:.3f} "
+               f"({chosen.n_found}/{chosen.n_annotations}), false alarms "
+               f"{chosen.n_false_alarms} in {chosen.hours:.3f} h")
+    dataset = examples.fold_dataset(recordings, folds, None)
+    report_data(dataset)
+    result = training.train(dataset, replace(config, select_best=False),
+                            checkpoint_path=out.with_suffix(".ckpt"), progress=progress)
+    seconds = time.monotonic() - started
+    metadata = result.metadata
+    extra = {**metadata.extra, "command": command, "versions": versions(),
+             "training_seconds": round(seconds, 1), "holdout_after_seconds": holdout_after,
+             "noise": [str(p) for p in noise], "validation": {
+                 "threshold_rule": fit.rule, "out_of_fold_events": chosen.as_dict(),
+                 "fold_clip_aucs": list(fit.fold_aucs)},
+             "threshold_choice": fit.as_dict()}
+    metadata = replace(metadata, thresholds=Thresholds(on=fit.on, off=fit.off), extra=extra)
+    written = training.write_artefacts(replace(result, metadata=metadata), out)
+    oof_path = out.with_suffix(".oof.json")
+    oof_path.write_text(json.dumps(fit.scores_doc()) + "\n")
+    written.append(oof_path)
+    typer.echo(f"threshold on {fit.on:.3f} off {fit.off:.3f} (out of fold); all "
+               f"{len(result.history)} epochs kept the last; trained in {seconds:.0f} s")
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
