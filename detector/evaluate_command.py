@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -17,6 +17,10 @@ from detector.errors import WhaledError
 from detector.model_commands import check_writable, fail
 from detector.progress import Progress
 
+if TYPE_CHECKING:
+    from detector.config import Settings
+    from detector.model import LoadedModel
+    from detector.recording_evaluation import Evaluation
 
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model archive to evaluate.")],
@@ -70,7 +74,7 @@ def evaluate(
         torch.set_num_threads(threads)
     check_writable("--plots", plots)
     check_writable("--review-dir", review_dir)
-    clip_dirs: list[tuple[Path, Any]] = []
+    clip_dirs: list[tuple[Path, layouts.Layout]] = []
     recording_paths: list[Path] = []
     try:
         loaded = load_model(model, pick_torch_device(torch_device))
@@ -135,9 +139,9 @@ def evaluate(
     typer.echo(json.dumps(doc, indent=2) if json_output else "\n".join(lines))
 
 
-def evaluate_with_progress(loaded: Any, recordings: list[Path], settings: Any,
+def evaluate_with_progress(loaded: LoadedModel, recordings: list[Path], settings: Settings,
                            reviewed: list[Path], positive: str, from_seconds: float,
-                           show: bool) -> Any:
+                           show: bool) -> Evaluation:
     import soundfile
 
     from detector import recording_evaluation as receval

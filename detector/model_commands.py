@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import numpy as np
 import typer
 
 from detector.errors import WhaledError
+
+if TYPE_CHECKING:
+    from detector.examples import Dataset
 
 EXIT_BAD_INPUT = 2
 
@@ -43,7 +46,7 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def report_data(dataset: Any) -> None:
+def report_data(dataset: Dataset) -> None:
     summary = dataset.summary()
     typer.echo(f"data ({summary['layout']}): train {summary['train_pos']} positive / "
                f"{summary['train_neg']} negative, validation {summary['validation_pos']} / "

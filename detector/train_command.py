@@ -11,13 +11,16 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from detector.errors import WhaledError
 from detector.model_commands import check_writable, fail, report_data, versions
 
+if TYPE_CHECKING:
+    from detector.datasets import LoadOptions
+    from detector.training import TrainConfig
 
 def train(
     data: Annotated[list[Path], typer.Argument(
@@ -170,7 +173,8 @@ def train(
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
-def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Any, config: Any,
+def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: LoadOptions,
+                     config: TrainConfig,
                      folds: int, max_false_alarms_per_hour: float, threads: int,
                      progress: bool, command: str, holdout_after: float | None) -> None:
     """Out-of-fold threshold, then the shipped model trained on everything up to the holdout."""
