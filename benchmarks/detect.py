@@ -4,7 +4,7 @@
                                 [--model PATH | --architecture upcall|shared]
 
 Synthetic 2 kHz audio (noise with upcalls) is written to a temporary WAV and scanned by
-``detector.archive.scan_recording`` (the ``whaled detect`` path: the listen pipeline, the
+``detector.archive_scan.scan_recording`` (the ``whaled detect`` path: the listen pipeline, the
 frozen model, batches). The reference cuts the same windows and calls the plain TorchScript
 module once per window (per-window STFT, batch 1). Scores must agree within 1e-4. The model
 is the shipped one, ``--model PATH``, or a freshly initialised ``--architecture`` (``shared``:
@@ -41,7 +41,7 @@ import time, sys
 t0 = time.perf_counter()
 from pathlib import Path
 import detector.scoring as scoring
-from detector.archive import scan_recording
+from detector.archive_scan import scan_recording
 from detector.config import Settings
 from detector.model import load_model
 first = []
@@ -71,7 +71,7 @@ def synthetic_audio(seconds: float, seed: int = 1) -> np.ndarray:
 def fast_path(path: Path, loaded: object, settings: object) -> tuple[float, float, np.ndarray]:
     """(wall seconds, CPU seconds, scores in window order) of the whaled detect path."""
     import detector.scoring as scoring
-    from detector.archive import scan_recording
+    from detector.archive_scan import scan_recording
 
     captured: list[np.ndarray] = []
     original = scoring.Scorer.score
@@ -143,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from detector.archive import DETECT_BLOCK_SECONDS
+    from detector.archive_commands import DETECT_BLOCK_SECONDS
     from detector.config import Settings
     from detector.model import load_model
 

@@ -32,8 +32,8 @@ LIVE_CASES = ((2000, 1), (2000, 16), (96000, 1))  # (rate Hz, channels)
 
 
 def replay(loaded: object, minutes: float, scratch: Path) -> dict[str, object]:
+    from detector.archive_scan import detect_recording
     from detector.config import Settings
-    from detector.pipeline import detect_recording
 
     audio = synthetic_audio(minutes * 60)
     wav = scratch / "replay_20090329_000000.wav"

@@ -17,15 +17,17 @@ once. The move happens when the run ends and again at the next start (after a cr
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
-from detector.durable import publish
+from detector.config import Settings
+from detector.durable import publish, sync_directory
 from detector.errors import WhaledError
 from detector.events import Detection
 from detector.saved_scores import SavedScores
@@ -46,6 +48,10 @@ PARTIAL_DIR = ".partial"  # Raven tables being written; moved into --out when co
 SUPERSEDED_NAME = "detections.superseded.jsonl"
 LOCK_NAME = ".whaled-detect.lock"
 UTC_KEYS = ("start_utc", "end_utc", "peak_utc")  # left empty when a recording's start is unknown
+FINGERPRINT_KEYS = ("hop_seconds", "on_threshold", "off_threshold", "min_duration_seconds",
+                    "merge_gap_seconds", "max_duration_seconds", "channels",
+                    "model_rate_hz", "window_seconds", "origin_utc",
+                    "timestamp_pattern")  # settings that change detections or their times
 
 
 class DetectError(WhaledError):
@@ -71,6 +77,16 @@ class RecordingResult:
     @property
     def detections(self) -> list[Detection]:
         return [r for r in self.records if isinstance(r, Detection)]
+
+
+def fingerprint_doc(settings: Settings) -> dict[str, Any]:
+    return {key: getattr(settings, key) for key in FINGERPRINT_KEYS}
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """What, besides the model and the file, makes a result "complete" for a rerun."""
+    doc = fingerprint_doc(settings)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def table_name(key: str) -> str:
@@ -309,9 +325,5 @@ def compact(out_dir: Path) -> int:
             handle.flush()
             os.fsync(handle.fileno())
     os.replace(staged, path)
-    directory = os.open(out_dir, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    sync_directory(out_dir)
     return moved

@@ -181,7 +181,7 @@ def detect(
 ) -> None:
     """Scan recordings and archives offline with the listen pipeline; resumable."""
     from detector import config as config_module
-    from detector.archive import DETECT_BLOCK_SECONDS
+    from detector.archive_commands import DETECT_BLOCK_SECONDS
 
     overrides: dict[str, Any] = {
         "model": str(model) if model else None, "channels": _channels(channels),
@@ -195,7 +195,7 @@ def detect(
         typer.echo(f"whaled: error: {error}", err=True)
         raise typer.Exit(2) from None
     setup_logging(settings.log_level)
-    from detector.archive import run_detect_command
+    from detector.archive_commands import run_detect_command
 
     raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress,
                                         save_scores, evidence))
@@ -216,7 +216,7 @@ def events(
              "(required).")] = None,
 ) -> None:
     """Redo detections from saved scores at another threshold, without rescanning."""
-    from detector.rethreshold import run_events_command
+    from detector.archive_commands import run_events_command
 
     setup_logging("INFO")
     raise typer.Exit(run_events_command(scores, on_threshold, off_threshold, out))
@@ -228,7 +228,7 @@ def presence(
         help="A detect output folder, or one holding shards' detections.jsonl merged.")],
 ) -> None:
     """Rewrite detections.csv and the presence tables and figure from detections.jsonl."""
-    from detector.presence import run_presence_command
+    from detector.archive_commands import run_presence_command
 
     setup_logging("INFO")
     raise typer.Exit(run_presence_command(out_dir))

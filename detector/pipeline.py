@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from prometheus_client import CollectorRegistry
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap
 from detector.config import Settings
@@ -473,24 +472,3 @@ class Pipeline:
 
 def _dbfs(amplitude: float) -> float:
     return 20 * float(np.log10(amplitude)) if amplitude > 0 else LEVEL_FLOOR_DBFS
-
-
-def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,
-                     sinks: list[Sink] | None = None) -> list[Detection]:
-    """The ``listen --device file:PATH --speed 0`` path, for evaluation and batch scans."""
-    source = FileSource(Path(path), block_frames=_block_frames(settings, path),
-                        speed=0.0, channels=settings.channels)
-    try:
-        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
-        pipeline = Pipeline(source, loaded, settings, list(sinks or []), metrics)
-        return pipeline.run(threading.Event()).detections
-    finally:
-        source.close()
-
-
-def _block_frames(settings: Settings, path: Path) -> int:
-    import soundfile
-
-    rate = soundfile.info(str(path)).samplerate
-    return max(1, round(settings.block_seconds * rate))
-

@@ -260,23 +260,3 @@ def totals_lines(t: Totals | None, scanned: int) -> list[str]:
     return [f"in all runs: {t.recordings} recordings ({t.complete} complete, {t.failed} "
             f"failed), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, {t.detections} "
             "detections"]
-
-
-def run_presence_command(out_dir: Path) -> int:
-    """``whaled presence OUT``: 0 when written, 2 with one line when there is nothing to read."""
-    import sys
-
-    if not (out_dir / JSONL_NAME).is_file():
-        print(f"whaled: error: {out_dir / JSONL_NAME} not found: give a whaled detect output "
-              "folder", file=sys.stderr)
-        return 2
-    try:
-        t = write_season(out_dir)
-    except OSError as error:
-        print(f"whaled: error: cannot write the tables in {out_dir}: {error}", file=sys.stderr)
-        return 2
-    print(f"presence: {t.recordings} recordings ({t.complete} complete, {t.failed} failed, "
-          f"{t.unstamped} without a start time), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of "
-          f"audio, {t.detections} detections: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
-          f"{PNG_NAME} in {out_dir}", file=sys.stderr)
-    return 0

@@ -11,22 +11,14 @@ writes, and a later ``whaled detect --on-threshold X --out`` over it finds it co
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from detector.archive_output import ArchiveOutput, DetectError, RecordingResult
+from detector.archive_output import ArchiveOutput, RecordingResult, settings_fingerprint
 from detector.config import Settings
 from detector.events import Detection
 from detector.presence import write_season
-from detector.saved_scores import (
-    SavedScores,
-    ScoresError,
-    find_scores,
-    read_scores,
-    redo,
-    thresholds_from,
-)
+from detector.saved_scores import SavedScores, read_scores, redo, thresholds_from
 
 log = logging.getLogger("whaled.events")
 
@@ -41,8 +33,6 @@ class EventsSummary:
 
 def fingerprint_for(saved: SavedScores, on: float, off: float | None) -> str:
     """The settings fingerprint of the scan, with the thresholds as ``detect`` flags give."""
-    from detector.archive import settings_fingerprint
-
     doc = {**saved.settings, "on_threshold": on, "off_threshold": -1.0 if off is None else off}
     doc["channels"] = tuple(doc.get("channels", ()))
     return settings_fingerprint(replace(Settings(), **doc))
@@ -71,27 +61,3 @@ def rethreshold(files: list[Path], on: float, off: float | None,
         output.close()
     write_season(out_dir)
     return EventsSummary(len(saved_all), audio_seconds, detections, before)
-
-
-def run_events_command(paths: list[Path], on: float | None, off: float | None,
-                       out_dir: Path | None) -> int:
-    """0 when written; 2 with one line when nothing could start."""
-    try:
-        if out_dir is None:
-            raise ScoresError("--out is required: the folder for the redone detections")
-        if on is None:
-            raise ScoresError("--on-threshold is required: the score that opens a detection")
-        if not 0.0 <= on <= 1.0:
-            raise ScoresError(f"--on-threshold {on:g} is not between 0 and 1")
-        if off is not None and not 0.0 <= off <= on:
-            raise ScoresError(f"--off-threshold {off:g} is not between 0 and --on-threshold "
-                              f"{on:g}")
-        summary = rethreshold(find_scores(paths), on, off, out_dir)
-    except (ScoresError, DetectError, OSError) as error:
-        print(f"whaled: error: {error}", file=sys.stderr)
-        return 2
-    print(f"events: {summary.recordings} recordings, {summary.audio_seconds / 3600:.3f} h of "
-          f"audio, {summary.detections} detections at on-threshold {on:g} "
-          f"({summary.detections_before} at the scans' own thresholds), written to {out_dir}",
-          file=sys.stderr)
-    return 0

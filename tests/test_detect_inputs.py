@@ -419,7 +419,7 @@ def test_full_disk_in_listen_with_evidence_off_exits_non_zero(
 
 
 def test_detect_progress_moves_within_a_file(tmp_path: Path, centre_model: Path) -> None:
-    from detector.archive import scan_recording
+    from detector.archive_scan import scan_recording
     from detector.model import load_model
 
     rec = calls_recording(tmp_path / "long_20090329_120000.wav", 2000, 600, [])

@@ -21,13 +21,14 @@ from helpers import calls_recording
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from detector.archive_scan import detect_recording
 from detector.blocks import Block, Gap, StreamInfo
 from detector.config import Settings
 from detector.daemon import open_sinks, open_source
 from detector.events import Detection
 from detector.metrics import Metrics, serve
 from detector.model import load_model
-from detector.pipeline import Pipeline, detect_recording
+from detector.pipeline import Pipeline
 from detector.sources import FileSource, ListSource
 from detector.stamps import UNKNOWN_ORIGIN
 

@@ -97,7 +97,8 @@ def test_day_comes_from_the_file_name_else_the_folder() -> None:
 def test_detections_at_the_operating_point_are_whaled_detects(each_tiny: LoadedModel,
                                                                two_days: tuple[Path, Path]
                                                                ) -> None:
-    from detector.archive import DETECT_BLOCK_SECONDS, scan_recording
+    from detector.archive_commands import DETECT_BLOCK_SECONDS
+    from detector.archive_scan import scan_recording
     from detector.events import Detection
 
     tiny = each_tiny
@@ -217,7 +218,8 @@ def test_evaluate_command_bad_inputs_are_one_line(tiny: LoadedModel, tmp_path: P
 @pytest.mark.skipif(not (SHARED / "dclde2013-20090328").is_dir(),
                     reason="../shared/data/dclde2013-20090328 is absent: real-data check skipped")
 def test_shipped_model_on_a_real_recording_gives_detects_detections() -> None:
-    from detector.archive import DETECT_BLOCK_SECONDS, scan_recording
+    from detector.archive_commands import DETECT_BLOCK_SECONDS
+    from detector.archive_scan import scan_recording
     from detector.events import Detection
 
     path = SHARED / "dclde2013-20090328" / "NOPP6_EST_20090328_003000.wav"

@@ -13,7 +13,8 @@ import soundfile
 from conftest import DCLDE_WAV, WHALED, require_shared_data
 from helpers import calls_recording
 
-from detector.archive import DETECT_BLOCK_SECONDS, detect
+from detector.archive import detect
+from detector.archive_commands import DETECT_BLOCK_SECONDS
 from detector.config import Settings
 from detector.model import load_model
 from detector.presence import CSV_NAME, HOURLY_NAME
@@ -102,7 +103,7 @@ def test_scores_come_back_from_dask_workers(
         tmp_path: Path, archive: Path, centre_model: Path) -> None:
     distributed = pytest.importorskip(
         "dask.distributed", reason="dask is not installed (pip install 'whaled[dask]')")
-    from detector.archive import dask_executor
+    from detector.executors import dask_executor
 
     loaded, settings = load_model(centre_model), detect_settings(centre_model)
     detect([archive], loaded, settings, tmp_path / "plain", save_scores=True)

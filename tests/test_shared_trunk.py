@@ -14,11 +14,11 @@ import soundfile
 import torch
 
 import detector.scoring as scoring
+from detector.archive_scan import detect_recording
 from detector.config import Settings
 from detector.events import Detection, Thresholds
 from detector.model import ModelMetadata, load_model, save_model, span_grid_samples
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, FloorNet, SharedTrunkNet
-from detector.pipeline import detect_recording
 
 SCORE_TOLERANCE = 1e-4
 HOP_SAMPLES = 500  # 0.25 s, the default hop

@@ -1,0 +1,165 @@
+"""The archive commands' edges: ``whaled detect``, ``events`` and ``presence``.
+
+Each checks its arguments, runs the work (:mod:`detector.archive`,
+:mod:`detector.rethreshold`, :mod:`detector.presence`) and turns the result into an exit
+status and a few lines on stderr. A known fault (any :class:`~detector.errors.WhaledError`)
+or an I/O error at start is one ``whaled: error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from detector.config import Settings
+from detector.errors import WhaledError
+
+if TYPE_CHECKING:
+    from detector.archive import DetectSummary
+
+log = logging.getLogger("whaled.detect")
+DETECT_BLOCK_SECONDS = 8.0  # detect's blocks: large, so per-block Python costs vanish
+
+
+def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
+                       dask_address: str | None, show_progress: bool,
+                       save_scores: bool = False, evidence: int = 0) -> int:
+    """``whaled detect``: 0 when every recording was scanned, 1 when any failed, 2 at start."""
+    import torch
+
+    from detector.archive import detect
+    from detector.archive_output import DetectError
+    from detector.archive_plan import parse_shard, plan
+    from detector.executors import dask_executor, open_dask
+    from detector.model import check_model
+    from detector.progress import Progress
+    from detector.sinks import unwritable
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        if evidence < 0:
+            raise DetectError(f"--evidence {evidence}: give 0 or more clips per recording")
+        shard = parse_shard(shard_text)
+        planned = plan(paths, settings, shard)
+        problem = unwritable(out_dir)
+        if problem:
+            raise DetectError(f"output directory {out_dir} is not writable: {problem}")
+        loaded = check_model(settings)
+    except (WhaledError, OSError) as error:
+        return error_line(error)
+    client = None
+    executor = None
+    if dask_address:
+        try:
+            client = open_dask(dask_address)
+        except ImportError:
+            print("whaled: error: --dask needs the dask extra (pip install 'whaled[dask]')",
+                  file=sys.stderr)
+            return 2
+        if dask_address == "local" and not settings.torch_threads:
+            settings = replace(settings, torch_threads=1)  # one process per core already
+        executor = dask_executor(client, loaded.path, settings, save_scores)
+    progress = Progress(0.0, enabled=show_progress)
+    log.info("detect model=%s model_hash=%s torch_device=%s threads=%d hop_s=%.3f shard=%d/%d "
+             "out=%s", loaded.path, loaded.content_hash, loaded.device, torch.get_num_threads(),
+             settings.hop_seconds, *shard, out_dir)
+    try:
+        summary = detect(planned, loaded, settings, out_dir, shard, executor, progress,
+                         save_scores, evidence)
+    except WhaledError as error:
+        return error_line(error)
+    finally:
+        if client is not None:
+            client.close()
+    for line in summary_lines(summary):
+        print(line, file=sys.stderr)
+    return 1 if summary.failed or summary.unwritten[0] else 0
+
+
+def summary_lines(summary: DetectSummary) -> list[str]:
+    from detector.presence import totals_lines
+
+    rtf = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
+    scanned = summary.recordings - summary.skipped
+    lines = [f"detect: {summary.recordings} recordings ({summary.skipped} already complete), "
+             f"{scanned} scanned, {summary.audio_seconds / 3600:.3f} h of audio in "
+             f"{summary.wall_seconds:.1f} s ({rtf:.0f}x real time), {summary.detections} "
+             f"detections, {len(summary.failed)} failed"]
+    lines += totals_lines(summary.totals, scanned)
+    if summary.evidence_clips:
+        lines.append(f"evidence: {summary.evidence_clips} clips written")
+    if summary.unstamped:
+        lines.append(f"warning: {len(summary.unstamped)} recordings have no start time in "
+                     "their names: their detections carry seconds from the file's start and no "
+                     "UTC (give --timestamp-pattern, or --origin for one recording)")
+    lines += [f"failed: {path}: {why}" for path, why in summary.failed]
+    results, missing = summary.unwritten
+    if results:
+        lines.append(f"whaled: error: {results} recordings' results ({missing} lines) were never "
+                     f"written to the output ({summary.write_error}); they were not marked "
+                     "complete, so a rerun scans them again")
+    return lines
+
+
+def run_events_command(paths: list[Path], on: float | None, off: float | None,
+                       out_dir: Path | None) -> int:
+    """``whaled events``: 0 when written; 2 with one line when nothing could start."""
+    from detector.rethreshold import rethreshold
+    from detector.saved_scores import ScoresError, find_scores
+
+    try:
+        if out_dir is None:
+            raise ScoresError("--out is required: the folder for the redone detections")
+        if on is None:
+            raise ScoresError("--on-threshold is required: the score that opens a detection")
+        if not 0.0 <= on <= 1.0:
+            raise ScoresError(f"--on-threshold {on:g} is not between 0 and 1")
+        if off is not None and not 0.0 <= off <= on:
+            raise ScoresError(f"--off-threshold {off:g} is not between 0 and --on-threshold "
+                              f"{on:g}")
+        summary = rethreshold(find_scores(paths), on, off, out_dir)
+    except (WhaledError, OSError) as error:
+        return error_line(error)
+    print(f"events: {summary.recordings} recordings, {summary.audio_seconds / 3600:.3f} h of "
+          f"audio, {summary.detections} detections at on-threshold {on:g} "
+          f"({summary.detections_before} at the scans' own thresholds), written to {out_dir}",
+          file=sys.stderr)
+    return 0
+
+
+def run_presence_command(out_dir: Path) -> int:
+    """``whaled presence OUT``: 0 when written, 2 with one line when there is nothing to read."""
+    from detector.presence import (
+        CSV_NAME,
+        DAILY_NAME,
+        HOURLY_NAME,
+        PNG_NAME,
+        SECONDS_PER_HOUR,
+        write_season,
+    )
+    from detector.sinks import JSONL_NAME
+
+    if not (out_dir / JSONL_NAME).is_file():
+        print(f"whaled: error: {out_dir / JSONL_NAME} not found: give a whaled detect output "
+              "folder", file=sys.stderr)
+        return 2
+    try:
+        t = write_season(out_dir)
+    except OSError as error:
+        print(f"whaled: error: cannot write the tables in {out_dir}: {error}", file=sys.stderr)
+        return 2
+    print(f"presence: {t.recordings} recordings ({t.complete} complete, {t.failed} failed, "
+          f"{t.unstamped} without a start time), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of "
+          f"audio, {t.detections} detections: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
+          f"{PNG_NAME} in {out_dir}", file=sys.stderr)
+    return 0
+
+
+def error_line(error: Exception) -> int:
+    """One ``whaled: error:`` line for a fault found before any work; exit status 2."""
+    print(f"whaled: error: {error}", file=sys.stderr)
+    return 2

@@ -1,0 +1,133 @@
+"""One recording through the listen pipeline: what ``whaled detect`` does to each file.
+
+A recording is a :class:`~detector.sources.FileSource` at speed 0 through the same
+:class:`~detector.pipeline.Pipeline` as ``listen --device file:PATH --speed 0`` (same windows,
+scores and event logic; only the block size differs, and events do not depend on it). The
+file is streamed in blocks, so memory stays flat with its length. Errors come back in the
+:class:`~detector.archive_output.RecordingResult`, never raised, so one bad file stops nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from detector.archive_output import RecordingResult, fingerprint_doc
+from detector.config import Settings
+from detector.events import Detection
+from detector.metrics import Metrics
+from detector.model import LoadedModel
+from detector.pipeline import Pipeline, RunSummary
+from detector.saved_scores import ScoreRecorder
+from detector.sinks import Record, Sink
+from detector.sources import FileSource, SourceError
+from detector.stamps import parse_origin
+
+
+def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
+                   on_progress: Callable[[float], None] | None = None,
+                   save_scores: bool = False) -> RecordingResult:
+    """One recording through the listen pipeline; errors are returned, never raised.
+    ``save_scores``: keep every window's scores in ``result.scores``."""
+    started = time.perf_counter()
+    result = RecordingResult(str(path))
+    import soundfile
+
+    try:
+        file_info = soundfile.info(str(path))
+        block_frames = max(1, round(settings.block_seconds * file_info.samplerate))
+        origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
+        source = FileSource(Path(path), block_frames=block_frames, speed=0.0,
+                            channels=settings.channels, origin=origin,
+                            timestamp_pattern=settings.timestamp_pattern)
+    except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        result.error = text.removeprefix(f"{path}: ")
+        return result
+    collect = CollectSink()
+    recorder = ScoreRecorder() if save_scores else None
+    sinks: list[Sink] = [collect, *([recorder] if recorder else [])]
+    try:
+        info, expected = source.info, source.frames
+        result.source, result.origin_utc = info.name, info.origin_utc
+        result.origin_from, result.channels = info.origin_from, info.channels
+        metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
+        pipeline = Pipeline(source, loaded, settings, sinks, metrics)
+        if recorder is not None:
+            pipeline.score_taps.append(recorder.tap)
+        if on_progress is not None:
+            pipeline.hooks.append(lambda p: on_progress(p.summary.samples / info.rate_hz))
+        summary = pipeline.run(threading.Event())
+        result.records = collect.records
+        result.audio_seconds = summary.samples / info.rate_hz
+        if recorder is not None:
+            result.scores = recorder.saved(pipeline, fingerprint_doc(settings),
+                                           result.audio_seconds)
+        result.error = unanalysed(summary, expected, source.declared_frames, info.rate_hz,
+                                  settings.window_seconds)
+    except (RuntimeError, OSError, ValueError) as error:
+        result.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+    finally:
+        for sink in sinks:
+            sink.close()
+        source.close()
+        result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def unanalysed(summary: RunSummary, frames: int, declared_frames: int, rate_hz: int,
+               window_seconds: float) -> str:
+    """Why a recording that was read is not "complete", or "" when it is."""
+    read = summary.samples + summary.nonfinite_samples
+    if frames == 0:
+        return "empty: no audio samples"
+    if read < frames:
+        return f"read error after {read / rate_hz:.1f} s of {frames / rate_hz:.1f} s"
+    if summary.samples == 0:
+        return f"no finite audio: all {read / rate_hz:.1f} s are NaN or Inf"
+    if summary.windows == 0:
+        return (f"too short: {summary.samples / rate_hz:.1f} s of audio, one window is "
+                f"{window_seconds:g} s")
+    if declared_frames > frames:
+        return (f"truncated: the header promises {declared_frames / rate_hz:.1f} s, the file "
+                f"holds {frames / rate_hz:.1f} s (scanned)")
+    return ""
+
+
+class CollectSink:
+    """The records of one recording, kept in memory for its result."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def write(self, record: Record) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        """Nothing to release: the records stay for the caller."""
+
+
+def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,
+                     sinks: list[Sink] | None = None) -> list[Detection]:
+    """The ``listen --device file:PATH --speed 0`` path, for evaluation and batch scans."""
+    source = FileSource(Path(path), block_frames=_block_frames(settings, path),
+                        speed=0.0, channels=settings.channels)
+    try:
+        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
+        pipeline = Pipeline(source, loaded, settings, list(sinks or []), metrics)
+        return pipeline.run(threading.Event()).detections
+    finally:
+        source.close()
+
+
+def _block_frames(settings: Settings, path: Path) -> int:
+    import soundfile
+
+    rate = soundfile.info(str(path)).samplerate
+    return max(1, round(settings.block_seconds * rate))

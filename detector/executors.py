@@ -1,0 +1,84 @@
+"""Where ``whaled detect`` scans: here, one recording after another, or on a Dask cluster.
+
+An executor takes the recordings to scan and yields their results as each ends; this
+process writes every output either way (:mod:`detector.archive_output`). On Dask, each
+worker process loads the model once and returns plain results.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from detector.archive_output import RecordingResult
+from detector.archive_plan import Recording
+from detector.archive_scan import scan_recording
+from detector.config import Settings
+from detector.model import LoadedModel
+from detector.progress import Progress
+
+log = logging.getLogger("whaled.detect")
+Executor = Callable[[list[Recording]], Iterator[RecordingResult]]
+
+
+def local_executor(loaded: LoadedModel, settings: Settings, progress: Progress,
+                   save_scores: bool = False) -> Executor:
+    def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
+        for recording in recordings:
+            progress.start_file(recording.key)
+            yield scan_recording(recording.path, loaded, settings, progress.within_file,
+                                 save_scores)
+    return run
+
+
+def dask_executor(client: Any, model_path: Path, settings: Settings,
+                  save_scores: bool = False) -> Executor:
+    """Fan recordings out over a Dask cluster; results come back here to be written."""
+    from dask.distributed import as_completed
+
+    def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
+        futures = client.map(scan_on_worker, [str(r.path) for r in recordings],
+                             model_path=str(model_path), settings=settings,
+                             save_scores=save_scores, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+    return run
+
+
+@functools.lru_cache(maxsize=2)
+def worker_model(model_path: str, device: str) -> LoadedModel:
+    """The model of a Dask worker process, loaded at its first task."""
+    from detector.model import load_model
+
+    return load_model(Path(model_path), device)
+
+
+def scan_on_worker(path: str, model_path: str, settings: Settings,
+                   save_scores: bool = False) -> RecordingResult:
+    """A Dask task: the model is loaded once per worker process."""
+    import torch
+
+    from detector.model import pick_torch_device
+
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    loaded = worker_model(model_path, str(pick_torch_device(settings.torch_device)))
+    return scan_recording(Path(path), loaded, settings, save_scores=save_scores)
+
+
+def open_dask(address: str, workers: int | None = None) -> Any:
+    """A client of the cluster at ``address``; ``local``: one worker process per core (or
+    ``workers``), one thread each."""
+    from dask.distributed import Client, LocalCluster
+
+    if log.getEffectiveLevel() > logging.DEBUG:  # dask's INFO lines would bury whaled's own
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if address == "local":
+        return Client(LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                                   threads_per_worker=1, processes=True,
+                                   silence_logs=logging.WARNING, dashboard_address=None))
+    return Client(address)
