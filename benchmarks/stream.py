@@ -55,10 +55,10 @@ def live(loaded: object, rate_hz: int, channels: int, seconds: float) -> dict[st
     from detector.sources import SyntheticSource
 
     source = SyntheticSource(rate_hz=rate_hz, block_frames=rate_hz // 10, speed=1.0,
-                             channels=channels, duration_seconds=seconds)
+                             channels=channels)
     metrics = Metrics(CollectorRegistry(), source.info.channels,
                       loaded.metadata.labels)  # type: ignore[attr-defined]
-    pipeline = Pipeline(source, loaded, Settings(speed=1.0), [], metrics)  # type: ignore[arg-type]
+    pipeline = Pipeline(source, loaded, Settings(speed=1.0, duration_seconds=seconds), [], metrics)  # type: ignore[arg-type]
     latencies: list[float] = []
     backlogs: list[float] = []
     score = pipeline.score_pending

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo
+from detector.blocks import Block, ClockStep, Gap, StreamInfo
 from detector.devices import list_input_devices, match_device
 from detector.sources import Item, SourceError, _one_line
 
@@ -164,7 +164,6 @@ class PortAudioSource:
 
     def __init__(self, device: str, *, rate_hz: int = 0, channels: Sequence[int] = (),
                  block_seconds: float = 0.1, queue_seconds: float = 60.0,
-                 duration_seconds: float | None = None,
                  stall_timeout_seconds: float = 10.0) -> None:
         self.query = device
         self.callbacks = 0
@@ -178,8 +177,6 @@ class PortAudioSource:
         self.skew_seconds = 0.0
         self._closing = False
         self._reanchor: str | None = None
-        self._delivered = 0
-        self._ended = False
         self._stream: Any = None
         self._first_audio = threading.Event()
 
@@ -199,7 +196,6 @@ class PortAudioSource:
         self.block_frames = max(1, round(block_seconds * rate))
         self._queue: queue.Queue[tuple[list[Gap | ClockStep], Block]] = queue.Queue(
             maxsize=max(MIN_QUEUE_BLOCKS, math.ceil(queue_seconds / block_seconds)))
-        self._limit = None if not duration_seconds else round(duration_seconds * rate)
         self._clock = SampleClock(rate, stall_timeout_seconds)
         self._origin_wall = 0.0  # time.time() when sample 0 was captured
         self._input_latency = 0.0  # PortAudio's estimate, seconds; used without ADC times
@@ -269,9 +265,7 @@ class PortAudioSource:
 
     def read(self, timeout_seconds: float) -> list[Item]:
         """Gaps and blocks captured since the last read; [] while nothing came or lost."""
-        if self._ended:
-            return [EndOfStream(self._delivered)]
-        items: list[Gap | ClockStep | Block] = []
+        items: list[Item] = []
         try:
             entry = self._queue.get(timeout=max(timeout_seconds, 0.0))
             while True:
@@ -281,26 +275,7 @@ class PortAudioSource:
                 entry = self._queue.get_nowait()
         except queue.Empty:
             pass
-        if items:
-            self._delivered = items[-1].end_sample
-        return self._apply_limit(items)
-
-    def _apply_limit(self, items: list[Gap | ClockStep | Block]) -> list[Item]:
-        if self._limit is None or self._delivered < self._limit:
-            return [*items]
-        kept: list[Item] = []
-        for item in items:
-            if item.first_sample >= self._limit:
-                break
-            if isinstance(item, Block) and item.end_sample > self._limit:
-                item = Block(item.first_sample, item.samples[:self._limit - item.first_sample],
-                             item.arrival_monotonic)
-            elif isinstance(item, Gap) and item.end_sample > self._limit:
-                item = Gap(item.first_sample, self._limit, item.reason)
-            kept.append(item)
-        self._ended = True
-        self._delivered = self._limit
-        return [*kept, EndOfStream(self._limit)]
+        return items
 
     def reopen(self) -> None:
         """Open the device again after a loss; raises :class:`SourceError` if it can't.

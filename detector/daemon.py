@@ -54,7 +54,6 @@ class StartupError(WhaledError):
 
 def open_source(settings: Settings) -> Source:
     origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
-    duration = settings.duration_seconds or None
     device = settings.device
     if device.startswith("file:"):
         path = Path(device[len("file:"):])
@@ -63,7 +62,6 @@ def open_source(settings: Settings) -> Source:
         rate = _file_rate(path)
         source = FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
                             speed=settings.speed, channels=settings.channels, origin=origin,
-                            duration_seconds=duration,
                             timestamp_pattern=settings.timestamp_pattern)
         if source.info.origin_from == "none":
             source.close()
@@ -75,13 +73,13 @@ def open_source(settings: Settings) -> Source:
         return SyntheticSource(rate_hz=rate, block_frames=max(1, round(settings.block_seconds
                                                                        * rate)),
                                speed=settings.speed, channels=settings.channels or (1,),
-                               seed=settings.seed, origin=origin, duration_seconds=duration,
+                               seed=settings.seed, origin=origin,
                                truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE)
     from detector.netstream import NetworkSource, is_network_url
 
     if is_network_url(device):
         return NetworkSource(device, block_seconds=settings.block_seconds,
-                             channels=settings.channels, duration_seconds=duration)
+                             channels=settings.channels)
     from detector.capture import PortAudioSource
 
     return PortAudioSource(device, rate_hz=settings.sample_rate_hz,

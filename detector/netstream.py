@@ -238,8 +238,8 @@ class Decoder:
 class NetworkSource:
     """A network stream as a live device; ``lost`` from a drop until :meth:`reopen` works."""
 
-    def __init__(self, url: str, *, block_seconds: float, channels: Sequence[int] = (),
-                 duration_seconds: float | None = None) -> None:
+    def __init__(self, url: str, *, block_seconds: float, channels: Sequence[int] = ()
+                 ) -> None:
         self.url = url
         self._ffmpeg = ffmpeg_path()
         self.hls = is_hls(url)
@@ -263,7 +263,6 @@ class NetworkSource:
         self.info = StreamInfo(rate, tuple(c + 1 for c in self._columns), origin, origin_from,
                                _display(url))
         self._block_frames = max(1, round(block_seconds * rate))
-        self._limit = None if duration_seconds is None else int(duration_seconds * rate)
         self._queue: queue.Queue[Item] = queue.Queue(QUEUE_BLOCKS)
         self._lock = threading.Lock()
         self._next_index = 0  # where the next decoded sample goes
@@ -409,16 +408,6 @@ class NetworkSource:
             if isinstance(item, EndOfStream):
                 self._ended = True
                 out.append(EndOfStream(self._delivered))
-                break
-            if self._limit is not None and item.end_sample >= self._limit:
-                if isinstance(item, Block):
-                    item = Block(item.first_sample,
-                                 item.samples[:self._limit - item.first_sample],
-                                 item.arrival_monotonic)
-                elif isinstance(item, Gap):
-                    item = Gap(item.first_sample, self._limit, item.reason)
-                out += [item, EndOfStream(self._limit)]
-                self._ended, self._delivered = True, self._limit
                 break
             out.append(item)
             self._delivered = item.end_sample

@@ -113,7 +113,8 @@ class Pipeline:
                              len(self.source.info.channels))
         self.trackers = self._make_trackers()
         self.limit_samples = (int(settings.duration_seconds * info.rate_hz)
-                              if settings.duration_seconds > 0 else None)
+                              if settings.duration_seconds > 0 else None)  # --duration
+        self._received = 0  # frames of audio received, gaps not counted: what --duration counts
         self.summary = RunSummary(records_kept)
         self.end_reason = ""  # why run() returned: end of stream, duration reached, stopped
         self.clock_correction_seconds = 0.0  # subtracted from origin + index / rate (ClockStep)
@@ -169,7 +170,7 @@ class Pipeline:
     def _consume(self, items: list[Block | Gap | ClockStep | EndOfStream]) -> bool:
         """Blocks and gaps into the windower; True at the end of the stream or --duration."""
         for item in items:
-            if isinstance(item, EndOfStream) or self._reached_limit():
+            if isinstance(item, EndOfStream):
                 return True
             if isinstance(item, Gap):
                 self.on_gap(item)
@@ -177,15 +178,16 @@ class Pipeline:
                 self.on_clock_step(item)
             else:
                 self.on_block(item)
+                if self._reached_limit():
+                    return True
         return False
 
     def _live(self) -> bool:
         return self.settings.speed > 0 or not isinstance(self.source, FileSource)
 
     def _reached_limit(self) -> bool:
-        return (self.limit_samples is not None and self._expected is not None
-                and self._first is not None
-                and self._expected - self._first >= self.limit_samples)
+        """--duration counts audio received: a gap in the stream does not use it up."""
+        return self.limit_samples is not None and self._received >= self.limit_samples
 
     def tick(self) -> None:
         """Between reads: notice a stall, update coverage, run the hooks."""
@@ -278,8 +280,8 @@ class Pipeline:
             self.on_gap(Gap(self._expected, block.first_sample, "discontinuity"))
         samples = block.samples
         if self.limit_samples is not None:
-            assert self._first is not None
-            samples = samples[:max(0, self._first + self.limit_samples - block.first_sample)]
+            samples = samples[:max(0, self.limit_samples - self._received)]
+        self._received += len(samples)
         bad = ~np.isfinite(samples).all(axis=1)
         samples = self._observe_input(samples)
         if bad.any():

@@ -98,7 +98,7 @@ class FileSource:
 
     def __init__(self, path: Path, *, block_frames: int, speed: float = 0.0,
                  channels: Sequence[int] = (), origin: datetime | None = None,
-                 duration_seconds: float | None = None, timestamp_pattern: str = "") -> None:
+                 timestamp_pattern: str = "") -> None:
         import soundfile
 
         self.path = Path(path)
@@ -125,8 +125,7 @@ class FileSource:
         self.info = StreamInfo(rate, tuple(c + 1 for c in self._columns), origin_utc,
                                origin_from, f"file:{self.path.name}")
         self._block_frames = block_frames
-        self._limit = (self._file.frames if duration_seconds is None
-                       else min(self._file.frames, int(duration_seconds * rate)))
+        self._limit = self._file.frames
         self._position = 0
         self._pacer = Pacer(speed)
 
@@ -196,15 +195,13 @@ class SyntheticSource:
 
     def __init__(self, *, rate_hz: int, block_frames: int, speed: float = 1.0,
                  channels: int | Sequence[int] = 1, seed: int = 1,
-                 origin: datetime | None = None, duration_seconds: float | None = None,
-                 truth_path: Path | None = None) -> None:
+                 origin: datetime | None = None, truth_path: Path | None = None) -> None:
         numbers = (tuple(range(1, channels + 1)) if isinstance(channels, int)
                    else tuple(channels))
         self.info = StreamInfo(rate_hz, numbers, origin or utc_now(),
                                "flag" if origin else "clock", "synthetic")
         self._block_frames = block_frames
         self._seed = seed
-        self._limit = None if duration_seconds is None else int(duration_seconds * rate_hz)
         self._position = 0
         self._pacer = Pacer(speed)
         self._epochs: dict[tuple[int, int], SyntheticHydrophone] = {}
@@ -239,10 +236,6 @@ class SyntheticSource:
 
     def read(self, timeout_seconds: float) -> list[Item]:
         frames = self._block_frames
-        if self._limit is not None:
-            if self._position >= self._limit:
-                return [EndOfStream(self._position)]
-            frames = min(frames, self._limit - self._position)
         if not self._pacer.wait_until((self._position + frames) / self.info.rate_hz,
                                       timeout_seconds):
             return []

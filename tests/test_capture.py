@@ -246,21 +246,6 @@ def test_full_queue_drops_blocks_as_a_gap(tmp_path: Path) -> None:
 
 
 @pulse
-def test_duration_ends_the_stream_on_a_sample() -> None:
-    with private_pulse(rate_hz=2000, channels=1):
-        source = PortAudioSource("pulse", rate_hz=2000, block_seconds=0.1,
-                               duration_seconds=0.35)
-        try:
-            items = read_for(source, 0.6)
-        finally:
-            source.close()
-    assert isinstance(items[-1], EndOfStream) and items[-1].end_sample == 700
-    blocks = [item for item in items if isinstance(item, Block)]
-    assert sum(b.frames for b in blocks) == 700 and blocks[-1].frames == 100
-    assert source.read(0.0) == [EndOfStream(700)]
-
-
-@pulse
 def test_start_up_errors_are_one_line() -> None:
     with private_pulse(rate_hz=2000, channels=1):
         with pytest.raises(SourceError) as unknown:

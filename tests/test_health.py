@@ -65,9 +65,8 @@ def test_a_stall_is_called_once_and_ends_with_the_audio() -> None:
 def test_coverage_and_measured_rate_of_a_live_source(centre_model: Path) -> None:
     loaded = load_model(centre_model)  # first: a slow load must not become a backlog
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
-    source = SyntheticSource(rate_hz=RATE_HZ, block_frames=200, speed=1.0,
-                             duration_seconds=2.5)
-    pipeline = Pipeline(source, loaded, Settings(), [], metrics)
+    source = SyntheticSource(rate_hz=RATE_HZ, block_frames=200, speed=1.0)
+    pipeline = Pipeline(source, loaded, Settings(duration_seconds=2.5), [], metrics)
     pipeline.rate_meter = RateMeter(period_seconds=1.0)  # the daemon's is 10 s
     pipeline.run(threading.Event())
     get = metrics.registry.get_sample_value

@@ -308,15 +308,32 @@ def test_model_disagreeing_with_config_is_refused(tmp_path: Path,
     assert_one_line_error(run, "model rate 8000 Hz disagrees with config model_rate_hz = 2000")
 
 
+def test_duration_counts_audio_received_not_the_samples_a_gap_skips(
+        centre_model: Path) -> None:
+    """--duration 2.5 over 1 s of audio, a 5-s gap and 2 s more: it stops 1.5 s after the gap
+    (the gap does not use the duration up), on a sample, and says why."""
+    rate = 2000
+    info = StreamInfo(rate, (1,), datetime(2020, 5, 1, tzinfo=UTC), "flag", "list")
+    quiet = np.zeros((rate, 1), np.float32)
+    items = [Block(0, quiet), Gap(rate, 6 * rate, "overflow"), Block(6 * rate, quiet),
+             Block(7 * rate, quiet)]
+    pipeline = Pipeline(ListSource(info, items, per_read=4), load_model(centre_model),
+                        Settings(duration_seconds=2.5), [],
+                        Metrics(CollectorRegistry(), (1,), ("upcall",)))
+    summary = pipeline.run(threading.Event())
+    assert pipeline.end_reason == "duration reached"
+    assert summary.samples == round(2.5 * rate)
+    assert [(g.first_sample, g.end_sample) for g in summary.gaps] == [(rate, 6 * rate)]
+
+
 def test_synthetic_source_calls_are_detected_at_their_times(centre_model: Path) -> None:
     from detector.sources import SyntheticSource
 
     loaded = load_model(centre_model)
     origin = datetime(2026, 1, 1, tzinfo=UTC)
-    source = SyntheticSource(rate_hz=2000, block_frames=200, speed=0, origin=origin,
-                             duration_seconds=300, seed=4)
+    source = SyntheticSource(rate_hz=2000, block_frames=200, speed=0, origin=origin, seed=4)
     truth = source.upcall_times(0, 300)
-    settings = replace(Settings(), on_threshold=0.9, off_threshold=0.5)
+    settings = replace(Settings(), on_threshold=0.9, off_threshold=0.5, duration_seconds=300)
     summary = Pipeline(source, loaded, settings, [],
                        Metrics(CollectorRegistry(), (1,), ("upcall",))).run(threading.Event())
     assert len(truth) >= 8
@@ -480,7 +497,7 @@ def test_synthetic_device_writes_the_calls_it_placed(
     truth = [json.loads(x) for x in (out / SYNTHETIC_TRUTH_FILE).read_text().splitlines()]
     origin = datetime(2026, 1, 1, tzinfo=UTC)
     placed = SyntheticSource(rate_hz=2000, block_frames=200, speed=0, origin=origin,
-                             duration_seconds=200, seed=1).upcall_times(0, 200)
+                             seed=1).upcall_times(0, 200)
     expected = [(s, e) for s, e in placed if e <= 200]  # a call cut off at the end is not listed
     assert len(truth) == len(expected) >= 5
     for t, (s, e) in zip(truth, expected, strict=True):

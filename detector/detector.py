@@ -1,0 +1,100 @@
+"""Windows to events: the pending batch, the model's :class:`~detector.scoring.Scorer` and one
+event tracker per channel and label.
+
+:meth:`Detector.push` takes the windows cut from the stream with their centres (stream
+seconds) and returns the events they close; windows wait in a batch until it is full, or
+until the loop has nothing else to do (:meth:`Detector.score`), so a backlog goes through the
+model at once. :meth:`Detector.flush` scores what waits and closes every open event (a gap,
+the end). Scoring happens in one place, :meth:`Detector.score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from detector.config import Settings
+from detector.events import Event, EventTracker, Thresholds, TrackerSettings
+from detector.metrics import Metrics
+from detector.model import LoadedModel
+from detector.scoring import Scorer
+
+ScoreTap = Callable[[np.ndarray, np.ndarray], None]  # (centres s, scores (n, channels, labels))
+
+
+def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
+    default = loaded.metadata.thresholds
+    on = settings.on_threshold if settings.on_threshold >= 0 else default.on
+    off = settings.off_threshold if settings.off_threshold >= 0 else min(default.off, on)
+    return Thresholds(on=on, off=min(off, on))
+
+
+class Detector:
+    """Scores windows in batches and runs the event trackers over the scores."""
+
+    def __init__(self, loaded: LoadedModel, settings: Settings, hop_samples: int,
+                 channels: Sequence[int], metrics: Metrics, score_taps: list[ScoreTap]) -> None:
+        """``score_taps`` see every window's centre and scores (evaluation, saved scores)."""
+        self.hop_samples, self.channels = hop_samples, tuple(channels)
+        self.metrics, self.score_taps = metrics, score_taps
+        self.batches = 0  # batches scored so far
+        self.windows = 0  # windows x channels scored so far
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # (centres, windows)
+        self.pending_count = 0
+        self.use(loaded, settings)
+
+    def use(self, loaded: LoadedModel, settings: Settings) -> None:
+        """This model and these thresholds from now on (start-up, SIGHUP): flush first."""
+        self.loaded, self.settings = loaded, settings
+        self.thresholds = thresholds_for(settings, loaded)
+        self.scorer = Scorer(loaded, settings.max_batch_windows, self.hop_samples,
+                             len(self.channels))
+        tracker_settings = TrackerSettings(
+            self.thresholds, self.hop_samples / loaded.metadata.sample_rate_hz,
+            settings.min_duration_seconds, settings.merge_gap_seconds,
+            settings.max_duration_seconds)
+        self.trackers = [[EventTracker(tracker_settings, channel, label)
+                          for label in loaded.metadata.labels] for channel in self.channels]
+
+    @property
+    def batch_full(self) -> bool:
+        return self.pending_count >= self.settings.max_batch_windows
+
+    def push(self, centres: np.ndarray, windows: np.ndarray) -> list[Event]:
+        """Windows (n, channels, samples) centred at ``centres`` (stream s); scored once the
+        batch is full."""
+        if len(centres):
+            self._pending.append((centres, windows))
+            self.pending_count += len(centres)
+        return self.score() if self.batch_full else []
+
+    def score(self) -> list[Event]:
+        """Every waiting window through the model, the scores through the trackers."""
+        if not self._pending:
+            return []
+        self.batches += 1
+        centres = np.concatenate([c for c, _ in self._pending])
+        windows = np.concatenate([w for _, w in self._pending])
+        self._pending.clear()
+        self.pending_count = 0
+        n, n_channels, length = windows.shape
+        scores = self.scorer.score(windows.reshape(n * n_channels, length))
+        scores = scores.reshape(n, n_channels, -1)
+        for score_tap in self.score_taps:
+            score_tap(centres, scores)
+        self.metrics.inference.observe(self.scorer.last_seconds)
+        self.windows += n * n_channels
+        for channel in self.channels:
+            self.metrics.windows.labels(str(channel)).inc(n)
+        events = [event for i in range(n) for col in range(n_channels)
+                  for j, tracker in enumerate(self.trackers[col])
+                  for event in tracker.update(float(centres[i]), float(scores[i, col, j]))]
+        self.metrics.stream_position.set(float(centres[-1]))
+        return events
+
+    def flush(self) -> list[Event]:
+        """Score what waits, then close every open event."""
+        events = self.score()
+        return events + [event for row in self.trackers for tracker in row
+                         for event in tracker.flush()]
