@@ -58,18 +58,20 @@ def live(loaded: object, rate_hz: int, channels: int, seconds: float) -> dict[st
                              channels=channels)
     metrics = Metrics(CollectorRegistry(), source.info.channels,
                       loaded.metadata.labels)  # type: ignore[attr-defined]
-    pipeline = Pipeline(source, loaded, Settings(speed=1.0, duration_seconds=seconds), [], metrics)  # type: ignore[arg-type]
+    pipeline = Pipeline(source, loaded, Settings(speed=1.0, duration_seconds=seconds), [],
+                        metrics)  # type: ignore[arg-type]
     latencies: list[float] = []
     backlogs: list[float] = []
-    score = pipeline.score_pending
+    score = pipeline.detector.score
 
-    def timed() -> None:
-        score()
+    def timed() -> list:
+        events = score()
         if pipeline._last_arrival:
             latencies.append(time.monotonic() - pipeline._last_arrival)
             backlogs.append(metrics.backlog._value.get())
+        return events
 
-    pipeline.score_pending = timed  # type: ignore[method-assign]
+    pipeline.detector.score = timed  # type: ignore[method-assign]
     cpu0 = time.process_time()
     pipeline.run(threading.Event())
     cpu = time.process_time() - cpu0

@@ -21,11 +21,12 @@ from detector.config import Settings
 from detector.events import Detection
 from detector.metrics import Metrics
 from detector.model import LoadedModel
-from detector.pipeline import Pipeline, RunSummary
+from detector.pipeline import Pipeline
 from detector.saved_scores import ScoreRecorder
 from detector.sinks import Record, Sink
 from detector.sources import FileSource, SourceError
 from detector.stamps import parse_origin
+from detector.summary import RunSummary
 
 
 def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
@@ -60,7 +61,7 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         if recorder is not None:
             pipeline.score_taps.append(recorder.tap)
         if on_progress is not None:
-            pipeline.hooks.append(lambda p: on_progress(p.summary.samples / info.rate_hz))
+            pipeline.hooks.append(lambda status: on_progress(status.analysed_seconds))
         summary = pipeline.run(threading.Event())
         result.records = collect.records
         result.audio_seconds = summary.samples / info.rate_hz

@@ -23,6 +23,7 @@ class StreamInfo:
     origin_utc: datetime  # the UTC time of sample index 0
     origin_from: str  # where origin_utc came from: "file name", "flag", "clock", "none"
     name: str  # a short human description of the source
+    live: bool = True  # arrives in real time and can stall (a device, a stream, paced replay)
 
     def utc_at(self, sample_index: float) -> datetime:
         return self.origin_utc + timedelta(seconds=sample_index / self.rate_hz)

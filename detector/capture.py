@@ -31,6 +31,7 @@ import numpy as np
 
 from detector.blocks import Block, ClockStep, Gap, StreamInfo
 from detector.devices import list_input_devices, match_device
+from detector.live import LiveCounters
 from detector.sources import Item, SourceError, _one_line
 
 log = logging.getLogger("whaled.capture")
@@ -154,7 +155,7 @@ def capture_delay_seconds(time_info: Any, frames: int, rate_hz: int,
 
 
 class PortAudioSource:
-    """A PortAudio input device as a :class:`~detector.sources.Source`.
+    """A PortAudio input device as a :class:`~detector.live.LiveSource`.
 
     Counters for the metrics (plain ints, written only by the callback thread):
     ``callbacks``, ``blocks_dropped``, ``samples_dropped``, ``overflows``,
@@ -276,6 +277,9 @@ class PortAudioSource:
         except queue.Empty:
             pass
         return items
+
+    def counters(self) -> LiveCounters:
+        return LiveCounters(self.blocks_dropped, self.overflows, self.skew_seconds)
 
     def reopen(self) -> None:
         """Open the device again after a loss; raises :class:`SourceError` if it can't.

@@ -15,8 +15,6 @@ import contextlib
 import logging
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,18 +26,20 @@ from prometheus_client import CollectorRegistry
 
 from detector import __version__, signals
 from detector.blocks import StreamInfo
-from detector.config import ConfigError, Settings
+from detector.config import Settings
+from detector.detector import longest_emission_delay_seconds
 from detector.errors import WhaledError
 from detector.evidence import EvidenceRecorder
-from detector.health import DeviceCounters, Reconnector
+from detector.live import DeviceCounters, LiveSource, Reconnector
 from detector.metrics import Metrics, serve
-from detector.model import LoadedModel, ModelError, check_model
+from detector.model import LoadedModel, check_model
 from detector.notify import Watchdog
-from detector.pipeline import Hook, Pipeline, RunSummary, longest_emission_delay_seconds
+from detector.pipeline import Pipeline
 from detector.selftest import SelfTest
 from detector.sinks import JsonlSink, LogSink, RavenSink, RunRecord, Sink
 from detector.sources import SYNTHETIC_TRUTH_FILE, FileSource, Source, SourceError, SyntheticSource
 from detector.stamps import parse_origin
+from detector.summary import RunSummary, Status
 
 log = logging.getLogger("whaled")
 SYNTHETIC_RATE_HZ = 2000
@@ -52,7 +52,9 @@ class StartupError(WhaledError):
     """Anything that stops the daemon before capture starts; one line for the operator."""
 
 
-def open_source(settings: Settings) -> Source:
+def open_source(settings: Settings) -> tuple[Source, LiveSource | None]:
+    """The source ``device`` names; the second is the same source when it is live (a sound
+    card or a network stream, which can be lost and reopened), else None."""
     origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
     device = settings.device
     if device.startswith("file:"):
@@ -67,26 +69,29 @@ def open_source(settings: Settings) -> Source:
             source.close()
             raise SourceError(f"recording {path} has no start time in its name: give --origin "
                               "(its ISO 8601 start) or --timestamp-pattern")
-        return source
+        return source, None
     if device == "synthetic":
         rate = settings.sample_rate_hz or SYNTHETIC_RATE_HZ
         return SyntheticSource(rate_hz=rate, block_frames=max(1, round(settings.block_seconds
                                                                        * rate)),
                                speed=settings.speed, channels=settings.channels or (1,),
                                seed=settings.seed, origin=origin,
-                               truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE)
+                               truth_path=Path(settings.out) / SYNTHETIC_TRUTH_FILE), None
     from detector.netstream import NetworkSource, is_network_url
 
+    live: LiveSource
     if is_network_url(device):
-        return NetworkSource(device, block_seconds=settings.block_seconds,
+        live = NetworkSource(device, block_seconds=settings.block_seconds,
                              channels=settings.channels)
+        return live, live
     from detector.capture import PortAudioSource
 
-    return PortAudioSource(device, rate_hz=settings.sample_rate_hz,
+    live = PortAudioSource(device, rate_hz=settings.sample_rate_hz,
                            channels=settings.channels or (1,),
                            block_seconds=settings.block_seconds,
                            queue_seconds=settings.queue_seconds,
                            stall_timeout_seconds=settings.stall_timeout_seconds)
+    return live, live
 
 
 def _file_rate(path: Path) -> int:
@@ -154,18 +159,16 @@ def serve_metrics(settings: Settings, registry: CollectorRegistry) -> WSGIServer
                            f"{settings.metrics_port}: {error.strerror}") from None
 
 
-def reload_hook(requested: threading.Event, reload_settings: Callable[[], Settings],
-                metrics: Metrics) -> Hook:
-    """SIGHUP: the new model and thresholds, or one line saying why the old ones stay."""
+def model_reloader(reload_settings: Callable[[], Settings], metrics: Metrics
+                   ) -> Callable[[Pipeline], None]:
+    """SIGHUP's request, served by the main loop at one point of its pass: the new model and
+    thresholds, or one line saying why the old ones stay."""
     def reload(pipeline: Pipeline) -> None:
-        if not requested.is_set():
-            return
-        requested.clear()
         try:
             new = reload_settings()
             new = replace(pipeline.settings, **{k: getattr(new, k) for k in RELOADED_KEYS})
             loaded = check_model(new)
-        except (ConfigError, ModelError) as error:
+        except WhaledError as error:
             metrics.reloads.labels("failed").inc()
             log.error("reload refused, still running model %s: %s", pipeline.loaded.path, error)
             return
@@ -179,14 +182,13 @@ def reload_hook(requested: threading.Event, reload_settings: Callable[[], Settin
     return reload
 
 
-def status_line(pipeline: Pipeline) -> str:
+def status_line(status: Status) -> str:
     """systemd's one-line STATUS=: is it listening, and what has it done."""
-    s, flow = pipeline.summary, pipeline.flow
-    state = "listening" if flow.flowing else (
-        f"STALLED: no audio for {flow.silent_seconds(time.monotonic()):.0f} s"
-        if flow.stalled else "waiting for audio")
-    return (f"{state}; {s.samples / pipeline.source.info.rate_hz:.0f} s analysed, "
-            f"{s.detection_count} detections, {s.gap_count} gaps")
+    state = "listening" if status.flowing else (
+        f"STALLED: no audio for {status.silent_seconds:.0f} s"
+        if status.stalled else "waiting for audio")
+    return (f"{state}; {status.analysed_seconds:.0f} s analysed, "
+            f"{status.detections} detections, {status.gaps} gaps")
 
 
 def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = None,
@@ -207,16 +209,16 @@ def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = 
         if requests.stop.is_set():
             log.info("stopped before capture: a stop was asked for during start-up")
             return RunSummary()
-        source = open_source(settings)
+        source, live = open_source(settings)
         cleanup.callback(source.close)
-        return run(settings, source, loaded, registry, requests,
+        return run(settings, source, live, loaded, registry, requests,
                    reload_settings or (lambda: settings), server is not None)
     raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
 
 
-def run(settings: Settings, source: Source, loaded: LoadedModel, registry: CollectorRegistry,
-        requests: signals.Requests, reload_settings: Callable[[], Settings],
-        serving: bool) -> RunSummary:
+def run(settings: Settings, source: Source, live: LiveSource | None, loaded: LoadedModel,
+        registry: CollectorRegistry, requests: signals.Requests,
+        reload_settings: Callable[[], Settings], serving: bool) -> RunSummary:
     info = source.info
     metrics = Metrics(registry, info.channels, loaded.metadata.labels)
     metrics.set_model(loaded.content_hash, loaded.metadata.version, str(loaded.path),
@@ -224,16 +226,17 @@ def run(settings: Settings, source: Source, loaded: LoadedModel, registry: Colle
                       loaded.metadata.labels)
     sinks = open_sinks(settings, source)
     try:
-        return run_pipeline(settings, source, loaded, metrics, sinks, requests,
+        return run_pipeline(settings, source, live, loaded, metrics, sinks, requests,
                             reload_settings, serving)
     finally:  # on an error path too: no file left open, nothing written half
         for sink in sinks:
             sink.close()
 
 
-def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metrics: Metrics,
-                 sinks: list[Sink], requests: signals.Requests,
-                 reload_settings: Callable[[], Settings], serving: bool) -> RunSummary:
+def run_pipeline(settings: Settings, source: Source, live: LiveSource | None,
+                 loaded: LoadedModel, metrics: Metrics, sinks: list[Sink],
+                 requests: signals.Requests, reload_settings: Callable[[], Settings],
+                 serving: bool) -> RunSummary:
     info = source.info
     evidence = open_evidence(settings, info, metrics)
     pipeline = Pipeline(source, loaded, settings, list(sinks), metrics,
@@ -245,12 +248,13 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
     if settings.selftest_interval_seconds:
         pipeline.taps.append(selftest)
     watchdog = Watchdog()
-    pipeline.hooks += [
-        selftest,
-        DeviceCounters(metrics),
-        Reconnector(metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds),
-        reload_hook(requests.reload, reload_settings, metrics),
-        lambda p: watchdog.tick(p.flow.flowing, status_line(p))]
+    pipeline.hooks.append(selftest)
+    if live is not None:
+        pipeline.hooks += [DeviceCounters(live, metrics), Reconnector(
+            live, metrics, settings.reconnect_min_seconds, settings.reconnect_max_seconds)]
+    pipeline.hooks.append(lambda status: watchdog.tick(status.flowing, status_line(status)))
+    pipeline.reload_requested = requests.reload
+    pipeline.reload = model_reloader(reload_settings, metrics)
     log.info("listening source=%s rate_hz=%d channels=%s origin=%s origin_from=%s "
              "model=%s model_hash=%s torch_device=%s on=%.3f off=%.3f hop_s=%.3f out=%s "
              "metrics=%s", info.name, info.rate_hz, ",".join(map(str, info.channels)),
@@ -272,7 +276,7 @@ def run_pipeline(settings: Settings, source: Source, loaded: LoadedModel, metric
         if evidence is not None:
             evidence.close()  # clips of what was detected, with the audio there is
         write_run_record(journal, run_record("stop", pipeline, reason), metrics)
-    watchdog.stopping(status_line(pipeline))
+    watchdog.stopping(status_line(pipeline.status()))
     for path, lines in pipeline.unwritten():  # the journal keeps what the disk would not
         for line in lines:
             log.error("never written to %s: %s", path, line.rstrip("\n"))

@@ -30,6 +30,17 @@ def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
     return Thresholds(on=on, off=min(off, on))
 
 
+def longest_emission_delay_seconds(settings: Settings) -> float:
+    """Stream time by which a detection's emission can trail its last audio sample.
+
+    A backlog (start-up, a slow batch, ``--speed 0`` replay) fills a whole batch of windows,
+    plus what one block adds, before the model runs; then the event waits out the merge gap
+    and the window that closes it. Taps holding audio for detections keep at least this much.
+    """
+    return ((settings.max_batch_windows + 1) * settings.hop_seconds + settings.block_seconds
+            + 2 * settings.window_seconds + settings.merge_gap_seconds)
+
+
 class Detector:
     """Scores windows in batches and runs the event trackers over the scores."""
 

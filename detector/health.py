@@ -1,5 +1,5 @@
-"""Is the detector really listening? Audio flow (stalls) and the sample rate actually delivered;
-and getting a lost device back.
+"""Is the detector really listening? The input monitor: level, peak, clipping, DC offset and
+non-finite samples per channel, the sample rate actually delivered, and audio flow (stalls).
 
 A device can stop calling back while it still reports itself active (PulseAudio does, when
 its source disappears), and a sound card's clock can run off its nominal rate. Neither shows
@@ -8,18 +8,22 @@ in the audio itself, so both are measured here from when blocks arrive.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from detector.sources import SourceError
+import numpy as np
+
+from detector.blocks import Block, StreamInfo
 
 if TYPE_CHECKING:
     from detector.metrics import Metrics
-    from detector.pipeline import Pipeline
 
 log = logging.getLogger("whaled.health")
 RATE_PERIOD_SECONDS = 10.0  # the measured rate is updated once per this much wall time
+CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
+LEVEL_FLOOR_DBFS = -200.0  # the level of digital silence
 
 
 class FlowWatch:
@@ -81,68 +85,93 @@ class RateMeter:
         self._start, self._frames = 0.0, 0
 
 
-class DeviceCounters:
-    """A main-loop hook: carries a capture source's own drop and overflow counts into metrics.
+class InputMonitor:
+    """What comes in, per block: level, clipping, non-finite samples, the delivered rate, and
+    whether audio flows. A stall is ``stall_timeout_seconds`` without a block on a live
+    stream: the configured timeout, the only one."""
 
-    One gap can hold many dropped blocks, and an overflow the clock cannot see leaves no gap,
-    so the exact counts are the callback's, read here by difference.
+    def __init__(self, info: StreamInfo, metrics: Metrics, stall_timeout_seconds: float) -> None:
+        self.info, self.metrics = info, metrics
+        self.flow = FlowWatch(stall_timeout_seconds if info.live else 0.0)
+        self.rate_meter = RateMeter()
+        self._gap_in_stall = False  # the source recorded what this stall lost, with a gap
+        metrics.nominal_rate.set(info.rate_hz)
+
+    def arrived(self, block: Block) -> None:
+        arrival = block.arrival_monotonic or time.monotonic()
+        stalled_seconds = self.flow.audio(arrival)
+        self.metrics.audio_flowing.set(1)
+        if stalled_seconds is not None:
+            # No gap of our own: the sample indexes say whether audio was lost. A capture
+            # source re-anchors after the same stall_timeout_seconds behind a "stall" gap;
+            # a block that continues the stream means the audio came late, and is analysed.
+            log.info("audio flows again after %.1f s", stalled_seconds)
+            self.rate_meter.reset()
+        self._gap_in_stall = False
+        rate = self.rate_meter.add(block.frames, block.arrival_monotonic)
+        if rate is not None:
+            self.metrics.measured_rate.set(rate)
+
+    def observe(self, samples: np.ndarray) -> np.ndarray:
+        """Level, clipping and non-finite counts per channel; NaN/Inf come back as zeros."""
+        finite = np.isfinite(samples)
+        if not finite.all():
+            samples = np.where(finite, samples, np.float32(0.0))
+        for col, channel in enumerate(self.info.channels):
+            c, x = str(channel), samples[:, col]
+            bad = int(len(x) - np.count_nonzero(finite[:, col]))
+            if bad:
+                self.metrics.nonfinite.labels(c).inc(bad)
+            if len(x):
+                rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+                peak = float(np.max(np.abs(x)))
+                self.metrics.level.labels(c).set(dbfs(rms))
+                self.metrics.peak.labels(c).set(dbfs(peak))
+                clipped = int(np.count_nonzero(np.abs(x) >= CLIP_LEVEL))
+                self.metrics.clipped.labels(c).inc(clipped)
+                self.metrics.clipping.labels(c).set(clipped / len(x))
+                self.metrics.dc_offset.labels(c).set(float(np.mean(x, dtype=np.float64)))
+        return samples
+
+    def gap(self) -> None:
+        """The source said audio is missing: arrivals across it say nothing about the rate."""
+        self.rate_meter.reset()
+        self._gap_in_stall = self.flow.stalled
+
+    def check(self, now_monotonic: float) -> None:
+        """Between reads: notice a stall, once."""
+        if self.flow.check(now_monotonic):
+            self.metrics.stalls.inc()
+            self.metrics.audio_flowing.set(0)
+            log.warning("no audio for %.1f s: capture stalled (stall_timeout_seconds = %g)",
+                        self.flow.silent_seconds(now_monotonic), self.flow.timeout_seconds)
+
+    def unrecorded_stall_seconds(self, now_monotonic: float) -> float | None:
+        """At the end: how long a stall lasted that no source gap recorded, or None."""
+        if not self.flow.stalled or self._gap_in_stall:
+            return None
+        self.flow.stalled = False
+        return max(self.flow.silent_seconds(now_monotonic), 0.0)
+
+
+def nonfinite_runs(bad: np.ndarray, shortest_frames: float) -> list[tuple[int, int, bool]]:
+    """[start, end, is_bad) runs of a block whose frames ``bad`` hold NaN or Inf.
+
+    Finite audio between two bad runs that is shorter than ``shortest_frames`` (a window)
+    joins the bad run: no window could be scored there anyway, and one gap record says so
+    instead of many.
     """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.seen_dropped = self.seen_overflows = 0
-
-    def __call__(self, pipeline: Pipeline) -> None:
-        dropped = int(getattr(pipeline.source, "blocks_dropped", 0))
-        overflows = int(getattr(pipeline.source, "overflows", 0))
-        skew = getattr(pipeline.source, "skew_seconds", None)
-        if skew is not None:
-            self.metrics.clock_skew.set(float(skew))
-        self.metrics.dropped_blocks.inc(max(0, dropped - self.seen_dropped))
-        self.metrics.overflows.inc(max(0, overflows - self.seen_overflows))
-        self.seen_dropped, self.seen_overflows = max(dropped, self.seen_dropped), max(
-            overflows, self.seen_overflows)
+    edges = [0, *(np.flatnonzero(np.diff(bad.astype(np.int8))) + 1).tolist(), len(bad)]
+    spans = list(itertools.pairwise(edges))  # alternately bad and finite
+    runs: list[tuple[int, int, bool]] = []
+    for i, (start, end) in enumerate(spans):
+        is_bad = bool(bad[start]) or (0 < i < len(spans) - 1 and end - start < shortest_frames)
+        if runs and runs[-1][2] and is_bad:
+            runs[-1] = (runs[-1][0], end, True)
+        else:
+            runs.append((start, end, is_bad))
+    return runs
 
 
-class Reconnector:
-    """A main-loop hook: reopens a lost or stalled device with exponential backoff.
-
-    Sources that can (``PortAudioSource``) say ``lost`` and offer ``reopen()``; the process
-    keeps running, serving metrics, while it retries. Others are left alone.
-    """
-
-    def __init__(self, metrics: Metrics, min_seconds: float, max_seconds: float) -> None:
-        self.metrics = metrics
-        self.min_seconds, self.max_seconds = min_seconds, max_seconds
-        self.wait_seconds = min_seconds
-        self.next_try_monotonic = 0.0  # 0: the device is fine
-        self.attempts = 0
-
-    def __call__(self, pipeline: Pipeline) -> None:
-        source = pipeline.source
-        reopen = getattr(source, "reopen", None)
-        if reopen is None:
-            return
-        if not (getattr(source, "lost", False) or pipeline.flow.stalled):
-            self.wait_seconds, self.next_try_monotonic, self.attempts = self.min_seconds, 0.0, 0
-            return
-        now = time.monotonic()
-        if not self.next_try_monotonic:
-            self.metrics.device_losses.inc()
-            log.warning("input %s lost: reopening in %g s", source.info.name, self.wait_seconds)
-            self.next_try_monotonic = now + self.wait_seconds
-        if now < self.next_try_monotonic:
-            return
-        self.attempts += 1
-        try:
-            reopen()
-        except SourceError as error:
-            self.metrics.reconnects.labels("failed").inc()
-            self.wait_seconds = min(self.wait_seconds * 2, self.max_seconds)
-            self.next_try_monotonic = now + self.wait_seconds
-            log.warning("reopen attempt %d failed (%s); next in %g s", self.attempts, error,
-                        self.wait_seconds)
-            return
-        self.metrics.reconnects.labels("ok").inc()
-        log.info("input %s reopened after %d attempt(s)", source.info.name, self.attempts)
-        self.next_try_monotonic = now + self.wait_seconds  # again if audio still doesn't come
+def dbfs(amplitude: float) -> float:
+    return 20 * float(np.log10(amplitude)) if amplitude > 0 else LEVEL_FLOOR_DBFS

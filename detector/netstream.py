@@ -10,7 +10,7 @@ Time: for HLS, the program date-time of the first segment taken (``EXT-X-PROGRAM
 without date-times, and for other streams, the arrival clock with the sample count, as for a
 sound card. Segments that slid out of the playlist before they were fetched, a dropped or
 stalled connection and the reconnect after it are :class:`Gap` records, reason
-``network_lost``; the daemon's :class:`~detector.health.Reconnector` retries with backoff
+``network_lost``; the daemon's :class:`~detector.live.Reconnector` retries with backoff
 through ``lost`` and :meth:`NetworkSource.reopen`.
 """
 
@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from detector.blocks import Block, EndOfStream, Gap, StreamInfo, utc_now
+from detector.live import LiveCounters
 from detector.sources import Item, SourceError, select_channels
 
 log = logging.getLogger("whaled.netstream")
@@ -236,7 +237,8 @@ class Decoder:
 
 
 class NetworkSource:
-    """A network stream as a live device; ``lost`` from a drop until :meth:`reopen` works."""
+    """A network stream as a :class:`~detector.live.LiveSource`; ``lost`` from a drop until
+    :meth:`reopen` works."""
 
     def __init__(self, url: str, *, block_seconds: float, channels: Sequence[int] = ()
                  ) -> None:
@@ -412,6 +414,9 @@ class NetworkSource:
             out.append(item)
             self._delivered = item.end_sample
         return out
+
+    def counters(self) -> LiveCounters:
+        return LiveCounters()  # ffmpeg's pipe drops nothing; losses are gaps
 
     def reopen(self) -> None:
         """Connect again after a loss or a stall; raises SourceError while it cannot."""

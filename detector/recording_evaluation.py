@@ -169,7 +169,7 @@ def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], setting
     operating thresholds (``settings``' on/off, else the model's), and event curves over
     ``grid``, all matched one-to-one on the span from ``from_seconds`` to the end.
     ``on_progress(name, audio_seconds_done)`` is called while a recording is scored."""
-    from detector.pipeline import thresholds_for
+    from detector.detector import thresholds_for
 
     settings = replace(settings, speed=0.0, evidence=False, metrics_port=0, channels=(1,),
                        block_seconds=EVALUATE_BLOCK_SECONDS)
@@ -241,7 +241,7 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
 
         pipeline.score_taps.append(keep)
         if on_progress is not None:
-            pipeline.hooks.append(lambda p: on_progress(path.name, p.summary.samples / rate))
+            pipeline.hooks.append(lambda status: on_progress(path.name, status.analysed_seconds))
         summary = pipeline.run(threading.Event())
     except (RuntimeError, OSError, ValueError) as error:
         raise EvaluationError(f"{path}: {type(error).__name__}: {error}") from None

@@ -26,7 +26,7 @@ from detector.windows import Windower
 
 if TYPE_CHECKING:
     from detector.metrics import Metrics
-    from detector.pipeline import Pipeline
+    from detector.summary import Status
 
 log = logging.getLogger("whaled.selftest")
 SELFTEST_AUDIO_SECONDS = 12.0  # recent live audio the reference call is mixed into
@@ -59,15 +59,15 @@ class SelfTest:
         if len(samples):
             self._audio = np.concatenate([self._audio, samples[:, 0]])[-self._capacity:]
 
-    def __call__(self, pipeline: Pipeline) -> None:
+    def __call__(self, status: Status) -> None:
         if not self.interval_seconds or time.monotonic() < self._next_monotonic:
             return
         if len(self._audio) < self._capacity:
             return  # not enough audio yet (start-up, after a gap): try on the next pass
         self._next_monotonic = time.monotonic() + self.interval_seconds
-        self.run(pipeline)
+        self.run(status)
 
-    def run(self, pipeline: Pipeline) -> bool:
+    def run(self, pipeline: Status) -> bool:
         """One self-test on the audio held now; the metrics and log say how it went."""
         if self._scorer is None or self._scorer.loaded is not pipeline.loaded:  # SIGHUP
             self._scorer = Scorer(pipeline.loaded, pipeline.settings.max_batch_windows,
@@ -95,10 +95,11 @@ def band_rms(audio: np.ndarray, rate_hz: int) -> float:
     return float(np.sqrt(np.mean(np.square(signal.sosfilt(sos, audio)))))
 
 
-def run_selftest(pipeline: Pipeline, audio: np.ndarray, rate_hz: int,
+def run_selftest(pipeline: Status, audio: np.ndarray, rate_hz: int,
                  scorer: Scorer | None = None) -> tuple[bool, float]:
     """(passed, peak score over the call): ``audio`` (capture rate, one channel) with the
-    reference call mixed into its middle, through the pipeline's current model and settings."""
+    reference call mixed into its middle, through the pipeline's current model and settings
+    (``pipeline``: its status)."""
     loaded, settings = pipeline.loaded, pipeline.settings
     meta = loaded.metadata
     model_rate = meta.sample_rate_hz

@@ -123,7 +123,7 @@ class FileSource:
         else:  # never the modification time: recorders set it when the file closes
             origin_utc, origin_from = UNKNOWN_ORIGIN, "none"
         self.info = StreamInfo(rate, tuple(c + 1 for c in self._columns), origin_utc,
-                               origin_from, f"file:{self.path.name}")
+                               origin_from, f"file:{self.path.name}", live=speed > 0)
         self._block_frames = block_frames
         self._limit = self._file.frames
         self._position = 0

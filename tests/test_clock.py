@@ -24,7 +24,7 @@ from detector.capture import (
     capture_delay_seconds,
 )
 from detector.config import Settings
-from detector.health import DeviceCounters
+from detector.live import DeviceCounters, LiveCounters
 from detector.metrics import Metrics
 from detector.model import load_model
 from detector.pipeline import Pipeline
@@ -142,7 +142,7 @@ def test_a_clock_step_moves_later_times_and_writes_a_clock_record(
 
 def test_the_measured_skew_is_exported() -> None:
     registry = CollectorRegistry()
-    hook = DeviceCounters(Metrics(registry, (1,), ("upcall",)))
-    source = SimpleNamespace(blocks_dropped=0, overflows=0, skew_seconds=-1.25)
-    hook(SimpleNamespace(source=source))  # type: ignore[arg-type]
+    source = SimpleNamespace(counters=lambda: LiveCounters(0, 0, -1.25))
+    hook = DeviceCounters(source, Metrics(registry, (1,), ("upcall",)))  # type: ignore[arg-type]
+    hook(None)  # type: ignore[arg-type]
     assert registry.get_sample_value("whaled_clock_skew_seconds") == -1.25

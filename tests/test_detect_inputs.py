@@ -330,8 +330,9 @@ def test_synthetic_channel_2_is_channel_2(tmp_path: Path) -> None:
     from detector.sources import SyntheticSource
 
     two = SyntheticSource(rate_hz=2000, block_frames=20000, speed=0, channels=2, seed=3)
-    only = open_source(Settings(device="synthetic", channels=(2,), speed=0, seed=3,
-                                block_seconds=10.0, out=str(tmp_path)))
+    only, live = open_source(Settings(device="synthetic", channels=(2,), speed=0, seed=3,
+                                      block_seconds=10.0, out=str(tmp_path)))
+    assert live is None  # a simulated hydrophone is never lost
     assert only.info.channels == (2,)
     [both], [second] = two.read(1.0), only.read(1.0)
     only.close()

@@ -67,7 +67,7 @@ def test_coverage_and_measured_rate_of_a_live_source(centre_model: Path) -> None
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     source = SyntheticSource(rate_hz=RATE_HZ, block_frames=200, speed=1.0)
     pipeline = Pipeline(source, loaded, Settings(duration_seconds=2.5), [], metrics)
-    pipeline.rate_meter = RateMeter(period_seconds=1.0)  # the daemon's is 10 s
+    pipeline.monitor.rate_meter = RateMeter(period_seconds=1.0)  # the daemon's is 10 s
     pipeline.run(threading.Event())
     get = metrics.registry.get_sample_value
     assert get("whaled_input_nominal_rate_hz") == RATE_HZ
@@ -87,15 +87,15 @@ def test_device_drop_and_overflow_counts_reach_the_metrics_exactly() -> None:
 
     from prometheus_client import CollectorRegistry
 
-    from detector.health import DeviceCounters
+    from detector.live import DeviceCounters, LiveCounters
     from detector.metrics import Metrics
 
     registry = CollectorRegistry()
-    hook = DeviceCounters(Metrics(registry, (1,), ("upcall",)))
-    source = SimpleNamespace(blocks_dropped=0, overflows=0)
-    pipeline = SimpleNamespace(source=source)
+    counts = [LiveCounters()]
+    source = SimpleNamespace(counters=lambda: counts[0])
+    hook = DeviceCounters(source, Metrics(registry, (1,), ("upcall",)))  # type: ignore[arg-type]
     for dropped, overflows in ((0, 0), (7, 1), (7, 1), (12, 4)):
-        source.blocks_dropped, source.overflows = dropped, overflows
-        hook(pipeline)  # type: ignore[arg-type]
+        counts[0] = LiveCounters(dropped, overflows)
+        hook(None)  # type: ignore[arg-type]
     assert registry.get_sample_value("whaled_dropped_blocks_total") == 12
     assert registry.get_sample_value("whaled_input_overflows_total") == 4

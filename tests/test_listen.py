@@ -102,7 +102,7 @@ def test_metrics_scraped_over_http_equal_what_was_processed(
     settings = Settings(device=f"file:{recordings[2000]}", speed=0.0, out=str(tmp_path),
                         model=str(centre_model))
     loaded = load_model(centre_model)
-    source = open_source(settings)
+    source, _ = open_source(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry, source.info.channels, loaded.metadata.labels)
     with socket.socket() as s:
@@ -162,8 +162,9 @@ def test_gaps_close_events_and_nonfinite_samples_never_reach_the_model(
     seen: list[np.ndarray] = []
     pipeline = Pipeline(ListSource(info, items), loaded, Settings(), [],
                         Metrics(CollectorRegistry(), (1,), ("upcall",)))
-    score = pipeline.scorer.score
-    pipeline.scorer.score = lambda w: (seen.append(w.copy()), score(w))[1]  # type: ignore
+    score = pipeline.detector.scorer.score
+    pipeline.detector.scorer.score = (  # type: ignore[method-assign]
+        lambda w: (seen.append(w.copy()), score(w))[1])
     summary = pipeline.run(threading.Event())
     windows = np.concatenate(seen)
     assert np.isfinite(windows).all()

@@ -66,7 +66,7 @@ def value(metrics: Metrics, name: str) -> float:
 def test_a_working_model_passes_and_nothing_reaches_the_outputs(centre_model: Path) -> None:
     pipeline, selftest, metrics = noise_pipeline(centre_model)
     assert pipeline.summary.detection_count == 0  # noise only
-    assert selftest.run(pipeline) is True
+    assert selftest.run(pipeline.status()) is True
     assert pipeline.summary.detection_count == 0  # the reference call stays in the side path
     assert value(metrics, "whaled_selftest_last_success_timestamp_seconds") > 1.7e9
     assert value(metrics, "whaled_selftest_score") >= pipeline.thresholds.on
@@ -76,7 +76,7 @@ def test_a_working_model_passes_and_nothing_reaches_the_outputs(centre_model: Pa
 
 def test_a_model_that_outputs_zeros_fails(tmp_path: Path) -> None:
     pipeline, selftest, metrics = noise_pipeline(zeros_model(tmp_path / "zeros.pt"))
-    assert selftest.run(pipeline) is False
+    assert selftest.run(pipeline.status()) is False
     assert value(metrics, "whaled_selftest_last_success_timestamp_seconds") == 0
     assert value(metrics, "whaled_selftest_score") == 0.0
     assert value(metrics, "whaled_selftest_failures_total") == 1
@@ -85,7 +85,7 @@ def test_a_model_that_outputs_zeros_fails(tmp_path: Path) -> None:
 def test_not_enough_audio_yet_waits(centre_model: Path) -> None:
     pipeline, selftest, metrics = noise_pipeline(centre_model, seconds=5.0)
     selftest._next_monotonic = 0.0  # due now
-    selftest(pipeline)
+    selftest(pipeline.status())
     assert value(metrics, "whaled_selftest_runs_total") == 0
 
 
@@ -101,7 +101,7 @@ def test_the_shipped_model_passes_on_real_ocean_noise() -> None:
     pipeline.taps.append(selftest)
     pipeline.run(threading.Event())
     source.close()
-    assert selftest.run(pipeline) is True, value(metrics, "whaled_selftest_score")
+    assert selftest.run(pipeline.status()) is True, value(metrics, "whaled_selftest_score")
 
 
 def scrape(port: int) -> dict[str, float]:
