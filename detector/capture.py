@@ -161,11 +161,12 @@ class PortAudioSource:
     ``callbacks``, ``blocks_dropped``, ``samples_dropped``, ``overflows``,
     ``callback_errors``; and ``device_losses`` (PortAudio finished the stream on its own).
     ``lost`` is True from a device loss until :meth:`reopen` succeeds.
+    ``stall_timeout_seconds`` is the daemon's one configured stall timeout (0: none).
     """
 
     def __init__(self, device: str, *, rate_hz: int = 0, channels: Sequence[int] = (),
                  block_seconds: float = 0.1, queue_seconds: float = 60.0,
-                 stall_timeout_seconds: float = 10.0) -> None:
+                 stall_timeout_seconds: float = 0.0) -> None:
         self.query = device
         self.callbacks = 0
         self.blocks_dropped = 0

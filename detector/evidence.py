@@ -65,7 +65,7 @@ class EvidenceRecorder:
                  padding_seconds: float, max_event_seconds: float, delay_seconds: float,
                  max_bytes: int, max_age_days: float) -> None:
         """``delay_seconds``: how long a detection can be reported after its last sample
-        arrived (a backlogged batch; :func:`detector.pipeline.longest_emission_delay_seconds`).
+        arrived (a backlogged batch; :func:`detector.detector.longest_emission_delay_seconds`).
         The audio held covers it, so a late detection still finds its samples."""
         self.folder, self.info, self.metrics = Path(folder), info, metrics
         self.padding_seconds = padding_seconds

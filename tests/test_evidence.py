@@ -23,12 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from detector.blocks import StreamInfo
 from detector.config import Settings
+from detector.detector import longest_emission_delay_seconds
 from detector.events import Detection
 from detector.evidence import EvidenceRecorder
 from detector.layouts import Layout, detect_layout, labelled_clips
 from detector.metrics import Metrics
 from detector.model import load_model
-from detector.pipeline import Pipeline, longest_emission_delay_seconds
+from detector.pipeline import Pipeline
 from detector.sinks import JsonlSink
 from detector.sources import FileSource
 

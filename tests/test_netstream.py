@@ -22,7 +22,7 @@ import soundfile
 from conftest import DCLDE_TABLE, DCLDE_WAV, WHALED, require_shared_data
 from helpers import calls_recording
 
-from detector.netstream import parse_playlist
+from detector.playlist import parse_playlist
 
 ORIGIN = datetime(2009, 3, 29, 12, 15, tzinfo=UTC)  # the recording's start (its name)
 HLS_SECONDS = 150  # the first 150 s of the recording: four annotated calls
