@@ -67,25 +67,25 @@ class SelfTest:
         self._next_monotonic = time.monotonic() + self.interval_seconds
         self.run(status)
 
-    def run(self, pipeline: Status) -> bool:
+    def run(self, status: Status) -> bool:
         """One self-test on the audio held now; the metrics and log say how it went."""
-        if self._scorer is None or self._scorer.loaded is not pipeline.loaded:  # SIGHUP
-            self._scorer = Scorer(pipeline.loaded, pipeline.settings.max_batch_windows,
-                                  pipeline.hop_samples, 1)
-        passed, score = run_selftest(pipeline, self._audio.copy(), self.rate_hz, self._scorer)
+        if self._scorer is None or self._scorer.loaded is not status.loaded:  # SIGHUP
+            self._scorer = Scorer(status.loaded, status.settings.max_batch_windows,
+                                  status.hop_samples, 1)
+        passed, score = run_selftest(status, self._audio.copy(), self.rate_hz, self._scorer)
         self.metrics.selftest_runs.inc()
         self.metrics.selftest_score.set(score)
         self.last_passed = passed
         if passed:
             self.metrics.selftest_last_success.set(time.time())
             log.info("self-test passed: reference upcall at %g dB SNR scored %.3f (on=%.3f)",
-                     SELFTEST_SNR_DB, score, pipeline.thresholds.on)
+                     SELFTEST_SNR_DB, score, status.thresholds.on)
         else:
             self.metrics.selftest_failures.inc()
             log.error("self-test FAILED: reference upcall at %g dB SNR scored %.3f (on=%.3f), "
                       "not detected: audio flows but the detector cannot detect "
                       "(docs/operations.md#self-test-failing)", SELFTEST_SNR_DB, score,
-                      pipeline.thresholds.on)
+                      status.thresholds.on)
         return passed
 
 
@@ -95,12 +95,12 @@ def band_rms(audio: np.ndarray, rate_hz: int) -> float:
     return float(np.sqrt(np.mean(np.square(signal.sosfilt(sos, audio)))))
 
 
-def run_selftest(pipeline: Status, audio: np.ndarray, rate_hz: int,
+def run_selftest(status: Status, audio: np.ndarray, rate_hz: int,
                  scorer: Scorer | None = None) -> tuple[bool, float]:
     """(passed, peak score over the call): ``audio`` (capture rate, one channel) with the
     reference call mixed into its middle, through the pipeline's current model and settings
-    (``pipeline``: its status)."""
-    loaded, settings = pipeline.loaded, pipeline.settings
+    (as its ``status`` says)."""
+    loaded, settings = status.loaded, status.settings
     meta = loaded.metadata
     model_rate = meta.sample_rate_hz
     resampler = Resampler(rate_hz, model_rate, 1)
@@ -112,7 +112,7 @@ def run_selftest(pipeline: Status, audio: np.ndarray, rate_hz: int,
     at = (len(mono) - len(call)) // 2
     mixed = mono.copy()
     mixed[at:at + len(call)] += call * level * 10 ** (SELFTEST_SNR_DB / 20)
-    hop = pipeline.hop_samples
+    hop = status.hop_samples
     starts, windows = Windower(meta.window_samples, hop, 1).push(mixed[:, None])
     if not len(starts):
         return False, 0.0
@@ -121,7 +121,7 @@ def run_selftest(pipeline: Status, audio: np.ndarray, rate_hz: int,
     label = 0  # the model's first label: the upcall
     centres = (starts + meta.window_samples / 2) / model_rate
     tracker = EventTracker(TrackerSettings(
-        pipeline.thresholds, hop / model_rate, settings.min_duration_seconds,
+        status.thresholds, hop / model_rate, settings.min_duration_seconds,
         settings.merge_gap_seconds, settings.max_duration_seconds), 0, meta.labels[label])
     events = []
     for centre, score in zip(centres, scores[:, label], strict=True):

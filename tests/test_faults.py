@@ -27,6 +27,7 @@ from detector.notify import Watchdog
 from detector.pipeline import Pipeline
 from detector.sinks import JSONL_NAME, JsonlSink, LogSink, Record
 from detector.sources import FileSource, Item, SyntheticSource
+from detector.summary import Status
 
 RATE_HZ = 2000
 STALL_TIMEOUT_SECONDS = 0.5
@@ -74,7 +75,7 @@ def test_a_silent_stall_is_noticed_counted_recorded_and_starves_the_watchdog(
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     pipeline = Pipeline(source, load_model(centre_model), settings, [], metrics)
     watchdog = Watchdog()
-    pipeline.hooks.append(lambda p: watchdog.tick(p.flow.flowing, "test"))
+    pipeline.hooks.append(lambda status: watchdog.tick(status.flowing, "test"))
     stop = threading.Event()
     result = {}
     thread = threading.Thread(target=lambda: result.update(summary=pipeline.run(stop)))
@@ -330,7 +331,7 @@ def test_an_error_in_the_loop_still_closes_outputs_and_the_port(
 
     out = tmp_path / "out"
 
-    def broken(pipeline: Pipeline) -> str:
+    def broken(status: Status) -> str:
         if (out / JSONL_NAME).exists():  # once an output file is open
             raise RuntimeError("a bug in the loop")
         return "ok"
