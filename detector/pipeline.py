@@ -24,7 +24,7 @@ from detector.blocks import Block, ClockStep, EndOfStream, Gap
 from detector.config import Settings
 from detector.detector import Detector, ScoreTap
 from detector.events import Detection, Event, Thresholds
-from detector.health import FlowWatch, InputMonitor, nonfinite_runs
+from detector.health import InputMonitor, nonfinite_runs
 from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.resample import Resampler
@@ -33,7 +33,7 @@ from detector.sources import Source
 from detector.summary import RunSummary, Status
 from detector.windows import Windower
 
-Hook = Callable[["Status"], None]  # called on every pass of the main loop (watchdog, self-test)
+Hook = Callable[[Status], None]  # called on every pass of the main loop (watchdog, self-test)
 
 log = logging.getLogger("whaled.pipeline")
 READ_TIMEOUT_SECONDS = 0.2  # how often the loop looks at the stop flag when no audio comes
@@ -43,7 +43,6 @@ RETRY_SECONDS = 5.0  # how often outputs that failed to write are tried again
 
 class AudioTap(Protocol):
     def push(self, first_sample: int, samples: np.ndarray) -> None: ...
-
 
 
 class Pipeline:
@@ -87,10 +86,6 @@ class Pipeline:
     @property
     def thresholds(self) -> Thresholds:
         return self.detector.thresholds
-
-    @property
-    def flow(self) -> FlowWatch:
-        return self.monitor.flow
 
     def run(self, stop: threading.Event) -> RunSummary:
         """Process audio until the source ends, --duration is reached, or ``stop`` is set;
