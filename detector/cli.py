@@ -56,8 +56,8 @@ def listen(
         help="Directory for detections.jsonl and the Raven selection tables. "
              "(default: detections)")] = None,
     duration: Annotated[float | None, typer.Option(
-        help="Stop after this many seconds of audio (any source). (default: run until "
-             "stopped)")] = None,
+        help="Stop after this many seconds of audio received (any source; a gap does not "
+             "count). (default: run until stopped)")] = None,
     speed: Annotated[float | None, typer.Option(
         help="Pace of file: and synthetic sources, times real time; 0 = as fast as "
              "possible. (default: 1)")] = None,
