@@ -23,7 +23,7 @@ from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.pipeline import Pipeline
 from detector.saved_scores import ScoreRecorder
-from detector.sinks import Record, Sink
+from detector.sinks import HoldsNothing, Record, Sink
 from detector.sources import FileSource, SourceError
 from detector.stamps import parse_origin
 from detector.summary import RunSummary
@@ -99,7 +99,7 @@ def unanalysed(summary: RunSummary, frames: int, declared_frames: int, rate_hz: 
     return ""
 
 
-class CollectSink:
+class CollectSink(HoldsNothing):
     """The records of one recording, kept in memory for its result."""
 
     name = "collect"

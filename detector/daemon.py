@@ -127,10 +127,13 @@ def evidence_folder(settings: Settings) -> Path:
     return Path(settings.evidence_dir or Path(settings.out) / "evidence")
 
 
-def open_sinks(settings: Settings, source: Source) -> list[Sink]:
+def open_sinks(settings: Settings, source: Source) -> tuple[JsonlSink, list[Sink]]:
+    """The journal (detections.jsonl, which also takes the run records) and every sink."""
     check_outputs(settings)
     out = Path(settings.out)
-    return [LogSink(), JsonlSink(out), RavenSink(out, source.info.name, source.info.origin_utc)]
+    journal = JsonlSink(out)
+    return journal, [LogSink(), journal,
+                     RavenSink(out, source.info.name, source.info.origin_utc)]
 
 
 def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics
@@ -224,9 +227,9 @@ def run(settings: Settings, source: Source, live: LiveSource | None, loaded: Loa
     metrics.set_model(loaded.content_hash, loaded.metadata.version, str(loaded.path),
                       loaded.metadata.sample_rate_hz, loaded.metadata.window_seconds,
                       loaded.metadata.labels)
-    sinks = open_sinks(settings, source)
+    journal, sinks = open_sinks(settings, source)
     try:
-        return run_pipeline(settings, source, live, loaded, metrics, sinks, requests,
+        return run_pipeline(settings, source, live, loaded, metrics, journal, sinks, requests,
                             reload_settings, serving)
     finally:  # on an error path too: no file left open, nothing written half
         for sink in sinks:
@@ -234,7 +237,7 @@ def run(settings: Settings, source: Source, live: LiveSource | None, loaded: Loa
 
 
 def run_pipeline(settings: Settings, source: Source, live: LiveSource | None,
-                 loaded: LoadedModel, metrics: Metrics, sinks: list[Sink],
+                 loaded: LoadedModel, metrics: Metrics, journal: JsonlSink, sinks: list[Sink],
                  requests: signals.Requests, reload_settings: Callable[[], Settings],
                  serving: bool) -> RunSummary:
     info = source.info
@@ -262,7 +265,6 @@ def run_pipeline(settings: Settings, source: Source, live: LiveSource | None,
              loaded.content_hash, loaded.device, pipeline.thresholds.on,
              pipeline.thresholds.off, settings.hop_seconds, settings.out,
              f"{settings.metrics_address}:{settings.metrics_port}" if serving else "off")
-    journal = next(sink for sink in sinks if isinstance(sink, JsonlSink))
     write_run_record(journal, run_record("start", pipeline), metrics)
     reason = "error"
     try:

@@ -33,7 +33,7 @@ from detector.blocks import StreamInfo
 from detector.durable import make_directory, sync_directory, sync_file
 from detector.events import Detection
 from detector.metrics import Metrics
-from detector.sinks import Record, detection_fields, utc_text
+from detector.sinks import HoldsNothing, Record, detection_fields, utc_text
 
 log = logging.getLogger("whaled.evidence")
 SPECTROGRAM_SECONDS = 0.128  # STFT frame of the review spectrogram
@@ -58,7 +58,7 @@ class Clip:
     files: tuple[Path, ...]
 
 
-class EvidenceRecorder:
+class EvidenceRecorder(HoldsNothing):
     name = "evidence"
 
     def __init__(self, folder: Path, info: StreamInfo, metrics: Metrics, *,

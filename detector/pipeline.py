@@ -28,7 +28,7 @@ from detector.health import InputMonitor, nonfinite_runs
 from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.resample import Resampler
-from detector.sinks import AppendFile, ClockRecord, GapRecord, Record, Sink
+from detector.sinks import ClockRecord, GapRecord, Record, Sink
 from detector.sources import Source
 from detector.summary import RunSummary, Status
 from detector.windows import Windower
@@ -153,21 +153,16 @@ class Pipeline:
 
     def unwritten(self) -> list[tuple[Path, list[str]]]:
         """Lines that every retry so far failed to write (disk full), per file."""
-        files = [getattr(sink, "file", None) for sink in self.sinks]
-        return [(f.path, f.pending()) for f in files
-                if isinstance(f, AppendFile) and f.pending_lines]
+        return [entry for sink in self.sinks for entry in sink.unwritten()]
 
     def retry_sinks(self) -> None:
         """Write what failed before (disk full, directory gone) without waiting for a record."""
         for sink in self.sinks:
-            retry = getattr(sink, "retry", None)
-            if retry is None:
-                continue
             try:
-                retry()
+                sink.retry()
             except OSError as error:
-                self.metrics.sink_errors.labels(getattr(sink, "name", "?")).inc()
-                log.debug("retry of %s output failed: %s", getattr(sink, "name", "?"), error)
+                self.metrics.sink_errors.labels(sink.name).inc()
+                log.debug("retry of %s output failed: %s", sink.name, error)
 
     def utc_at(self, sample_index: float) -> datetime:
         """UTC of a sample: the stream's origin plus its index, less the clock correction."""
@@ -298,9 +293,8 @@ class Pipeline:
             try:
                 sink.write(record)
             except (OSError, RuntimeError) as error:  # RuntimeError: libsndfile's disk full
-                name = getattr(sink, "name", type(sink).__name__)
-                self.metrics.sink_errors.labels(name).inc()
-                log.error("cannot write %s output (%s); kept for retry", name, error)
+                self.metrics.sink_errors.labels(sink.name).inc()
+                log.error("cannot write %s output (%s); kept for retry", sink.name, error)
 
     def swap_model(self, loaded: LoadedModel, settings: Settings) -> None:
         """Reload: what is buffered is scored by the old model, then the new one takes over.

@@ -33,7 +33,7 @@ import numpy as np
 
 from detector.errors import WhaledError
 from detector.events import Detection, EventTracker, Thresholds, TrackerSettings
-from detector.sinks import GapRecord, Record
+from detector.sinks import GapRecord, HoldsNothing, Record
 
 if TYPE_CHECKING:
     from detector.pipeline import Pipeline
@@ -79,7 +79,7 @@ class SavedScores:
                                self.merge_gap_seconds, self.max_duration_seconds)
 
 
-class ScoreRecorder:
+class ScoreRecorder(HoldsNothing):
     """A pipeline score tap and sink: every window's scores, and where the gaps fell."""
 
     name = "scores"

@@ -81,11 +81,30 @@ Record = Detection | GapRecord | ClockRecord  # what the stream yields, for ever
 
 
 class Sink(Protocol):
-    """Where a stream's records go; ``close`` ends it (files closed, anything held saved)."""
+    """Where a stream's records go. ``write`` raises OSError when a line could not be written
+    (it stays pending); ``retry`` writes what is pending; ``unwritten`` says what still is, per
+    file; ``close`` ends the sink (files closed, anything held saved). ``name`` labels its
+    errors in the metrics and the log."""
+
+    name: str
 
     def write(self, record: Record) -> None: ...
 
+    def retry(self) -> None: ...
+
+    def unwritten(self) -> list[tuple[Path, list[str]]]: ...
+
     def close(self) -> None: ...
+
+
+class HoldsNothing:
+    """For sinks that keep nothing pending on disk: nothing to retry, nothing unwritten."""
+
+    def retry(self) -> None:
+        """Nothing failed to write."""
+
+    def unwritten(self) -> list[tuple[Path, list[str]]]:
+        return []
 
 
 def utc_text(when: datetime) -> str:
@@ -211,6 +230,9 @@ class JsonlSink:
     def retry(self) -> None:
         self.file.retry()
 
+    def unwritten(self) -> list[tuple[Path, list[str]]]:
+        return [(self.file.path, self.file.pending())] if self.file.pending_lines else []
+
     def close(self) -> None:
         self.file.close()
 
@@ -241,6 +263,9 @@ class RavenSink:
     def retry(self) -> None:
         self.file.retry()
 
+    def unwritten(self) -> list[tuple[Path, list[str]]]:
+        return [(self.file.path, self.file.pending())] if self.file.pending_lines else []
+
     def close(self) -> None:
         self.file.close()
 
@@ -263,7 +288,7 @@ def raven_table(detections: Sequence[Detection], absolute_times: bool = True) ->
         raven_row(n, d, absolute_times) for n, d in enumerate(detections, start=1))
 
 
-class LogSink:
+class LogSink(HoldsNothing):
     """One logfmt line per record on stderr: parseable, and journald keeps it whole."""
 
     name = "log"

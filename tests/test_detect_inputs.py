@@ -443,9 +443,10 @@ def test_speed_0_replay_retries_failed_writes_while_it_runs(
     from detector import pipeline as pipeline_module
     from detector.metrics import Metrics
     from detector.model import load_model
+    from detector.sinks import HoldsNothing
     from detector.sources import FileSource
 
-    class Retried:
+    class Retried(HoldsNothing):
         name = "retried"
 
         def __init__(self) -> None:

@@ -25,7 +25,7 @@ from detector.metrics import Metrics
 from detector.model import ModelMetadata, load_model, save_model
 from detector.notify import Watchdog
 from detector.pipeline import Pipeline
-from detector.sinks import JSONL_NAME, JsonlSink, LogSink, Record
+from detector.sinks import JSONL_NAME, HoldsNothing, JsonlSink, LogSink, Record
 from detector.sources import FileSource, Item, SyntheticSource
 from detector.summary import Status
 
@@ -163,8 +163,9 @@ def test_a_full_disk_loses_no_detection_and_writing_resumes(
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     seen: dict[str, int] = {}
 
-    class Disk:
+    class Disk(HoldsNothing):
         """Before the JSONL sink: the disk fills at the 2nd detection and is back at the 3rd."""
+        name = "disk"
 
         def write(self, record: Record) -> None:
             if not isinstance(record, Detection):
@@ -179,8 +180,9 @@ def test_a_full_disk_loses_no_detection_and_writing_resumes(
                 seen["lines_while_full"] = len((out / JSONL_NAME).read_text().splitlines())
                 resource.setrlimit(resource.RLIMIT_FSIZE, limit)
 
-    class Probe:
+    class Probe(HoldsNothing):
         """After the JSONL sink: what the file holds once the 3rd detection is written."""
+        name = "probe"
 
         def write(self, record: Record) -> None:
             if seen.get("n") == 3 and "after" not in seen:
@@ -215,9 +217,10 @@ def test_output_directory_replaced_by_a_file_then_restored(
     metrics = Metrics(CollectorRegistry(), (1,), ("upcall",))
     seen: dict[str, int] = {}
 
-    class Operator:
+    class Operator(HoldsNothing):
         """Before the JSONL sink: at the 2nd detection the directory is gone, a file in its
         place; at the 3rd it is a directory again."""
+        name = "operator"
 
         def write(self, record: Record) -> None:
             if not isinstance(record, Detection):

@@ -112,7 +112,7 @@ def test_metrics_scraped_over_http_equal_what_was_processed(
     try:
         before = scrape(port)
         assert before["whaled_detections_total"] == {(("channel", "1"), ("label", "upcall")): 0}
-        Pipeline(source, loaded, settings, open_sinks(settings, source), metrics).run(
+        Pipeline(source, loaded, settings, open_sinks(settings, source)[1], metrics).run(
             threading.Event())
         after = scrape(port)
     finally:
