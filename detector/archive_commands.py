@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from detector.config import Settings
-from detector.errors import WhaledError
+from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
 
 if TYPE_CHECKING:
     from detector.archive import DetectSummary
@@ -57,9 +57,8 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
         try:
             client = open_dask(dask_address)
         except ImportError:
-            print("whaled: error: --dask needs the dask extra (pip install 'whaled[dask]')",
-                  file=sys.stderr)
-            return 2
+            print_error("--dask needs the dask extra (pip install 'whaled[dask]')")
+            return EXIT_BAD_INPUT
         if dask_address == "local" and not settings.torch_threads:
             settings = replace(settings, torch_threads=1)  # one process per core already
         executor = dask_executor(client, loaded.path, settings, save_scores)
@@ -144,14 +143,13 @@ def run_presence_command(out_dir: Path) -> int:
     from detector.sinks import JSONL_NAME
 
     if not (out_dir / JSONL_NAME).is_file():
-        print(f"whaled: error: {out_dir / JSONL_NAME} not found: give a whaled detect output "
-              "folder", file=sys.stderr)
-        return 2
+        print_error(f"{out_dir / JSONL_NAME} not found: give a whaled detect output folder")
+        return EXIT_BAD_INPUT
     try:
         t = write_season(out_dir)
     except OSError as error:
-        print(f"whaled: error: cannot write the tables in {out_dir}: {error}", file=sys.stderr)
-        return 2
+        print_error(f"cannot write the tables in {out_dir}: {error}")
+        return EXIT_BAD_INPUT
     print(f"presence: {t.recordings} recordings ({t.complete} complete, {t.failed} failed, "
           f"{t.unstamped} without a start time), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of "
           f"audio, {t.detections} detections: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
@@ -160,6 +158,6 @@ def run_presence_command(out_dir: Path) -> int:
 
 
 def error_line(error: Exception) -> int:
-    """One ``whaled: error:`` line for a fault found before any work; exit status 2."""
-    print(f"whaled: error: {error}", file=sys.stderr)
-    return 2
+    """One ``whaled: error:`` line for a fault found before any work; its exit status."""
+    print_error(error)
+    return EXIT_BAD_INPUT

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from detector import evaluate_command, model_commands, train_command
+from detector.errors import fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
@@ -107,19 +108,15 @@ def listen(
     try:  # config errors come before the heavy imports (torch) so they answer at once
         settings = config_module.load(config, overrides)
     except config_module.ConfigError as error:
-        typer.echo(f"whaled: error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(error)
     if not settings.device:  # never the simulated hydrophone unasked: its upcalls are fake
-        typer.echo("whaled: error: no input device: give --device (hw:1,0, pulse, an index, "
-                   "file:PATH, or synthetic for the simulated hydrophone) or device in the "
-                   "config", err=True)
-        raise typer.Exit(2)
+        fail("no input device: give --device (hw:1,0, pulse, an index, file:PATH, or "
+             "synthetic for the simulated hydrophone) or device in the config")
     setup_logging(settings.log_level)
     from detector import signals
 
     requests = signals.install()  # first: a signal during the slow start-up is never fatal
     logging.getLogger("whaled").debug("starting pid=%d", os.getpid())
-    from detector.daemon import fail
     from detector.daemon import listen as run_listen
     from detector.errors import WhaledError
 
@@ -192,8 +189,7 @@ def detect(
     try:
         settings = config_module.load(config, overrides)
     except config_module.ConfigError as error:
-        typer.echo(f"whaled: error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(error)
     setup_logging(settings.log_level)
     from detector.archive_commands import run_detect_command
 
@@ -241,8 +237,7 @@ def devices() -> None:
 
     found = list_input_devices()
     if not found:
-        typer.echo(f"whaled: error: {format_devices(found)}", err=True)
-        raise typer.Exit(1)
+        fail(format_devices(found), status=1)
     typer.echo(format_devices(found))
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import typer
 
-from detector.errors import WhaledError
-from detector.model_commands import fail, report_data, versions
+from detector.errors import WhaledError, fail
+from detector.model_commands import report_data, versions
 
 
 def format_fold(fold: Any, on: float) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -305,7 +304,4 @@ def write_run_record(journal: JsonlSink, record: RunRecord, metrics: Metrics) ->
         log.error("cannot write the run %s record (%s); kept for retry", record.event, error)
 
 
-def fail(message: str, status: int = 2) -> None:
-    print(f"whaled: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
-from detector.errors import WhaledError
-from detector.model_commands import check_writable, fail
+from detector.errors import WhaledError, fail
+from detector.model_commands import check_writable
 from detector.progress import Progress
 
 if TYPE_CHECKING:

@@ -10,22 +10,15 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
-from detector.errors import WhaledError
+from detector.errors import WhaledError, fail
 
 if TYPE_CHECKING:
     from detector.examples import Dataset
-
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"whaled: error: {message}", err=True)
-    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 def check_writable(flag: str, folder: Path | None) -> None:

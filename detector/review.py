@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import parse_qs, urlsplit
 
-from detector.errors import WhaledError
+from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
 from detector.labels import VERDICTS, LabelsError, ReviewedLabel, append_reviewed
 from detector.review_items import (
     Item,
@@ -298,5 +298,5 @@ def _user() -> str:
 
 
 def _fail(message: str) -> int:
-    print(f"whaled: error: {message}", file=sys.stderr)
-    return 2
+    print_error(message)
+    return EXIT_BAD_INPUT

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from detector.errors import WhaledError
-from detector.model_commands import check_writable, fail, report_data, versions
+from detector.errors import WhaledError, fail
+from detector.model_commands import check_writable, report_data, versions
 
 if TYPE_CHECKING:
     from detector.datasets import LoadOptions
