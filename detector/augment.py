@@ -26,8 +26,8 @@ from scipy import signal
 
 from detector import synthetic
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from detector.upcall import band_rms
 
-CALL_BAND_HZ = (50.0, 250.0)  # where signal-to-noise ratios are measured
 # Synthetic upcall contours, from the 53 boxes of the 2009-03-28 tables (low 38-90 Hz,
 # high 180-292 Hz, 0.9-2.1 s) and the 2009-03-29 durations (0.9-1.7 s).
 UPCALL_SECONDS = (0.7, 1.8)
@@ -45,14 +45,6 @@ class Augmentation:
     hard_negative_snr_db: tuple[float, float] = (0.0, 24.0)  # that sound over the window
     synthetic_snr_db: tuple[float, float] = (-3.0, 15.0)  # synthetic calls over the noise
     gain_db: tuple[float, float] = (-20.0, 20.0)
-
-
-def band_rms(window: np.ndarray, band_hz: tuple[float, float] = CALL_BAND_HZ) -> float:
-    """RMS of ``window`` in ``band_hz`` (Parseval over the FFT bins of the band)."""
-    spectrum = np.fft.rfft(window - window.mean())
-    freqs = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE_HZ)
-    power = np.abs(spectrum[(freqs >= band_hz[0]) & (freqs <= band_hz[1])]) ** 2
-    return float(np.sqrt(2 * power.sum()) / len(window))
 
 
 def crop(audio: np.ndarray, samples: int, call: tuple[int, int] | None,
@@ -92,7 +84,8 @@ def window_from(audio: np.ndarray, call: tuple[int, int] | None, aug: Augmentati
 
 def mix_at_snr(window: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
     """``window`` + ``other`` scaled so that the window's band level is ``snr_db`` above it."""
-    gain = (band_rms(window) + 1e-9) / (band_rms(other) + 1e-9) * 10 ** (-snr_db / 20)
+    gain = ((band_rms(window, SAMPLE_RATE_HZ) + 1e-9) / (band_rms(other, SAMPLE_RATE_HZ) + 1e-9)
+            * 10 ** (-snr_db / 20))
     return window + gain * other
 
 
@@ -150,7 +143,7 @@ def with_synthetic_call(noise: np.ndarray, rng: np.random.Generator,
     """The plain recipe's positive: a default synthetic upcall in a real negative window at
     ``snr_db`` over the window's band level."""
     call_wave = synthetic.upcall(SAMPLE_RATE_HZ, rng)[:WINDOW_SAMPLES]
-    level = max(band_rms(noise), 1e-6) * 10 ** (rng.uniform(*snr_db) / 20)
+    level = max(band_rms(noise, SAMPLE_RATE_HZ), 1e-6) * 10 ** (rng.uniform(*snr_db) / 20)
     return with_call(noise, call_wave, level, rng)
 
 
@@ -175,7 +168,7 @@ def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
     if audio is None:
         window = window_from(noise[int(rng.integers(len(noise)))], None, aug, rng)
         call_wave = synthetic_upcall(rng)
-        level = band_rms(window) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
+        level = band_rms(window, SAMPLE_RATE_HZ) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
         window = with_call(window, call_wave, level, rng)
     else:
         window = window_from(audio, call, aug, rng)
@@ -187,7 +180,8 @@ def negative_window(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augment
     window = window_from(audio, None, aug, rng)
     if rng.random() < aug.hard_negative_probability:
         make = HARD_NEGATIVES[int(rng.integers(len(HARD_NEGATIVES)))]
-        level = band_rms(window) * 10 ** (rng.uniform(*aug.hard_negative_snr_db) / 20)
+        snr_db = rng.uniform(*aug.hard_negative_snr_db)
+        level = band_rms(window, SAMPLE_RATE_HZ) * 10 ** (snr_db / 20)
         window = lay_in(window, make(rng), level, rng)
     return finish(window, noise, aug, rng)
 

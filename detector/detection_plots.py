@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.plots import pyplot
-from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
+from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 if TYPE_CHECKING:
     from detector.mistakes import Mistake

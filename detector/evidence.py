@@ -34,6 +34,7 @@ from detector.durable import make_directory, sync_directory, sync_file
 from detector.events import Detection
 from detector.metrics import Metrics
 from detector.sinks import HoldsNothing, Record, detection_fields, utc_text
+from detector.upcall import UPCALL_BAND_HZ
 
 log = logging.getLogger("whaled.evidence")
 SPECTROGRAM_SECONDS = 0.128  # STFT frame of the review spectrogram
@@ -240,7 +241,6 @@ ROW_SCALE = 3  # image rows per frequency bin, so 0-500 Hz is ~200 px tall
 LEFT_MARGIN = 44  # px, frequency labels
 BOTTOM_MARGIN = 18  # px, time labels
 FREQUENCY_TICKS_HZ = (0, 100, 200, 300, 400, 500)
-CALL_BAND_HZ = (50.0, 250.0)  # drawn as a bracket beside the frequency axis
 AXIS_GREY = 170  # labels and ticks on the black margins
 
 
@@ -288,7 +288,7 @@ def spectrogram_png(audio: np.ndarray, rate_hz: int, mark: tuple[float, float]) 
             label = str(hz)
             label_row = int(np.clip(row - 5, 0, canvas.shape[0] - 5 * FONT_SCALE))
             _text(canvas, label, label_row, LEFT_MARGIN - 8 - len(label) * 4 * FONT_SCALE)
-    band = [int(np.clip(row_of(hz), top, top + height - 1)) for hz in CALL_BAND_HZ]
+    band = [int(np.clip(row_of(hz), top, top + height - 1)) for hz in UPCALL_BAND_HZ]
     canvas[band[1]:band[0] + 1, LEFT_MARGIN - 3:LEFT_MARGIN - 1] = 255  # the upcall band
     _text(canvas, "Hz", canvas.shape[0] - 5 * FONT_SCALE - 2, 2)
     seconds = len(audio) / rate_hz

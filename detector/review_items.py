@@ -24,8 +24,9 @@ from typing import Any
 
 from detector.errors import WhaledError
 from detector.labels import SUFFIX, ReviewedLabel, read_reviewed
-from detector.sinks import JSONL_NAME, UPCALL_HIGH_HZ, UPCALL_LOW_HZ
+from detector.sinks import JSONL_NAME
 from detector.sources import AUDIO_SUFFIXES
+from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 log = logging.getLogger("whaled.review")
 REVIEW_DIR = "review"  # below OUT_DIR: one reviewed table per recording

@@ -16,12 +16,12 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import signal
 
 from detector.events import EventTracker, TrackerSettings
 from detector.resample import Resampler
 from detector.scoring import Scorer
 from detector.synthetic import upcall
+from detector.upcall import band_rms
 from detector.windows import Windower
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ SELFTEST_AUDIO_SECONDS = 12.0  # recent live audio the reference call is mixed i
 SELFTEST_SNR_DB = 12.0  # reference call RMS over the audio's 50-250 Hz band RMS
 SELFTEST_CALL = (1.0, 80.0, 180.0)  # duration s, start Hz, end Hz of the reference upcall
 SELFTEST_SEED = 20090329
-BAND_HZ = (50.0, 250.0)
 
 
 class SelfTest:
@@ -87,12 +86,6 @@ class SelfTest:
                       "(docs/operations.md#self-test-failing)", SELFTEST_SNR_DB, score,
                       status.thresholds.on)
         return passed
-
-
-def band_rms(audio: np.ndarray, rate_hz: int) -> float:
-    sos = signal.butter(4, [BAND_HZ[0], min(BAND_HZ[1], 0.45 * rate_hz)], "bandpass",
-                        fs=rate_hz, output="sos")
-    return float(np.sqrt(np.mean(np.square(signal.sosfilt(sos, audio)))))
 
 
 def run_selftest(status: Status, audio: np.ndarray, rate_hz: int,

@@ -24,14 +24,13 @@ from typing import Protocol
 
 from detector.durable import make_directory, sync_directory
 from detector.events import Detection
+from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 log = logging.getLogger("whaled.detections")
 JSONL_NAME = "detections.jsonl"
 RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
                  "Low Freq (Hz)", "High Freq (Hz)", "Annotation", "Score", "Begin UTC",
                  "End UTC", "Peak UTC", "Model")
-UPCALL_LOW_HZ = 50.0  # nominal box of a right whale upcall in the Raven table
-UPCALL_HIGH_HZ = 250.0
 RAVEN_VIEW = "Spectrogram 1"
 
 

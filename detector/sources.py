@@ -21,9 +21,9 @@ import numpy as np
 
 from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo, utc_now
 from detector.errors import WhaledError
-from detector.sinks import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 from detector.stamps import UNKNOWN_ORIGIN, recording_origin
 from detector.synthetic import NOISE_LEVEL_DBFS, SyntheticHydrophone
+from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 log = logging.getLogger("whaled.source")
 
