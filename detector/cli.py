@@ -11,10 +11,12 @@ from typing import Annotated, Any
 import typer
 
 from detector import evaluate_command, model_commands, train_command
+from detector.config import Settings
 from detector.errors import fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
+REVIEW_PORT = 9873  # next to the metrics endpoint's 9872
 HELP_MIN_COLUMNS = 120  # narrower, rich cuts option names and help with an ellipsis
 
 
@@ -61,7 +63,7 @@ def listen(
              "count). (default: run until stopped)")] = None,
     speed: Annotated[float | None, typer.Option(
         help="Pace of file: and synthetic sources, times real time; 0 = as fast as "
-             "possible. (default: 1)")] = None,
+             f"possible. (default: {Settings.speed:g})")] = None,
     rate: Annotated[int | None, typer.Option(
         help="Capture rate in Hz (2000-192000). (default: the device's own)")] = None,
     channels: Annotated[str | None, typer.Option(
@@ -77,19 +79,21 @@ def listen(
         help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda, "
              "cuda:N. (default: auto)")] = None,
     hop: Annotated[float | None, typer.Option(
-        help="Seconds between window starts. (default: 0.25)")] = None,
+        help=f"Seconds between window starts. (default: {Settings.hop_seconds:g})")] = None,
     on_threshold: Annotated[float | None, typer.Option(
         help="Score that opens a detection. (default: the model's)")] = None,
     off_threshold: Annotated[float | None, typer.Option(
         help="Score below which an open detection closes. (default: the model's)")] = None,
     block_seconds: Annotated[float | None, typer.Option(
-        help="Audio per capture callback or replayed block. (default: 0.1)")] = None,
+        help="Audio per capture callback or replayed block. "
+             f"(default: {Settings.block_seconds:g})")] = None,
     metrics_address: Annotated[str | None, typer.Option(
-        help="Address of the Prometheus endpoint. (default: 127.0.0.1)")] = None,
+        help=f"Address of the Prometheus endpoint. (default: {Settings.metrics_address})")] = None,
     metrics_port: Annotated[int | None, typer.Option(
-        help="Port of the Prometheus endpoint; 0 disables it. (default: 9872)")] = None,
+        help="Port of the Prometheus endpoint; 0 disables it. "
+             f"(default: {Settings.metrics_port})")] = None,
     seed: Annotated[int | None, typer.Option(
-        help="Seed of the synthetic source. (default: 1)")] = None,
+        help=f"Seed of the synthetic source. (default: {Settings.seed})")] = None,
     log_level: Annotated[str | None, typer.Option(
         help="DEBUG, INFO, WARNING or ERROR. (default: INFO)")] = None,
 ) -> None:
@@ -248,7 +252,8 @@ def review(
         help="A recording, or a folder of them, to cut audio from when the path the "
              "output recorded is gone and there is no evidence clip; repeatable.")] = None,
     address: Annotated[str, typer.Option(help="Address to serve the page on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the page; 0 picks a free one.")] = 9873,
+    port: Annotated[int, typer.Option(
+        help="Port of the page; 0 picks a free one.")] = REVIEW_PORT,
     reviewer: Annotated[str | None, typer.Option(
         help="Name written in the Reviewer column. (default: the login name)")] = None,
 ) -> None:

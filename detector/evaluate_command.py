@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
+from detector.config import Settings
 from detector.errors import WhaledError, fail
 from detector.model_commands import check_writable
 from detector.progress import Progress
 
 if TYPE_CHECKING:
-    from detector.config import Settings
     from detector.model import LoadedModel
     from detector.recording_evaluation import Evaluation
 
@@ -41,7 +41,7 @@ def evaluate(
     from_seconds: Annotated[float, typer.Option(
         help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
     hop: Annotated[float | None, typer.Option(
-        help="Seconds between window starts. (default: 0.25)")] = None,
+        help=f"Seconds between window starts. (default: {Settings.hop_seconds:g})")] = None,
     on_threshold: Annotated[float | None, typer.Option(
         help="Score that opens a detection. (default: the model's)")] = None,
     off_threshold: Annotated[float | None, typer.Option(

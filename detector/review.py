@@ -39,7 +39,6 @@ from detector.review_items import (
 from detector.sinks import JSONL_NAME
 
 log = logging.getLogger("whaled.review")
-DEFAULT_PORT = 9873  # next to the metrics endpoint's 9872
 SPEEDS = (1, 4)  # playback: as recorded, and 4x faster so 100 Hz sounds at 400 Hz
 MEDIA_CACHE_ENTRIES = 64  # spectrograms and WAVs kept in memory
 MAX_BODY_BYTES = 64_000  # a verdict with its note
