@@ -12,22 +12,28 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from detector.errors import WhaledError, fail
 from detector.model_commands import report_data, versions
 
+if TYPE_CHECKING:
+    from detector.crossval import CrossValidation, FoldResult
+    from detector.datasets import LoadOptions
+    from detector.model import ModelMetadata
+    from detector.training import TrainConfig
 
-def format_fold(fold: Any, on: float) -> str:
+
+def format_fold(fold: FoldResult, on: float) -> str:
     at = fold.at(on)
     return (f"  {fold.group}: clip ROC AUC {fold.clip_auc:.4f}; at on {on:.3f}: recall "
             f"{at.recall:.3f} ({at.n_found}/{at.n_annotations}), false alarms "
             f"{at.n_false_alarms} in {at.hours:.2f} h = {at.false_alarms_per_hour:.1f}/h")
 
 
-def scores_doc(cv: Any) -> dict[str, object]:
+def scores_doc(cv: CrossValidation) -> dict[str, object]:
     return {"rule": cv.rule, "on": cv.on, "off": cv.off, "held_out": [
         {"group": fold.group, "recording": r.name, "window_seconds": r.window_seconds,
          "calls": [list(c) for c in r.calls],
@@ -41,7 +47,7 @@ def fold_model_path(out: Path, group: str) -> Path:
     return out.with_name(f"{out.stem}.fold-{group}{out.suffix}")
 
 
-def save_fold_model(fold: Any, shipped: Any, by: str, out: Path) -> Path:
+def save_fold_model(fold: FoldResult, shipped: ModelMetadata, by: str, out: Path) -> Path:
     """The fold's model, with the shipped thresholds, so its held-out figures can be
     re-measured with ``whaled evaluate`` on the held-out recordings."""
     from detector.model import save_model
@@ -54,9 +60,10 @@ def save_fold_model(fold: Any, shipped: Any, by: str, out: Path) -> Path:
     return path
 
 
-def train_cross_validated(data: list[Path], out: Path, noise: list[Path], options: Any,
-                          config: Any, by: str, max_false_alarms_per_hour: float, threads: int,
-                          progress: bool, command: str) -> None:
+def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
+                          options: LoadOptions, config: TrainConfig, by: str,
+                          max_false_alarms_per_hour: float, threads: int, progress: bool,
+                          command: str) -> None:
     from detector import crossval, datasets, layouts, training
     from detector.config import Settings
     from detector.events import Thresholds
