@@ -215,16 +215,10 @@ class AppendFile:
                 self._fd = None
 
 
-class JsonlSink:
-    """``detections.jsonl``: one JSON object a line, detections, gaps and run records."""
+class FileSink:
+    """A sink that appends lines to one :class:`AppendFile`: what failed waits there."""
 
-    name = "jsonl"
-
-    def __init__(self, out_dir: Path) -> None:
-        self.file = AppendFile(out_dir / JSONL_NAME)
-
-    def write(self, record: Record | RunRecord) -> None:
-        self.file.append(json.dumps(record_fields(record), separators=(",", ":")) + "\n")
+    file: AppendFile
 
     def retry(self) -> None:
         self.file.retry()
@@ -236,7 +230,19 @@ class JsonlSink:
         self.file.close()
 
 
-class RavenSink:
+class JsonlSink(FileSink):
+    """``detections.jsonl``: one JSON object a line, detections, gaps and run records."""
+
+    name = "jsonl"
+
+    def __init__(self, out_dir: Path) -> None:
+        self.file = AppendFile(out_dir / JSONL_NAME)
+
+    def write(self, record: Record | RunRecord) -> None:
+        self.file.append(json.dumps(record_fields(record), separators=(",", ":")) + "\n")
+
+
+class RavenSink(FileSink):
     """A Raven selection table per stream, named after the stream's origin.
 
     Raven's own columns (times in seconds since the stream's origin, which for a recording
@@ -258,15 +264,6 @@ class RavenSink:
             return
         self.file.append(raven_row(self._selection + 1, record, self.absolute_times))
         self._selection += 1
-
-    def retry(self) -> None:
-        self.file.retry()
-
-    def unwritten(self) -> list[tuple[Path, list[str]]]:
-        return [(self.file.path, self.file.pending())] if self.file.pending_lines else []
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def raven_row(selection: int, d: Detection, absolute_times: bool = True) -> str:
