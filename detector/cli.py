@@ -13,6 +13,7 @@ import typer
 from detector import evaluate_command, model_commands, train_command
 from detector.config import Settings
 from detector.errors import fail
+from detector.model_commands import HopOption, OffThresholdOption, OnThresholdOption
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Streaming detector of North Atlantic right whale upcalls.")
@@ -78,12 +79,9 @@ def listen(
     torch_device: Annotated[str | None, typer.Option(
         help="Where the model runs: auto (CUDA when available, else CPU), cpu, cuda, "
              "cuda:N. (default: auto)")] = None,
-    hop: Annotated[float | None, typer.Option(
-        help=f"Seconds between window starts. (default: {Settings.hop_seconds:g})")] = None,
-    on_threshold: Annotated[float | None, typer.Option(
-        help="Score that opens a detection. (default: the model's)")] = None,
-    off_threshold: Annotated[float | None, typer.Option(
-        help="Score below which an open detection closes. (default: the model's)")] = None,
+    hop: HopOption = None,
+    on_threshold: OnThresholdOption = None,
+    off_threshold: OffThresholdOption = None,
     block_seconds: Annotated[float | None, typer.Option(
         help="Audio per capture callback or replayed block. "
              f"(default: {Settings.block_seconds:g})")] = None,
@@ -161,11 +159,9 @@ def detect(
              "e.g. %Y%m%d_%H%M%S; with a / it is matched against the whole path. (default: "
              "YYYYMMDD_HHMMSS, YYYY-MM-DD_HH-MM-SS, SoundTrap NNNN.YYMMDDHHMMSS, ISO 8601)")]
     = None,
-    hop: Annotated[float | None, typer.Option(help="Seconds between window starts.")] = None,
-    on_threshold: Annotated[float | None, typer.Option(
-        help="Score that opens a detection. (default: the model's)")] = None,
-    off_threshold: Annotated[float | None, typer.Option(
-        help="Score below which a detection closes. (default: the model's)")] = None,
+    hop: HopOption = None,
+    on_threshold: OnThresholdOption = None,
+    off_threshold: OffThresholdOption = None,
     torch_device: Annotated[str | None, typer.Option(
         help="auto, cpu, cuda, cuda:N. (default: auto)")] = None,
     threads: Annotated[int | None, typer.Option(

@@ -15,7 +15,12 @@ import typer
 
 from detector.config import Settings
 from detector.errors import WhaledError, fail
-from detector.model_commands import check_writable
+from detector.model_commands import (
+    HopOption,
+    OffThresholdOption,
+    OnThresholdOption,
+    check_writable,
+)
 from detector.progress import Progress
 
 if TYPE_CHECKING:
@@ -40,12 +45,9 @@ def evaluate(
              "tables beside each recording; repeatable.")] = None,
     from_seconds: Annotated[float, typer.Option(
         help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
-    hop: Annotated[float | None, typer.Option(
-        help=f"Seconds between window starts. (default: {Settings.hop_seconds:g})")] = None,
-    on_threshold: Annotated[float | None, typer.Option(
-        help="Score that opens a detection. (default: the model's)")] = None,
-    off_threshold: Annotated[float | None, typer.Option(
-        help="Score below which a detection closes. (default: the model's)")] = None,
+    hop: HopOption = None,
+    on_threshold: OnThresholdOption = None,
+    off_threshold: OffThresholdOption = None,
     positive: Annotated[str, typer.Option(
         help="Positive label: folder name or Raven annotation.")] = "upcall",
     torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",

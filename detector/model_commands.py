@@ -15,11 +15,20 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from detector.config import Settings
 from detector.errors import WhaledError, fail
 
 if TYPE_CHECKING:
     from detector.examples import Dataset
 
+
+# Options that listen, detect and evaluate share: one definition, one help text.
+HopOption = Annotated[float | None, typer.Option(
+    help=f"Seconds between window starts. (default: {Settings.hop_seconds:g})")]
+OnThresholdOption = Annotated[float | None, typer.Option(
+    help="Score that opens a detection. (default: the model's)")]
+OffThresholdOption = Annotated[float | None, typer.Option(
+    help="Score below which an open detection closes. (default: the model's)")]
 
 def check_writable(flag: str, folder: Path | None) -> None:
     """Refuse an output folder that cannot be written before any work, not after it."""
