@@ -112,9 +112,9 @@ class InputMonitor:
         if rate is not None:
             self.metrics.measured_rate.set(rate)
 
-    def observe(self, samples: np.ndarray) -> np.ndarray:
-        """Level, clipping and non-finite counts per channel; NaN/Inf come back as zeros."""
-        finite = np.isfinite(samples)
+    def observe(self, samples: np.ndarray, finite: np.ndarray) -> np.ndarray:
+        """Level, clipping and non-finite counts per channel; NaN/Inf come back as zeros.
+        ``finite``: ``np.isfinite(samples)``, which the caller has already computed."""
         if not finite.all():
             samples = np.where(finite, samples, np.float32(0.0))
         for col, channel in enumerate(self.info.channels):

@@ -65,7 +65,6 @@ class Pipeline:
         self.summary = RunSummary(records_kept)
         self.end_reason = ""  # why run() returned: end of stream, duration reached, stopped
         self.clock_correction_seconds = 0.0  # subtracted from origin + index / rate (ClockStep)
-        self._first: int | None = None  # first sample index of the stream
         self._expected: int | None = None  # index the next block should start at
         self._segment_seconds = 0.0  # stream time of the current segment's first sample
         self._open_nonfinite: tuple[int, int] | None = None  # [first, end) of NaN/Inf held
@@ -185,18 +184,18 @@ class Pipeline:
     def on_block(self, block: Block) -> None:
         self.monitor.arrived(block)
         rate = self.source.info.rate_hz
-        if self._first is None:
-            self._first = self._expected = block.first_sample
+        if self._expected is None:  # the stream's first block
+            self._expected = block.first_sample
             self._segment_seconds = block.first_sample / rate
         if block.first_sample != self._expected:
-            assert self._expected is not None
             self.on_gap(Gap(self._expected, block.first_sample, "discontinuity"))
         samples = block.samples
         if self.limit_samples is not None:
             samples = samples[:max(0, self.limit_samples - self._received)]
         self._received += len(samples)
-        bad = ~np.isfinite(samples).all(axis=1)
-        samples = self.monitor.observe(samples)
+        finite = np.isfinite(samples)
+        bad = ~finite.all(axis=1)
+        samples = self.monitor.observe(samples, finite)
         if bad.any():
             self._split_nonfinite(block.first_sample, samples, bad, block.arrival_monotonic)
         else:
