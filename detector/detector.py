@@ -30,6 +30,13 @@ def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
     return Thresholds(on=on, off=min(off, on))
 
 
+def tracker_settings(settings: Settings, thresholds: Thresholds,
+                     hop_seconds: float) -> TrackerSettings:
+    """The event rules of ``settings`` at these thresholds, for windows ``hop_seconds`` apart."""
+    return TrackerSettings(thresholds, hop_seconds, settings.min_duration_seconds,
+                           settings.merge_gap_seconds, settings.max_duration_seconds)
+
+
 def longest_emission_delay_seconds(settings: Settings) -> float:
     """Stream time by which a detection's emission can trail its last audio sample.
 
@@ -61,11 +68,9 @@ class Detector:
         self.thresholds = thresholds_for(settings, loaded)
         self.scorer = Scorer(loaded, settings.max_batch_windows, self.hop_samples,
                              len(self.channels))
-        tracker_settings = TrackerSettings(
-            self.thresholds, self.hop_samples / loaded.metadata.sample_rate_hz,
-            settings.min_duration_seconds, settings.merge_gap_seconds,
-            settings.max_duration_seconds)
-        self.trackers = [[EventTracker(tracker_settings, channel, label)
+        rules = tracker_settings(settings, self.thresholds,
+                                 self.hop_samples / loaded.metadata.sample_rate_hz)
+        self.trackers = [[EventTracker(rules, channel, label)
                           for label in loaded.metadata.labels] for channel in self.channels]
 
     @property

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detector.events import EventTracker, TrackerSettings
-from detector.resample import Resampler
+from detector.detector import tracker_settings
+from detector.events import EventTracker
+from detector.resample import resample_signal
 from detector.scoring import Scorer
 from detector.synthetic import upcall
 from detector.upcall import band_rms
-from detector.windows import Windower
+from detector.windows import RingBuffer, Windower
 
 if TYPE_CHECKING:
     from detector.metrics import Metrics
@@ -44,7 +45,7 @@ class SelfTest:
         self.interval_seconds = interval_seconds
         self.rate_hz = rate_hz
         self._capacity = int(SELFTEST_AUDIO_SECONDS * rate_hz)
-        self._audio = np.zeros(0, np.float32)
+        self._ring = RingBuffer(self._capacity, 1)  # the recent audio, no copy per block
         self._expected: int | None = None
         self._next_monotonic = time.monotonic() + interval_seconds
         self._scorer: Scorer | None = None
@@ -53,15 +54,19 @@ class SelfTest:
     def push(self, first_sample: int, samples: np.ndarray) -> None:
         """Capture-rate audio as it arrives; a discontinuity starts the copy afresh."""
         if self._expected is not None and first_sample != self._expected:
-            self._audio = np.zeros(0, np.float32)
+            self._ring.clear()
         self._expected = first_sample + len(samples)
-        if len(samples):
-            self._audio = np.concatenate([self._audio, samples[:, 0]])[-self._capacity:]
+        self._ring.write(samples[-self._capacity:, :1])
+
+    def held_audio(self) -> np.ndarray:
+        """The latest contiguous audio, at most ``SELFTEST_AUDIO_SECONDS`` of it (a copy)."""
+        held = min(self._ring.end, self._capacity)
+        return self._ring.read(self._ring.end - held, held)[:, 0].copy()
 
     def __call__(self, status: Status) -> None:
         if not self.interval_seconds or time.monotonic() < self._next_monotonic:
             return
-        if len(self._audio) < self._capacity:
+        if self._ring.end < self._capacity:
             return  # not enough audio yet (start-up, after a gap): try on the next pass
         self._next_monotonic = time.monotonic() + self.interval_seconds
         self.run(status)
@@ -71,7 +76,7 @@ class SelfTest:
         if self._scorer is None or self._scorer.loaded is not status.loaded:  # SIGHUP
             self._scorer = Scorer(status.loaded, status.settings.max_batch_windows,
                                   status.hop_samples, 1)
-        passed, score = run_selftest(status, self._audio.copy(), self.rate_hz, self._scorer)
+        passed, score = run_selftest(status, self.held_audio(), self.rate_hz, self._scorer)
         self.metrics.selftest_runs.inc()
         self.metrics.selftest_score.set(score)
         self.last_passed = passed
@@ -96,9 +101,7 @@ def run_selftest(status: Status, audio: np.ndarray, rate_hz: int,
     loaded, settings = status.loaded, status.settings
     meta = loaded.metadata
     model_rate = meta.sample_rate_hz
-    resampler = Resampler(rate_hz, model_rate, 1)
-    mono = np.concatenate([resampler.push(audio[:, None].astype(np.float32)),
-                           resampler.flush()])[:, 0]
+    mono = resample_signal(audio, rate_hz, model_rate)
     duration, start_hz, end_hz = SELFTEST_CALL
     call = upcall(model_rate, np.random.default_rng(SELFTEST_SEED), duration, start_hz, end_hz)
     level = band_rms(mono, model_rate) or 1e-4  # digital silence: a call at -80 dBFS
@@ -113,9 +116,8 @@ def run_selftest(status: Status, audio: np.ndarray, rate_hz: int,
     scores = scorer.score(windows[:, 0, :])
     label = 0  # the model's first label: the upcall
     centres = (starts + meta.window_samples / 2) / model_rate
-    tracker = EventTracker(TrackerSettings(
-        status.thresholds, hop / model_rate, settings.min_duration_seconds,
-        settings.merge_gap_seconds, settings.max_duration_seconds), 0, meta.labels[label])
+    tracker = EventTracker(tracker_settings(settings, status.thresholds, hop / model_rate), 0,
+                           meta.labels[label])
     events = []
     for centre, score in zip(centres, scores[:, label], strict=True):
         events += tracker.update(float(centre), float(score))
