@@ -157,9 +157,9 @@ def capture_delay_seconds(time_info: Any, frames: int, rate_hz: int,
 class PortAudioSource:
     """A PortAudio input device as a :class:`~detector.live.LiveSource`.
 
-    Counters for the metrics (plain ints, written only by the callback thread):
-    ``callbacks``, ``blocks_dropped``, ``samples_dropped``, ``overflows``,
-    ``callback_errors``; and ``device_losses`` (PortAudio finished the stream on its own).
+    Counters (plain ints, written only by the callback thread): ``blocks_dropped`` and
+    ``overflows`` for the metrics (:meth:`counters`); ``callbacks``, ``samples_dropped`` and
+    ``callback_errors`` for tests and a debugger.
     ``lost`` is True from a device loss until :meth:`reopen` succeeds.
     ``stall_timeout_seconds`` is the daemon's one configured stall timeout (0: none).
     """
@@ -173,10 +173,7 @@ class PortAudioSource:
         self.samples_dropped = 0
         self.overflows = 0
         self.callback_errors = 0
-        self.device_losses = 0
         self.lost = False
-        self.last_callback_monotonic = 0.0
-        self.skew_seconds = 0.0
         self._closing = False
         self._reanchor: str | None = None
         self._stream: Any = None
@@ -201,7 +198,6 @@ class PortAudioSource:
         self._clock = SampleClock(rate, stall_timeout_seconds)
         self._origin_wall = 0.0  # time.time() when sample 0 was captured
         self._input_latency = 0.0  # PortAudio's estimate, seconds; used without ADC times
-        self.clock_correction_seconds = 0.0
 
         self._open()
         if not self._first_audio.wait(max(FIRST_AUDIO_TIMEOUT_SECONDS, 3 * block_seconds)):
@@ -235,7 +231,6 @@ class PortAudioSource:
             now = time.monotonic()
             delay = capture_delay_seconds(time_info, frames, self.rate_hz, self._input_latency)
             self.callbacks += 1
-            self.last_callback_monotonic = now
             reanchor, self._reanchor = self._reanchor, None
             if status.input_overflow:
                 self.overflows += 1
@@ -245,8 +240,6 @@ class PortAudioSource:
             if first_callback:
                 self._origin_wall = time.time() - delay - frames / self.rate_hz
             first = clock.place(frames, now - delay, reanchor)
-            self.skew_seconds = clock.skew_seconds
-            self.clock_correction_seconds = clock.correction_seconds
             block = Block(first, np.array(indata[:, self._columns], dtype=np.float32), now)
             try:
                 self._queue.put_nowait((clock.pending, block))
@@ -263,7 +256,6 @@ class PortAudioSource:
     def _finished(self) -> None:
         if not self._closing:
             self.lost = True
-            self.device_losses += 1
 
     def read(self, timeout_seconds: float) -> list[Item]:
         """Gaps and blocks captured since the last read; [] while nothing came or lost."""
@@ -280,7 +272,7 @@ class PortAudioSource:
         return items
 
     def counters(self) -> LiveCounters:
-        return LiveCounters(self.blocks_dropped, self.overflows, self.skew_seconds)
+        return LiveCounters(self.blocks_dropped, self.overflows, self._clock.skew_seconds)
 
     def reopen(self) -> None:
         """Open the device again after a loss; raises :class:`SourceError` if it can't.

@@ -81,7 +81,6 @@ class NetworkSource:
         self._ended = False
         self._stop = threading.Event()
         self.lost = False
-        self.network_losses = 0
         self._worker: threading.Thread | None = None
         self._decoder: Decoder | None = None
         self._start()
@@ -129,7 +128,6 @@ class NetworkSource:
     def _lose(self, why: str) -> None:
         if not self._stop.is_set():
             log.warning("network stream %s lost: %s", self.info.name, why)
-            self.network_losses += 1
             self.lost = True
 
     def _raw_worker(self, stop: threading.Event) -> None:
