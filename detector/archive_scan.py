@@ -39,8 +39,7 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
     import soundfile
 
     try:
-        file_info = soundfile.info(str(path))
-        block_frames = max(1, round(settings.block_seconds * file_info.samplerate))
+        block_frames = _block_frames(settings, path)
         origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
         source = FileSource(Path(path), block_frames=block_frames, speed=0.0,
                             channels=settings.channels, origin=origin,
@@ -109,9 +108,6 @@ class CollectSink(HoldsNothing):
 
     def write(self, record: Record) -> None:
         self.records.append(record)
-
-    def close(self) -> None:
-        """Nothing to release: the records stay for the caller."""
 
 
 def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.plots import pyplot
-from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
+from detector.upcall import UPCALL_BAND_HZ, UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 if TYPE_CHECKING:
     from detector.mistakes import Mistake
@@ -36,7 +36,6 @@ _render_lock = threading.Lock()  # matplotlib's Agg is not safe across threads
 # a mistake's spectrogram
 MISTAKE_PAD_SECONDS = 4.0  # audio shown before and after the boxed span
 MISTAKE_TOP_HZ = 500.0  # frequency axis: 0 to this
-MISTAKE_BOX_HZ = (UPCALL_LOW_HZ, UPCALL_HIGH_HZ)  # the upcall band, boxed
 MISTAKE_FRAME_SECONDS = 0.128  # STFT frame
 MISTAKE_OVERLAP = 0.875  # of a frame
 MISTAKE_INCHES = (6, 3)
@@ -106,7 +105,7 @@ def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> Non
     if len(audio) > nfft:
         ax.specgram(audio[:, 0], NFFT=nfft, Fs=rate, noverlap=int(nfft * MISTAKE_OVERLAP),
                     xextent=(first / rate, last / rate), cmap="magma")
-    low_hz, high_hz = MISTAKE_BOX_HZ
+    low_hz, high_hz = UPCALL_BAND_HZ  # the upcall band, boxed
     ax.add_patch(Rectangle((mistake.begin_seconds, low_hz),
                            mistake.end_seconds - mistake.begin_seconds, high_hz - low_hz,
                            fill=False, edgecolor="cyan", linewidth=1.5))

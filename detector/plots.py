@@ -21,6 +21,7 @@ from detector.evaluation import (
     roc_curve,
     safe_ratio,
 )
+from detector.upcall import UPCALL_BAND_HZ
 
 if TYPE_CHECKING:
     import torch
@@ -196,7 +197,7 @@ def plot_saliency(saliency: Saliency, path: Path) -> None:
                       vmax=max(floor + 30, float(np.percentile(db, 99.5))), shading="auto")
         ax.set_xlabel("time in window (s)", fontsize=11)
         ax.set_xlim(0, len(saliency.audio) / rate)
-        ax.axhspan(50, 250, color="tab:blue", alpha=0.06)
+        ax.axhspan(*UPCALL_BAND_HZ, color="tab:blue", alpha=0.06)
     axes[0].set_ylabel("frequency (Hz)", fontsize=11)
     axes[0].set_title("spectrogram (shaded: the 50-250 Hz upcall band)", fontsize=11)
     limit = max(float(np.abs(saliency.drop).max()), 1e-6)

@@ -99,9 +99,6 @@ class ScoreRecorder(HoldsNothing):
         if isinstance(record, GapRecord):  # the pipeline scores and closes events before it
             self.gaps.append((self.windows, record))
 
-    def close(self) -> None:
-        """Nothing to release: the scores stay here for :meth:`saved`."""
-
     def arrays(self, channels: int, labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         centres = (np.concatenate(self._centres) if self._centres
                    else np.zeros(0, np.float64))

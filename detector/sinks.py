@@ -105,6 +105,9 @@ class HoldsNothing:
     def unwritten(self) -> list[tuple[Path, list[str]]]:
         return []
 
+    def close(self) -> None:
+        """Nothing held open; what the sink keeps stays for its owner to read."""
+
 
 def utc_text(when: datetime) -> str:
     """ISO 8601 UTC with milliseconds: 2009-03-29T12:16:22.313Z."""
@@ -288,9 +291,6 @@ class LogSink(HoldsNothing):
     """One logfmt line per record on stderr: parseable, and journald keeps it whole."""
 
     name = "log"
-
-    def close(self) -> None:
-        """Nothing held: every line went to the logger as it came."""
 
     def write(self, record: Record) -> None:
         fields = record_fields(record)
