@@ -159,7 +159,8 @@ def train(
     result = training.train(dataset, config, resume=resume,
                             checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
                             on_epoch=training.EpochLog(out.with_suffix(".log.jsonl"),
-                                                       config.epochs, typer.echo))
+                                                       config.epochs, typer.echo,
+                                                       resumed=resume is not None))
     seconds = time.monotonic() - started
     extra = {**result.metadata.extra, "command": command, "versions": versions(),
              "training_seconds": round(seconds, 1), "holdout_after_seconds": holdout_after,

@@ -287,13 +287,17 @@ def epoch_line(record: EpochRecord, epochs: int, what: str = "") -> str:
 
 
 class EpochLog:
-    """Appends each epoch's record to ``NAME.log.jsonl`` as it finishes, and prints its line."""
+    """Appends each epoch's record to ``NAME.log.jsonl`` as it finishes, and prints its line.
+
+    A fresh run starts the file empty; a resumed one keeps the epochs already there (the
+    finished model's :func:`write_artefacts` then writes the run's exact history)."""
 
     def __init__(self, path: Path, epochs: int, say: Callable[[str], None],
-                 what: str = "") -> None:
+                 what: str = "", resumed: bool = False) -> None:
         self.path, self.epochs, self.say, self.what = path, epochs, say, what
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
+        if not resumed:
+            path.write_text("")
 
     def __call__(self, record: EpochRecord) -> None:
         with self.path.open("a") as handle:

@@ -234,3 +234,17 @@ def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Pa
     assert all(len(b["starts"]) == len(b["scores"]) > 0 for b in oof["blocks"])
     result = CliRunner().invoke(app, ["train", str(tmp_path / "data"), "--threshold-folds", "1"])
     assert result.exit_code == 2 and "--threshold-folds" in result.output
+
+
+def test_a_resumed_run_keeps_the_epochs_already_logged(tmp_path: Path) -> None:
+    path = tmp_path / "upcall.log.jsonl"
+    said: list[str] = []
+    first = training.EpochLog(path, 3, said.append)
+    first(training.EpochRecord(0, 1e-3, 0.7, 0.6, 0.8, 1.5))
+    resumed = training.EpochLog(path, 3, said.append, resumed=True)
+    resumed(training.EpochRecord(1, 1e-3, 0.5, 0.4, 0.9, 1.25))
+    assert [json.loads(line)["epoch"] for line in path.read_text().splitlines()] == [0, 1]
+    fresh = training.EpochLog(path, 3, said.append)
+    fresh(training.EpochRecord(0, 1e-3, 0.6, 0.5, 0.85, 1.0))
+    assert [json.loads(line)["train_loss"] for line in path.read_text().splitlines()] == [0.6]
+    assert len(said) == 3
