@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from detector.errors import WhaledError, fail
-from detector.model_commands import report_data, versions
+from detector.model_commands import report_data, report_skipped, versions
 
 if TYPE_CHECKING:
     from detector.crossval import CrossValidation, FoldResult
@@ -85,9 +85,7 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
     except WhaledError as error:
         fail(str(error))
     skipped += noise_skipped
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} unreadable file(s), first: "
-                   + ", ".join(skipped[:5]), err=True)
+    report_skipped(skipped)
     groups = sorted({crossval.group_of(r, by) for r in recordings})
     if len(groups) < 2:
         fail(f"--cross-validate {by} needs recordings of two or more {by}s; found "

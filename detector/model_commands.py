@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -53,9 +54,16 @@ def report_data(dataset: Dataset) -> None:
     typer.echo(f"data ({summary['layout']}): train {summary['train_pos']} positive / "
                f"{summary['train_neg']} negative, validation {summary['validation_pos']} / "
                f"{summary['validation_neg']}; split: {summary['split']}")
-    if dataset.skipped:
-        typer.echo(f"skipped {len(dataset.skipped)} unreadable file(s), first: "
-                   + ", ".join(dataset.skipped[:5]), err=True)
+    report_skipped(dataset.skipped)
+
+
+def report_skipped(skipped: Sequence[str]) -> None:
+    """One stderr line for the unreadable files a command passed over, naming the first few."""
+    from detector.examples import SKIPPED_NAMES_SHOWN
+
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} unreadable file(s), first: "
+                   + ", ".join(skipped[:SKIPPED_NAMES_SHOWN]), err=True)
 
 
 def inspect(

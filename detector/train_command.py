@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from detector.errors import WhaledError, fail
-from detector.model_commands import check_writable, report_data, versions
+from detector.model_commands import check_writable, report_data, report_skipped, versions
 
 if TYPE_CHECKING:
     from detector.datasets import LoadOptions
@@ -188,9 +188,7 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Load
         recordings, skipped = datasets.load_fold_recordings(data_dir, options, noise)
     except WhaledError as error:
         fail(str(error))
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} unreadable file(s), first: "
-                   + ", ".join(skipped[:5]), err=True)
+    report_skipped(skipped)
     out.parent.mkdir(parents=True, exist_ok=True)
     if threads:
         import torch
