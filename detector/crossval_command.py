@@ -51,9 +51,11 @@ def save_fold_model(fold: FoldResult, shipped: ModelMetadata, by: str, out: Path
     """The fold's model, with the shipped thresholds, so its held-out figures can be
     re-measured with ``whaled evaluate`` on the held-out recordings."""
     from detector.model import save_model
+    from detector.provenance import TRAINED_ON_KEY, without
 
     extra = {"fold": {"by": by, "held_out": fold.group, "recordings": list(fold.recordings),
                       "trained_on": list(fold.trained_on)},
+             TRAINED_ON_KEY: without(shipped.extra.get(TRAINED_ON_KEY, []), fold.recordings),
              "config": shipped.extra.get("config"), "command": shipped.extra.get("command")}
     path = fold_model_path(out, fold.group)
     save_model(fold.model, replace(shipped, extra=extra), path)

@@ -23,6 +23,8 @@ from detector.model_commands import (
 )
 from detector.progress import Progress
 
+TRAINED_ON_LINES_SHOWN = 20  # a clip folder can overlap by thousands: the rest are counted
+
 if TYPE_CHECKING:
     from detector.model import LoadedModel
     from detector.recording_evaluation import Evaluation
@@ -90,6 +92,9 @@ def evaluate(
     except WhaledError as error:
         fail(str(error))
     doc: dict[str, Any] = {"model": str(model), "paths": [str(p) for p in paths]}
+    heard = trained_on_warnings(loaded, recordings, clip_dirs, positive, from_seconds)
+    if heard:
+        doc["not_out_of_sample"] = heard
     scores, labels = [np.zeros(0)], [np.zeros(0, np.int64)]
     for data_dir, layout in clip_dirs:
         try:
@@ -139,6 +144,30 @@ def evaluate(
                                                     threshold)]
         lines.append("wrote " + ", ".join(doc["plots"]))
     typer.echo(json.dumps(doc, indent=2) if json_output else "\n".join(lines))
+
+
+def trained_on_warnings(loaded: LoadedModel, recordings: list[Path],
+                        clip_dirs: list[tuple[Path, Any]], positive: str,
+                        from_seconds: float) -> list[str]:
+    """A stderr warning for each recording or clip scored that the model trained on."""
+    from detector import layouts
+    from detector.provenance import overlap_warnings
+
+    extra = loaded.metadata.extra
+    lines = overlap_warnings(extra, recordings, from_seconds)
+    for data_dir, layout in clip_dirs:
+        try:
+            clips = [path for path, _ in layouts.labelled_clips(data_dir, layout, positive)]
+        except WhaledError:
+            continue  # scoring the clips says what is wrong with the folder
+        lines += overlap_warnings(extra, clips)
+    shown = lines[:TRAINED_ON_LINES_SHOWN]
+    for line in shown:
+        typer.echo(f"whaled: warning: {line}", err=True)
+    if len(lines) > len(shown):
+        typer.echo(f"whaled: warning: {len(lines) - len(shown)} more scored files were in "
+                   "the model's training data (all in --json)", err=True)
+    return lines
 
 
 def evaluate_with_progress(loaded: LoadedModel, recordings: list[Path], settings: Settings,

@@ -33,6 +33,7 @@ from detector.evaluation import roc_auc
 from detector.examples import Dataset
 from detector.model import ModelMetadata, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
+from detector.provenance import TRAINED_ON_KEY, trained_on
 from detector.scoring import centre_crop, score_windows
 
 
@@ -225,6 +226,7 @@ def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainCon
         thresholds=thresholds,
         extra={
             "data": dataset.summary(),
+            TRAINED_ON_KEY: trained_on(dataset),  # evaluate warns when it scores these
             "validation": {"roc_auc": auc, "loss": val_loss, "best_epoch": state.best_epoch + 1,
                            "threshold_rule": "lowest on-threshold with at most "
                            f"{config.max_false_positive_rate:g} of validation negative "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import replace
@@ -177,6 +178,11 @@ def test_train_and_inspect_commands(tmp_path: Path) -> None:
     meta = read_metadata(out)
     assert meta.extra["command"].startswith("whaled ")
     assert "split" in meta.extra["data"] and meta.extra["versions"]["torch"]
+    trained_on = meta.extra["trained_on"]  # every clip, relative to the data folder
+    assert [e["path"] for e in trained_on] == sorted(
+        [f"noise/b{i:02d}.wav" for i in range(6)] + [f"upcall/a{i:02d}.wav" for i in range(6)])
+    first = data / trained_on[0]["path"]
+    assert trained_on[0]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
     result = runner.invoke(app, ["inspect", str(out), "--filters", str(tmp_path / "f.png"),
                                  "--json"])
     assert result.exit_code == 0, result.output
