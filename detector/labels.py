@@ -149,7 +149,7 @@ def append_reviewed(path: Path, label: ReviewedLabel) -> None:
            "Score": "" if label.score is None else f"{label.score:.6f}"}
     with path.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, header, dialect="excel-tab", extrasaction="ignore",
-                                restval="")
+                                restval="", lineterminator="\n")  # LF, as detect's tables
         if selection == 1 and handle.tell() == 0:
             writer.writeheader()
         writer.writerow(row)

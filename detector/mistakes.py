@@ -77,7 +77,8 @@ def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder
         mistakes += mine
     rows = [asdict(m) for m in mistakes]
     with (folder / "mistakes.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, [f for f in Mistake.__dataclass_fields__])
+        writer = csv.DictWriter(handle, [f for f in Mistake.__dataclass_fields__],
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     (folder / "mistakes.json").write_text(json.dumps(rows, indent=1) + "\n")

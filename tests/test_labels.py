@@ -30,6 +30,8 @@ def test_append_writes_header_once_and_reads_back_with_quoted_notes(tmp_path: Pa
     assert rows[0]["Score"] == "0.420000" and rows[0]["Begin UTC"].startswith("2009-03-28")
     assert rows[1]["Low Freq (Hz)"] == "110" and rows[1]["View"] == "Spectrogram 1"
     assert path.read_text(encoding="utf-8").count("Selection\tView") == 1
+    data = path.read_bytes()  # LF line ends, as detect's tables: no CR anywhere
+    assert b"\r" not in data and data.endswith(b"\n") and data.count(b"\n") == 4  # 1 quoted
     got = read_reviewed(path)
     assert [(g.begin_seconds, g.end_seconds, g.annotation, g.reviewer, g.note) for g in got] == [
         (12.5, 14.0, "upcall", "ana", "faint\tbut\nclear"),

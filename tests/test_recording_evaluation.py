@@ -186,6 +186,7 @@ def test_evaluate_command_rows_review_dir_and_progress(tiny: LoadedModel,
     assert pooled["n_annotations"] == 8 and pooled["threshold"] == pytest.approx(on, abs=1e-6)
     assert [p["max_false_alarms_per_hour"] for p in doc["pooled"]["operating_points"]] == [
         1.0, 2.0, 5.0]
+    assert b"\r" not in (review / "mistakes.csv").read_bytes()  # LF, as every table
     with (review / "mistakes.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     missed = pooled["n_annotations"] - pooled["n_found"]
