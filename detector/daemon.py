@@ -132,7 +132,17 @@ def open_sinks(settings: Settings, source: Source) -> tuple[JsonlSink, list[Sink
     out = Path(settings.out)
     journal = JsonlSink(out)
     return journal, [LogSink(), journal,
-                     RavenSink(out, source.info.name, source.info.origin_utc)]
+                     RavenSink(out, source.info.name, source.info.origin_utc,
+                               path=replay_table(settings))]
+
+
+def replay_table(settings: Settings) -> Path | None:
+    """A ``file:`` replay's table is named for the recording, as ``detect`` names it
+    (``X.wav`` -> ``X.selections.txt``); None for a live source (named for source and start)."""
+    if not settings.device.startswith("file:"):
+        return None
+    return Path(settings.out) / Path(settings.device[len("file:"):]).with_suffix(
+        ".selections.txt").name
 
 
 def open_evidence(settings: Settings, info: StreamInfo, metrics: Metrics

@@ -80,7 +80,9 @@ def test_real_recording_raven_and_jsonl_agree(tmp_path: Path, centre_model: Path
                           "--metrics-port", "0"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "origin=2009-03-29T12:15:00+00:00 origin_from=file_name" in run.stderr
-    table = out / "file_NOPP6_EST_20090329_121500_wav_20090329_121500.selections.txt"
+    assert [p.name for p in out.glob("*.selections.txt")] == [
+        "NOPP6_EST_20090329_121500.selections.txt"]  # named as detect names it
+    table = out / "NOPP6_EST_20090329_121500.selections.txt"
     rows = [line.split("\t") for line in table.read_text().splitlines()]
     header, rows = rows[0], rows[1:]
     records = [r for r in map(json.loads, (out / "detections.jsonl").read_text().splitlines())
