@@ -99,7 +99,7 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
                             result.path)
                 summary.unstamped.append(result.path)
             if result.error:
-                log.error("skipped %s: %s", result.path, result.error)
+                log.error("failed %s: %s", result.path, result.error)
                 summary.failed.append((result.path, result.error))
     finally:
         output.close()

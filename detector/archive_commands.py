@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from detector.config import Settings
 from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
+from detector.progress import counted
 
 if TYPE_CHECKING:
     from detector.archive import DetectSummary
@@ -84,21 +85,22 @@ def summary_lines(summary: DetectSummary) -> list[str]:
 
     rtf = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
     scanned = summary.recordings - summary.skipped
-    lines = [f"detect: {summary.recordings} recordings ({summary.skipped} already complete), "
-             f"{scanned} scanned, {summary.audio_seconds / 3600:.3f} h of audio in "
-             f"{summary.wall_seconds:.1f} s ({rtf:.0f}x real time), {summary.detections} "
-             f"detections, {len(summary.failed)} failed"]
+    lines = [f"detect: {counted(summary.recordings, 'recording')} ({summary.skipped} already "
+             f"complete), {scanned} scanned, {summary.audio_seconds / 3600:.3f} h of audio in "
+             f"{summary.wall_seconds:.1f} s ({rtf:.0f}x real time), "
+             f"{counted(summary.detections, 'detection')}, {len(summary.failed)} failed"]
     lines += totals_lines(summary.totals, scanned)
     if summary.evidence_clips:
-        lines.append(f"evidence: {summary.evidence_clips} clips written")
+        lines.append(f"evidence: {counted(summary.evidence_clips, 'clip')} written")
     if summary.unstamped:
-        lines.append(f"warning: {len(summary.unstamped)} recordings have no start time in "
-                     "their names: their detections carry seconds from the file's start and no "
-                     "UTC (give --timestamp-pattern, or --origin for one recording)")
+        lines.append(f"warning: {counted(len(summary.unstamped), 'recording')} without a "
+                     "start time in the name: detections carry seconds from the file's start "
+                     "and no UTC (give --timestamp-pattern, or --origin for one recording)")
     lines += [f"failed: {path}: {why}" for path, why in summary.failed]
     results, missing = summary.unwritten
     if results:
-        lines.append(f"whaled: error: {results} recordings' results ({missing} lines) were never "
+        lines.append(f"whaled: error: the results of {counted(results, 'recording')} "
+                     f"({counted(missing, 'line')}) were never "
                      f"written to the output ({summary.write_error}); they were not marked "
                      "complete, so a rerun scans them again")
     return lines
@@ -123,8 +125,9 @@ def run_events_command(paths: list[Path], on: float | None, off: float | None,
         summary = rethreshold(find_scores(paths), on, off, out_dir)
     except (WhaledError, OSError) as error:
         return error_line(error)
-    print(f"events: {summary.recordings} recordings, {summary.audio_seconds / 3600:.3f} h of "
-          f"audio, {summary.detections} detections at on-threshold {on:g} "
+    print(f"events: {counted(summary.recordings, 'recording')}, "
+          f"{summary.audio_seconds / 3600:.3f} h of audio, "
+          f"{counted(summary.detections, 'detection')} at on-threshold {on:g} "
           f"({summary.detections_before} at the scans' own thresholds), written to {out_dir}",
           file=sys.stderr)
     return 0
@@ -150,9 +153,10 @@ def run_presence_command(out_dir: Path) -> int:
     except OSError as error:
         print_error(f"cannot write the tables in {out_dir}: {error}")
         return EXIT_BAD_INPUT
-    print(f"presence: {t.recordings} recordings ({t.complete} complete, {t.failed} failed, "
-          f"{t.unstamped} without a start time), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of "
-          f"audio, {t.detections} detections: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
+    print(f"presence: {counted(t.recordings, 'recording')} ({t.complete} complete, {t.failed} "
+          f"failed, {t.unstamped} without a start time), "
+          f"{t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, "
+          f"{counted(t.detections, 'detection')}: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
           f"{PNG_NAME} in {out_dir}", file=sys.stderr)
     return 0
 

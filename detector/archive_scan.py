@@ -94,7 +94,7 @@ def unanalysed(summary: RunSummary, frames: int, declared_frames: int, rate_hz: 
                 f"{window_seconds:g} s")
     if declared_frames > frames:
         return (f"truncated: the header promises {declared_frames / rate_hz:.1f} s, the file "
-                f"holds {frames / rate_hz:.1f} s (scanned)")
+                f"holds {frames / rate_hz:.1f} s, all of it scanned")
     return ""
 
 

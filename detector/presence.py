@@ -257,6 +257,8 @@ def totals_lines(t: Totals | None, scanned: int) -> list[str]:
     """The output folder over every run, when earlier runs wrote part of it."""
     if t is None or t.recordings <= scanned:
         return []
-    return [f"in all runs: {t.recordings} recordings ({t.complete} complete, {t.failed} "
-            f"failed), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, {t.detections} "
-            "detections"]
+    from detector.progress import counted
+
+    return [f"in all runs: {counted(t.recordings, 'recording')} ({t.complete} complete, "
+            f"{t.failed} failed), {t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, "
+            f"{counted(t.detections, 'detection')}"]

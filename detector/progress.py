@@ -1,4 +1,5 @@
-"""A progress line for batch scans: audio hours done of the total, real-time factor, ETA.
+"""A progress line for batch scans: audio hours done of the total, real-time factor, ETA;
+and :func:`counted`, the "1 recording" / "2 recordings" of the lines that sum a run up.
 
 On a terminal it redraws one line on stderr; elsewhere (a Slurm log) it prints a line every
 ``LOG_EVERY_SECONDS``. No dependency: tqdm is an extra, and this is all it needs to do.
@@ -12,6 +13,11 @@ from typing import TextIO
 
 REDRAW_SECONDS = 0.5  # terminal refresh
 LOG_EVERY_SECONDS = 30.0  # one line this often when stderr is a file
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, with an s unless there is exactly one: "1 recording", "0 clips"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class Progress:

@@ -121,7 +121,7 @@ def test_no_stamp_is_said_loudly_and_mtime_is_never_a_start(
     run = run_detect(str(folder), "--model", str(centre_model), "--out", str(out))
     assert run.returncode == 0, run.stderr
     assert "take1.wav: no start time in its name" in run.stderr
-    assert "2 recordings have no start time" in run.stderr
+    assert "warning: 2 recordings without a start time in the name" in run.stderr
     [detection] = records(out, "detection")
     assert detection["start_utc"] is None and 11.5 < float(detection["start_seconds"]) < 12.5
     recording = records(out, "recording")[0]
@@ -294,9 +294,11 @@ def test_unanalysable_recordings_are_failed_with_the_reason(
         "short_20090329_120000.wav": ("failed", "too short: 1.5 s of audio, one window is 2 s"),
         "empty_20090329_120000.wav": ("failed", "empty: no audio samples"),
         "cut_20090329_120000.wav": ("failed", "truncated: the header promises 20.0 s, the file "
-                                    "holds 10.0 s (scanned)"),
+                                    "holds 10.0 s, all of it scanned"),
     }
     assert "4 failed" in run.stderr
+    assert f"failed {folder / 'cut_20090329_120000.wav'}: truncated" in run.stderr
+    assert "skipped" not in run.stderr  # "skipped" is for recordings already complete
 
 
 @pytest.mark.parametrize(("flags", "message"), [

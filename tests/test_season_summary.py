@@ -35,7 +35,7 @@ def test_a_resumed_run_reports_itself_and_the_totals(tmp_path: Path, centre_mode
     (archive / "broken.wav").write_bytes(b"RIFF\x00\x00not a wave file")
     second = run()
     assert "detect: 4 recordings (2 already complete), 2 scanned, 0.017 h of audio" in second
-    assert "1 detections, 1 failed" in second
+    assert "1 detection, 1 failed" in second  # one: no plural s
     assert "in all runs: 4 recordings (3 complete, 1 failed), 0.050 h of audio, 5 detections" \
         in second
 
@@ -57,3 +57,18 @@ def test_a_resumed_run_reports_itself_and_the_totals(tmp_path: Path, centre_mode
                  for r in csv.DictReader(handle)]
     assert daily == [("2009-03-20", "1.0", "2"), ("2009-03-21", "1.0", "2"),
                      ("2009-03-22", "1.0", "1")]
+
+
+def test_one_of_a_thing_is_said_without_a_plural_s() -> None:
+    from detector.archive import DetectSummary
+    from detector.archive_commands import summary_lines
+
+    lines = summary_lines(DetectSummary(recordings=1, audio_seconds=60.0, wall_seconds=1.0,
+                                        detections=1, unstamped=["a.wav"], evidence_clips=1))
+    assert lines[0].startswith("detect: 1 recording (0 already complete), 1 scanned")
+    assert "1 detection, 0 failed" in lines[0]
+    assert "evidence: 1 clip written" in lines
+    assert lines[-1].startswith("warning: 1 recording without a start time in the name")
+    two = summary_lines(DetectSummary(recordings=2, detections=0, unwritten=(2, 3)))
+    assert "2 recordings (0 already complete)" in two[0] and "0 detections" in two[0]
+    assert two[-1].startswith("whaled: error: the results of 2 recordings (3 lines) were")
