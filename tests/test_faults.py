@@ -311,21 +311,23 @@ def test_a_long_run_keeps_counts_not_every_detection(
     assert [round(d.start_seconds) for d in summary.detections] == [12, 20]  # the latest two
 
 
-def test_the_daemon_bounds_what_it_keeps(centre_model: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_daemon_keeps_only_the_latest_records_and_writes_every_one(
+        centre_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon that runs for years holds the latest RECENT_RECORDS_KEPT detections in
+    memory, not all of them; every one is still in detections.jsonl."""
     from detector import daemon
 
-    kept: list[object] = []
-    real = daemon.Pipeline
-
-    def recording(*args: object, **kwargs: object) -> Pipeline:
-        kept.append(kwargs.get("records_kept"))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(daemon, "Pipeline", recording)
-    daemon.listen(Settings(model=str(centre_model), device="synthetic", speed=0.0,
-                           duration_seconds=1.0, metrics_port=0, out=str(tmp_path)))
-    assert kept == [daemon.RECENT_RECORDS_KEPT] and 0 < daemon.RECENT_RECORDS_KEPT <= 10_000
+    monkeypatch.setattr(daemon, "RECENT_RECORDS_KEPT", 2)
+    wav = calls_recording(tmp_path / "calls_20090329_120000.wav", RATE_HZ, 32.0,
+                          [(4, 1), (12, 1), (20, 1), (28, 1)])
+    out = tmp_path / "out"
+    summary = daemon.listen(Settings(model=str(centre_model), device=f"file:{wav}", speed=0.0,
+                                     metrics_port=0, out=str(out)))
+    written = [r for r in map(json.loads, (out / JSONL_NAME).read_text().splitlines())
+               if r["type"] == "detection"]
+    assert summary.detection_count == len(written) == 4
+    assert [round(d.start_seconds) for d in summary.detections] == [20, 28]  # the latest two
+    assert [round(float(r["start_seconds"])) for r in written] == [4, 12, 20, 28]
 
 
 def test_an_error_in_the_loop_still_closes_outputs_and_the_port(

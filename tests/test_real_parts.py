@@ -53,5 +53,21 @@ def test_a_missing_part_fails_under_whaled_require_real(tmp_path: Path) -> None:
                      "fails the run)") == 2, out
 
 
-def test_ci_sets_the_flag() -> None:
-    assert "export WHALED_REQUIRE_REAL=1" in (TESTS.parent / ".ci" / "run").read_text()
+def test_the_ci_script_makes_a_missing_part_fail_the_run(tmp_path: Path) -> None:
+    """``.ci/run`` runs as it is, with the test command it hands over to (``scripts/test``:
+    setup, lint, the suite) replaced by the probe: a missing real part fails the CI run."""
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "run").write_text((TESTS.parent / ".ci" / "run").read_text())
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "test").write_text(
+        f"#!/bin/sh\nexec {sys.executable} -m pytest -q -rsf -p real -p no:cacheprovider "
+        "test_probe.py\n")
+    (tmp_path / "scripts" / "test").chmod(0o755)
+    (tmp_path / "test_probe.py").write_text(PROBE)
+    env = {k: v for k, v in os.environ.items() if k not in ("WHALED_REQUIRE_REAL", "CI")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    result = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "1 failed, 1 error" in out, out
+    assert out.count("(WHALED_REQUIRE_REAL=1: a missing real part fails the run)") == 2, out
