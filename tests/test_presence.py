@@ -109,12 +109,38 @@ def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
             table[5]["start_seconds"]) == ("glider.flac", "data", "", "12.5")
 
 
-def test_presence_figure_is_drawn(tmp_path: Path) -> None:
+def season_with_calls_at(out: Path, hours: list[tuple[int, int]]) -> Path:
+    """Three days of audio at one site, 4 detections in each (day, hour UTC) of ``hours``;
+    the presence figure drawn from it."""
+    key = "north/x_20090329_000000.wav"
+    lines = [detection(1, f"2009-03-{29 + day}T{hour:02d}:{minute:02d}:00.000Z",
+                       ((day * 24 + hour) * 60 + minute) * 60.0, key)
+             for day, hour in hours for minute in (5, 20, 35, 50)]
+    lines.append(recording(key, "2009-03-29T00:00:00.000Z", 3 * 24 * 3600.0, [1], len(lines)))
+    out.mkdir()
+    (out / JSONL_NAME).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    write_season(out)
+    return out / PNG_NAME
+
+
+def marked_places(png: Path) -> int:
+    """Separate patches of warm colour (the detection colours: red over blue, unlike the
+    white, grey and black of empty hours, hatching, text and axes)."""
+    import matplotlib.image
+    from scipy import ndimage
+
+    rgb = matplotlib.image.imread(png)[..., :3]
+    warm = (rgb[..., 0] > 0.4) & (rgb[..., 0] - rgb[..., 2] > 0.25) & \
+        (rgb[..., 1] < rgb[..., 0] - 0.05)
+    return int(ndimage.label(warm)[1])
+
+
+def test_the_presence_figure_marks_each_hour_with_detections_apart(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (the review extra)")
-    write_output(tmp_path)
-    write_season(tmp_path)
-    png = (tmp_path / PNG_NAME).read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    reference = marked_places(season_with_calls_at(tmp_path / "one", [(0, 1)]))
+    spread = marked_places(season_with_calls_at(tmp_path / "four",
+                                                [(0, 1), (0, 12), (1, 6), (2, 18)]))
+    assert spread - reference == 3  # three more hours with calls: three more marks
 
 
 def test_an_output_without_results_gives_header_only_tables(tmp_path: Path) -> None:
