@@ -15,6 +15,7 @@ import soundfile
 from helpers import calls_recording
 from prometheus_client import CollectorRegistry
 
+from detector import capture
 from detector.blocks import Block, ClockStep, EndOfStream, Gap, StreamInfo
 from detector.capture import (
     CLOCK_PERIOD_SECONDS,
@@ -24,7 +25,8 @@ from detector.capture import (
     capture_delay_seconds,
 )
 from detector.config import Settings
-from detector.live import DeviceCounters, LiveCounters
+from detector.devices import InputDevice
+from detector.live import DeviceCounters
 from detector.metrics import Metrics
 from detector.model import load_model
 from detector.pipeline import Pipeline
@@ -140,9 +142,41 @@ def test_a_clock_step_moves_later_times_and_writes_a_clock_record(
     assert get("whaled_clock_correction_seconds") == 0.5
 
 
-def test_the_measured_skew_is_exported() -> None:
+def card_whose_clock_runs(ppm: float, seconds: float,
+                          monkeypatch: pytest.MonkeyPatch) -> capture.PortAudioSource:
+    """A PortAudio source on a fake card (no device opened) whose callbacks bring blocks
+    ``ppm`` faster than the system clock, which is faked too, for ``seconds``."""
+    device = InputDevice(0, "fake card", "ALSA", 1, RATE_HZ)
+    fake = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(capture, "list_input_devices", lambda: [device])
+    monkeypatch.setattr(capture, "time", SimpleNamespace(monotonic=lambda: fake.now,
+                                                         time=lambda: 1.7e9 + fake.now))
+    block_seconds = BLOCK / (RATE_HZ * (1 + ppm * 1e-6))
+
+    def callback(source: capture.PortAudioSource) -> None:
+        fake.now += block_seconds
+        source._callback(np.zeros((BLOCK, 1), np.float32), BLOCK,
+                         SimpleNamespace(inputBufferAdcTime=0.0, currentTime=0.0),
+                         SimpleNamespace(input_overflow=False))
+
+    monkeypatch.setattr(capture.PortAudioSource, "_open", callback)  # the first block
+    source = capture.PortAudioSource("0", rate_hz=RATE_HZ, block_seconds=BLOCK / RATE_HZ,
+                                     queue_seconds=2 * seconds)
+    for _ in range(int(seconds / block_seconds)):
+        callback(source)
+    return source
+
+
+# A period's skew is its largest (late callbacks only lower it): for a fast card the one at
+# the period's end, for a slow card the one at its start, so 10 s of drift shows after 1.5
+# periods fast, after 2.5 slow.
+@pytest.mark.parametrize(("ppm", "periods"), [(5000.0, 1.5), (-5000.0, 2.5)])
+def test_the_skew_of_a_card_that_runs_fast_or_slow_is_measured_and_exported(
+        ppm: float, periods: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = card_whose_clock_runs(ppm, periods * CLOCK_PERIOD_SECONDS, monkeypatch)
     registry = CollectorRegistry()
-    source = SimpleNamespace(counters=lambda: LiveCounters(0, 0, -1.25))
-    hook = DeviceCounters(source, Metrics(registry, (1,), ("upcall",)))  # type: ignore[arg-type]
-    hook(None)  # type: ignore[arg-type]
-    assert registry.get_sample_value("whaled_clock_skew_seconds") == -1.25
+    DeviceCounters(source, Metrics(registry, (1,), ("upcall",)))(None)  # type: ignore[arg-type]
+    skew = registry.get_sample_value("whaled_clock_skew_seconds")
+    # one period's drift: 0.5 % of 10 s, the card ahead of the system when it runs fast
+    assert skew == pytest.approx(ppm * 1e-6 * CLOCK_PERIOD_SECONDS, abs=2e-3)
+    assert not [i for i in source.read(0.0) if isinstance(i, Gap)]  # no audio was lost
