@@ -11,7 +11,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,16 +46,25 @@ class Stream:
         self.speed, self.window, self.dates = speed, window, dates
         vod = parse_playlist((folder / "x.m3u8").read_text(), "http://h/x.m3u8")
         self.segments = [(Path(s.url).name, s.duration_seconds) for s in vod.segments]
-        self.start = time.monotonic()
+        self.start: float | None = None  # a live stream starts when first asked for
         self.wav = b""
+        self.fetched: list[int] = []  # segment numbers, in the order they were served
+
+    def revealed(self) -> int:
+        """How many segments the stream has released so far. A live one has released a
+        playlist's worth when first asked for, so the listener's start-up (torch importing
+        on a loaded machine) uses none of the stream."""
+        if not self.speed:
+            return len(self.segments)
+        if self.start is None:
+            self.start = time.monotonic() - self.window * SEGMENT_SECONDS / self.speed
+        ends = np.cumsum([d for _, d in self.segments])
+        return int(np.searchsorted(ends, (time.monotonic() - self.start) * self.speed,
+                                   side="right"))
 
     def playlist(self) -> str:
         ends = np.cumsum([d for _, d in self.segments])
-        if self.speed:
-            n = int(np.searchsorted(ends, (time.monotonic() - self.start) * self.speed,
-                                    side="right"))
-        else:
-            n = len(self.segments)
+        n = self.revealed()
         first = max(0, n - self.window) if self.window else 0
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
                  f"#EXT-X-MEDIA-SEQUENCE:{first}"]
@@ -81,6 +90,7 @@ def serve(stream: Stream, port: int = 0) -> ThreadingHTTPServer:
             elif name == "page.html":
                 self.reply(b"<html><body>no audio here</body></html>" * 50, "text/html")
             elif re.fullmatch(r"seg\d+\.ts", name) and (stream.folder / name).exists():
+                stream.fetched.append(int(name[3:-3]))
                 self.reply((stream.folder / name).read_bytes(), "video/mp2t")
             else:
                 self.send_error(404)
@@ -213,8 +223,8 @@ def test_hls_without_date_times_counts_samples_from_the_clock(
 def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
         tmp_path: Path, hls_folder: Path, running: list[ThreadingHTTPServer]) -> None:
     # six segments (24 s of stream, 8 s of wall time) in the playlist, far fewer than the
-    # outage's ten; the 150 s stream lasts 50 s of wall time, so a start-up of up to 30 s on
-    # a loaded machine still sees audio before, and after, the outage
+    # outage's ten; the 150 s stream runs from whaled's first request for 42 s of wall time,
+    # so it hears audio before, and after, the outage however long its start-up
     stream = Stream(hls_folder, speed=3.0, window=6)
     server = serve(stream)
     port = server.server_address[1]
@@ -225,9 +235,12 @@ def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
                              "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
     try:
         started(tmp_path / "o", proc)  # a loaded machine may take long to import torch
-        time.sleep(3.0)  # 9 s of stream time flow in before the outage
+        wait_until(lambda: len(stream.fetched) >= 2, "two segments fetched before the outage")
         stop(server)
-        time.sleep(13.5)  # 40.5 s of stream time pass: ten segments, the playlist keeps six
+        last = max(stream.fetched)
+        # ten segments pass while the server is down; the playlist keeps six, so at least
+        # four were never fetched: audio lost for good, the gap the test is about
+        wait_until(lambda: stream.revealed() >= last + 1 + 10, "ten segments of outage")
         running.append(serve(stream, port))
         _, err = proc.communicate(timeout=120)
     finally:
@@ -245,6 +258,14 @@ def test_hls_server_stopped_mid_stream_is_a_network_lost_gap(
     assert np.min(np.abs(ends - end)) < 1e-3, (end, ends)
     assert "network stream" in err and "lost" in err
     assert "reopened" in err
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float = 120.0
+               ) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {timeout_seconds} s: {what}"
+        time.sleep(0.05)
 
 
 def started(out: Path, proc: subprocess.Popen[str], timeout_seconds: float = 120.0) -> None:
