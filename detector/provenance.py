@@ -71,11 +71,15 @@ def overlap_warnings(extra: Mapping[str, Any], scored: Sequence[Path],
     A model with hashes matches by content, and not when scoring starts (``from_seconds``)
     at or after the audio training read; an older model matches by file name."""
     entries = extra.get(TRAINED_ON_KEY)
-    if isinstance(entries, list) and entries:
-        by_hash = {str(e["sha256"]): e for e in entries}
+    by_hash = {str(e["sha256"]): e for e in entries if isinstance(e, Mapping) and
+               e.get("sha256")} if isinstance(entries, list) else {}
+    if by_hash:
         lines = []
         for path in scored:
-            entry = by_hash.get(content_sha256(path))
+            try:
+                entry = by_hash.get(content_sha256(path))
+            except OSError:
+                continue  # unreadable: scoring it says so
             if entry is None or from_seconds >= float(entry.get("until_seconds", "inf")):
                 continue
             same = "" if Path(str(entry["path"])).name == path.name else \
