@@ -43,7 +43,8 @@ def _sha256(path: str, size_bytes: int, mtime_ns: int) -> str:
 def trained_on(dataset: Dataset) -> list[dict[str, object]]:
     """Each file behind ``dataset``'s examples (training and validation alike: validation
     chooses the epoch and threshold): ``path`` relative to the folder every one of them is
-    in, ``sha256``, and ``until_seconds``, the end of the last audio taken from it."""
+    in, ``sha256``, ``bytes`` (evaluate hashes only files of a size trained on) and
+    ``until_seconds``, the end of the last audio taken from it."""
     ends: dict[str, float] = {}
     for example in (*dataset.train, *dataset.validation):
         end = example.start_seconds + len(example.audio) / SAMPLE_RATE_HZ
@@ -53,7 +54,8 @@ def trained_on(dataset: Dataset) -> list[dict[str, object]]:
         return []
     root = os.path.commonpath([str(p.parent) for p in files.values()])
     return [{"path": Path(os.path.relpath(path, root)).as_posix(),
-             "sha256": content_sha256(path), "until_seconds": round(ends[source], 3)}
+             "sha256": content_sha256(path), "bytes": path.stat().st_size,
+             "until_seconds": round(ends[source], 3)}
             for source, path in sorted(files.items())]
 
 
@@ -74,9 +76,12 @@ def overlap_warnings(extra: Mapping[str, Any], scored: Sequence[Path],
     by_hash = {str(e["sha256"]): e for e in entries if isinstance(e, Mapping) and
                e.get("sha256")} if isinstance(entries, list) else {}
     if by_hash:
+        sizes = {e.get("bytes") for e in by_hash.values()}
         lines = []
         for path in scored:
             try:
+                if None not in sizes and path.stat().st_size not in sizes:
+                    continue  # no file trained on has its size: no need to hash it
                 entry = by_hash.get(content_sha256(path))
             except OSError:
                 continue  # unreadable: scoring it says so

@@ -48,6 +48,7 @@ def test_training_data_is_recorded_by_relative_path_hash_and_how_far_it_was_read
     assert [e["path"] for e in entries] == ["a/REC_20090329_121500.wav",
                                             "b/REC_20090329_121500.wav"]
     assert [e["sha256"] for e in entries] == [sha256(first), sha256(second)]
+    assert [e["bytes"] for e in entries] == [first.stat().st_size, second.stat().st_size]
     assert all(20.0 < float(str(e["until_seconds"])) <= 25.0 for e in entries)  # the holdout
 
 
@@ -61,8 +62,8 @@ def test_evaluate_warns_for_each_recording_the_model_trained_on(tmp_path: Path) 
     shutil.copy(heard.with_suffix(".Table.1.selections.txt"),
                 copy.with_suffix(".Table.1.selections.txt"))
     model = model_with({"trained_on": [{"path": "train/REC_20090329_121500.wav",
-                                        "sha256": sha256(heard), "until_seconds": 10.0}]},
-                       tmp_path / "m.pt")
+                                        "sha256": sha256(heard), "bytes": heard.stat().st_size,
+                                        "until_seconds": 10.0}]}, tmp_path / "m.pt")
     runner = CliRunner()
     result = runner.invoke(app, ["evaluate", str(model), str(tmp_path / "test"), str(heard),
                                  "--json", "--no-progress"])
@@ -98,6 +99,24 @@ def test_a_fold_model_keeps_the_hashes_of_all_but_its_held_out_recordings() -> N
     entries = [{"path": "a/X.wav", "sha256": "1"}, {"path": "b/Y.wav", "sha256": "2"},
                {"path": "noise/Z.wav", "sha256": "3"}]
     assert [e["sha256"] for e in provenance.without(entries, ["X.wav"])] == ["2", "3"]
+
+
+def test_only_files_of_a_size_trained_on_are_hashed(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    same, other = tmp_path / "same.wav", tmp_path / "other.wav"
+    same.write_bytes(b"x" * 10)
+    other.write_bytes(b"y" * 11)
+    hashed: list[str] = []
+    real = provenance.content_sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(provenance, "content_sha256", counting)
+    extra = {"trained_on": [{"path": "a/same.wav", "sha256": sha256(same), "bytes": 10}]}
+    assert len(provenance.overlap_warnings(extra, [same, other])) == 1
+    assert hashed == ["same.wav"]
 
 
 @pytest.mark.parametrize("missing", [{}, {"trained_on": []}])
