@@ -74,7 +74,7 @@ class ReviewState:
         self.items = load_items(out_dir, audio_paths)
         self._jsonl_stamp = self._stamp()
         self.verdicts: dict[int, ReviewedLabel] = read_verdicts(out_dir, self.items)
-        self._media: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+        self._media: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
 
     def _stamp(self) -> tuple[int, int]:
         stat = (self.out_dir / JSONL_NAME).stat()
@@ -135,18 +135,20 @@ class ReviewState:
         return label
 
     def media(self, number: int, kind: str, speed: int = 1) -> bytes:
-        """``png`` or ``wav`` of a detection; KeyError when it has no audio."""
+        """``png`` or ``wav`` of a detection; KeyError when it has no audio. Cached by the
+        detection's identity (recording, channel, span, audio), never by its number alone: a
+        rewritten detections.jsonl gives a number to another detection."""
         from detector.detection_plots import review_spectrogram_png
         from detector.review_media import cut_clip, playback_wav
 
-        key = (number, f"{kind}{speed}")
+        item = self.item(number)
+        if item.audio is None:
+            raise KeyError(number)
+        key = (item.recording, item.key, item.audio, f"{kind}{speed}")
         with self.lock:
             if key in self._media:
                 self._media.move_to_end(key)
                 return self._media[key]
-        item = self.item(number)
-        if item.audio is None:
-            raise KeyError(number)
         clip = cut_clip(item, item.audio)
         data = review_spectrogram_png(item, clip) if kind == "png" else playback_wav(clip, speed)
         with self.lock:

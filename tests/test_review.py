@@ -298,3 +298,36 @@ def test_listen_output_audio_from_evidence_clips_else_the_recording(
     assert clip[1] == whole[1] == 8000  # 2 kHz played 4x faster
     assert len(clip[0]) == len(whole[0])  # the same 3 s either side of the detection
     assert np.corrcoef(clip[0], whole[0])[0, 1] > 0.99  # and the same audio
+
+
+def test_media_follow_the_detection_not_its_number_after_a_rewrite(tmp_path: Path) -> None:
+    """detections.jsonl rewritten (detect moves a superseded result out): number 0 is now
+    another detection, and its audio is that detection's, not the cached audio of the old."""
+    from detector.review import ReviewState
+
+    out, recording = tmp_path / "out", tmp_path / "day.wav"
+    out.mkdir()
+    rate = 2000
+    audio = np.zeros(20 * rate, np.float32)
+    audio[2 * rate:4 * rate] = np.sin(2 * np.pi * 100 * np.arange(2 * rate) / rate)
+    audio[12 * rate:14 * rate] = np.sin(2 * np.pi * 300 * np.arange(2 * rate) / rate)
+    soundfile.write(recording, audio, rate)
+
+    def write(start: float) -> None:
+        lines = [{"type": "detection", "label": "upcall", "channel": 1, "recording": "day.wav",
+                  "source": "file:day.wav", "start_seconds": start, "end_seconds": start + 2,
+                  "start_utc": None, "end_utc": None, "peak_utc": None, "peak_score": 0.9},
+                 {"type": "recording", "recording": "day.wav", "path": str(recording),
+                  "status": "complete"}]
+        (out / "detections.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+    write(2.0)
+    state = ReviewState(out, [], "tester")
+    before = state.media(0, "wav")
+    write(12.0)
+    os.utime(out / "detections.jsonl", ns=(time.time_ns(), time.time_ns() + 10**9))
+    state.refresh()
+    assert state.item(0).start_seconds == 12.0
+    after = state.media(0, "wav")
+    assert after == ReviewState(out, [], "tester").media(0, "wav")
+    assert after != before
