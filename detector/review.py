@@ -36,6 +36,7 @@ from detector.review_items import (
     read_verdicts,
     reviewed_path,
 )
+from detector.review_origin import foreign_request
 from detector.sinks import JSONL_NAME
 
 log = logging.getLogger("whaled.review")
@@ -221,6 +222,12 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             if urlsplit(self.path).path != "/api/verdict":
                 self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such endpoint"})
+                return
+            refusal = foreign_request(self.headers.get("Host"), self.headers.get("Origin"),
+                                      self.server.server_address)
+            if refusal:
+                log.warning("verdict refused: %s", refusal)
+                self.send_json(HTTPStatus.FORBIDDEN, {"error": refusal})
                 return
             try:
                 length = int(self.headers.get("Content-Length", "0"))

@@ -331,3 +331,50 @@ def test_media_follow_the_detection_not_its_number_after_a_rewrite(tmp_path: Pat
     after = state.media(0, "wav")
     assert after == ReviewState(out, [], "tester").media(0, "wav")
     assert after != before
+
+
+@pytest.mark.parametrize(("host", "origin", "status"), [
+    ("{address}", "http://{address}", 200),
+    ("localhost:{port}", "http://localhost:{port}", 200),
+    ("{address}", None, 200),  # curl: not a browser page
+    ("{address}", "http://evil.example", 403),  # a cross-site form or fetch
+    ("{address}", "null", 403),  # a sandboxed or file: page
+    ("evil.example:{port}", "http://evil.example:{port}", 403),  # DNS rebinding
+    ("127.0.0.1:1", "http://127.0.0.1:1", 403),
+])
+def test_a_verdict_from_another_site_is_refused(tmp_path: Path, host: str,
+                                                origin: str | None, status: int) -> None:
+    import http.client
+    import threading
+
+    from detector.review import ReviewServer, ReviewState, make_handler
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "detections.jsonl").write_text(json.dumps(
+        {"type": "detection", "label": "upcall", "channel": 1, "source": "hw:1,0",
+         "start_utc": None, "end_utc": None, "peak_utc": None, "start_seconds": 5.0,
+         "end_seconds": 7.0, "peak_score": 0.9}) + "\n")
+    state = ReviewState(out, [], "tester")
+    server = ReviewServer(("127.0.0.1", 0), make_handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    address = f"127.0.0.1:{port}"
+    headers = {"Host": host.format(address=address, port=port),
+               "Content-Type": "application/json"}
+    if origin is not None:
+        headers["Origin"] = origin.format(address=address, port=port)
+    body = json.dumps({"number": 0, "recording": state.items[0].recording, "channel": 1,
+                       "start_seconds": 5.0, "end_seconds": 7.0, "annotation": "upcall"})
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/api/verdict", body, headers)
+        answer = connection.getresponse()
+        assert answer.status == status, answer.read()
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    tables = list((out / "review").rglob("*.txt")) if (out / "review").exists() else []
+    assert len(tables) == (status == 200)
