@@ -24,7 +24,7 @@ PAGE = """<!doctype html>
  #detail { flex: 1 1 auto; min-width: 0; background: #fff; border-radius: 6px; padding: 12px;
            box-shadow: 0 1px 3px #0002; }
  #title { font-size: 18px; font-weight: 600; }
- #facts { color: #333; margin: 2px 0 8px; white-space: pre-line; }
+ #facts { color: #333; margin: 2px 0 8px; white-space: pre-line; overflow-wrap: anywhere; }
  #spectrogram { width: 100%; max-width: 960px; display: block; background: #e8e8e8;
                 aspect-ratio: 960 / 360; }
  #noaudio { display: none; padding: 40px; background: #fbecc8; max-width: 880px; }
@@ -43,13 +43,18 @@ PAGE = """<!doctype html>
  #keys { color: #555; font-size: 13px; margin-top: 8px; }
  kbd { border: 1px solid #999; border-bottom-width: 2px; border-radius: 3px; padding: 0 4px;
        font-family: ui-monospace, monospace; background: #fafafa; color: #111; }
- #list { flex: 0 0 470px; max-height: calc(100vh - 130px); overflow-y: auto; background: #fff;
+ #list { flex: 0 0 590px; max-height: calc(100vh - 130px); overflow-y: auto; background: #fff;
          border-radius: 6px; box-shadow: 0 1px 3px #0002; }
+ @media (max-width: 1280px) {  /* narrow: the list under the detail, the spectrogram full width */
+   main { flex-direction: column; align-items: stretch; }
+   #list { flex: none; max-height: 45vh; }
+ }
  table { border-collapse: collapse; width: 100%; font-size: 14px; }
  th { position: sticky; top: 0; background: #dde3ea; text-align: left; padding: 4px 6px; }
  td { padding: 3px 5px; border-top: 1px solid #eee; white-space: nowrap; cursor: pointer; }
  tr.current td { outline: 2px solid #14304a; outline-offset: -2px; font-weight: 600; }
  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+ td.rec { max-width: 150px; overflow: hidden; text-overflow: ellipsis; }
 </style></head>
 <body>
 <header><h1>whaled review</h1><span id="progress">loading…</span><span id="tally"></span>
@@ -94,13 +99,15 @@ PAGE = """<!doctype html>
   and moves on) · <kbd>p</kbd> play · <kbd>s</kbd> play 4× faster · <kbd>e</kbd> note.
   Dashed box: the detection, 50–250 Hz. Verdicts go to OUT_DIR/review/.</div>
 </section>
-<section id="list"><table><thead><tr><th>#</th><th>start (UTC)</th><th>ch</th>
- <th>score</th><th>verdict</th></tr></thead><tbody id="rows"></tbody></table></section>
+<section id="list"><table><thead><tr><th>#</th><th>start (UTC)</th><th>recording</th>
+ <th>ch</th><th>score</th><th>verdict</th></tr></thead><tbody id="rows"></tbody></table>
+</section>
 </main>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let items = [], view = [], pos = 0;
+const VERDICT_COLUMN = 5;  // of the list: #, start, recording, ch, score, verdict
 
 function text(el, value) { el.textContent = value; return el; }
 function when(item) {  // the start in UTC, else seconds into the recording
@@ -138,11 +145,12 @@ function applyView(toFirstUnreviewed) {
   view.forEach((item, index) => {
     const tr = document.createElement("tr");
     tr.id = "row-" + item.number;
-    for (const value of [index + 1, when(item),
+    for (const value of [index + 1, when(item), item.recording,
       item.channel, item.score.toFixed(4), ""]) {
       text(tr.appendChild(document.createElement("td")), value);
     }
-    tr.children[0].className = "num"; tr.children[3].className = "num";
+    tr.children[0].className = "num"; tr.children[4].className = "num";
+    tr.children[2].className = "rec"; tr.children[2].title = item.recording;
     tr.onclick = () => show(index);
     rows.appendChild(tr); paintRow(item);
   });
@@ -154,7 +162,7 @@ function applyView(toFirstUnreviewed) {
 
 function paintRow(item) {
   const tr = $("row-" + item.number); if (!tr) return;
-  const cell = tr.children[4];
+  const cell = tr.children[VERDICT_COLUMN];
   text(cell, item.annotation || "—"); cell.className = item.annotation;
 }
 
@@ -206,7 +214,7 @@ function save(annotation, advance) {
   const item = view[pos]; if (!item) return;
   const note = $("note").value;
   const row = $("row-" + item.number);
-  if (row) text(row.children[4], "saving…");
+  if (row) text(row.children[VERDICT_COLUMN], "saving…");
   saving = saving.then(() => post(item, annotation, note));
   if (advance && pos + 1 < view.length) show(pos + 1);
 }

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,8 @@ def start_review(out: Path, log: Path, *args: str) -> tuple[subprocess.Popen[byt
     return server, found.group(1)  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+def start_browser(width_px: int = 1440) -> object:
+    """Headless Chromium through Selenium, its window ``width_px`` wide."""
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     try:
         from selenium import webdriver
@@ -76,16 +77,22 @@ def browser() -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to fail on JS errors
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,900",
-                 "--autoplay-policy=no-user-gesture-required"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                 f"--window-size={width_px},900", "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options,
                               service=webdriver.ChromeService(executable_path=driver_path))
     driver.set_script_timeout(60)  # a spectrogram or WAV on a busy 2-core machine
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    driver = start_browser()
     try:
         yield driver
     finally:
-        driver.quit()
+        driver.quit()  # type: ignore[attr-defined]
 
 
 def wait_for(condition: Callable[[], object], what: str, seconds: float = 60.0) -> object:
@@ -143,7 +150,7 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
         driver.refresh()  # type: ignore[attr-defined]
         wait_for(lambda: progress() == f"3 of {total} reviewed", "the saved verdicts")
         cells = [driver.find_element(By.ID, f"row-{n}").find_elements(  # type: ignore[attr-defined]
-            By.TAG_NAME, "td")[4].text for n in range(4)]
+            By.TAG_NAME, "td")[5].text for n in range(4)]
         assert cells == ["upcall", "not-upcall", "unsure", "—"]
         assert driver.find_element(By.ID, "title").text.startswith("Detection 4 of")  # type: ignore[attr-defined]
         ActionChains(driver).send_keys("k").send_keys("k").perform()
@@ -158,7 +165,7 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
             shutil.copy(tmp_path / "review.png", os.environ[SCREENSHOT_ENV])
         Select(driver.find_element(By.ID, "sort")).select_by_value("score")  # type: ignore[attr-defined]
         first_row = driver.find_element(By.ID, "rows").find_element(By.TAG_NAME, "tr")  # type: ignore[attr-defined]
-        assert float(first_row.find_elements(By.TAG_NAME, "td")[3].text) == pytest.approx(
+        assert float(first_row.find_elements(By.TAG_NAME, "td")[4].text) == pytest.approx(
             max(float(str(d["peak_score"])) for d in found), abs=1e-4)
         Select(driver.find_element(By.ID, "verdictFilter")).select_by_value("none")  # type: ignore[attr-defined]
         assert driver.find_element(By.ID, "shown").text == f"{total - 3} shown"  # type: ignore[attr-defined]
@@ -300,37 +307,86 @@ def test_listen_output_audio_from_evidence_clips_else_the_recording(
     assert np.corrcoef(clip[0], whole[0])[0, 1] > 0.99  # and the same audio
 
 
+def serving(out: Path) -> ThreadingHTTPServer:
+    """``whaled review``'s server over ``out`` on a free port of 127.0.0.1, in a thread."""
+    import threading
+
+    from detector.review import ReviewServer, ReviewState, make_handler
+
+    server = ReviewServer(("127.0.0.1", 0), make_handler(ReviewState(out, [], "tester")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def write_detections(out: Path, recording: Path, key: str, starts: list[float]) -> None:
+    """A detect output's detections.jsonl: a detection at each start, then the recording."""
+    lines: list[dict[str, object]] = [
+        {"type": "detection", "label": "upcall", "channel": 1, "recording": key,
+         "source": f"file:{recording.name}", "start_seconds": start,
+         "end_seconds": start + 2, "start_utc": None, "end_utc": None, "peak_utc": None,
+         "peak_score": 0.9} for start in starts]
+    lines.append({"type": "recording", "recording": key, "path": str(recording),
+                  "status": "complete"})
+    out.mkdir(exist_ok=True)
+    (out / "detections.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def tones(path: Path) -> Path:
+    """20 s at 2 kHz: a 100 Hz tone at 2-4 s, a 300 Hz tone at 12-14 s, silence elsewhere."""
+    rate = 2000
+    audio = np.zeros(20 * rate, np.float32)
+    audio[2 * rate:4 * rate] = np.sin(2 * np.pi * 100 * np.arange(2 * rate) / rate)
+    audio[12 * rate:14 * rate] = np.sin(2 * np.pi * 300 * np.arange(2 * rate) / rate)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio, rate)
+    return path
+
+
 def test_media_follow_the_detection_not_its_number_after_a_rewrite(tmp_path: Path) -> None:
     """detections.jsonl rewritten (detect moves a superseded result out): number 0 is now
     another detection, and its audio is that detection's, not the cached audio of the old."""
     from detector.review import ReviewState
 
-    out, recording = tmp_path / "out", tmp_path / "day.wav"
-    out.mkdir()
-    rate = 2000
-    audio = np.zeros(20 * rate, np.float32)
-    audio[2 * rate:4 * rate] = np.sin(2 * np.pi * 100 * np.arange(2 * rate) / rate)
-    audio[12 * rate:14 * rate] = np.sin(2 * np.pi * 300 * np.arange(2 * rate) / rate)
-    soundfile.write(recording, audio, rate)
-
-    def write(start: float) -> None:
-        lines = [{"type": "detection", "label": "upcall", "channel": 1, "recording": "day.wav",
-                  "source": "file:day.wav", "start_seconds": start, "end_seconds": start + 2,
-                  "start_utc": None, "end_utc": None, "peak_utc": None, "peak_score": 0.9},
-                 {"type": "recording", "recording": "day.wav", "path": str(recording),
-                  "status": "complete"}]
-        (out / "detections.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-
-    write(2.0)
+    out, recording = tmp_path / "out", tones(tmp_path / "day.wav")
+    write_detections(out, recording, "day.wav", [2.0])
     state = ReviewState(out, [], "tester")
     before = state.media(0, "wav")
-    write(12.0)
+    write_detections(out, recording, "day.wav", [12.0])
     os.utime(out / "detections.jsonl", ns=(time.time_ns(), time.time_ns() + 10**9))
     state.refresh()
     assert state.item(0).start_seconds == 12.0
     after = state.media(0, "wav")
     assert after == ReviewState(out, [], "tester").media(0, "wav")
     assert after != before
+
+
+def test_at_800_px_the_spectrogram_is_full_width_and_the_list_names_the_recording(
+        tmp_path: Path) -> None:
+    """A laptop-width window: the list goes under the detail instead of squeezing the
+    spectrogram to a thumbnail, and each row names its recording."""
+    from selenium.webdriver.common.by import By
+
+    out, recording = tmp_path / "out", tones(tmp_path / "north" / "day.wav")
+    write_detections(out, recording, "north/day.wav", [2.0, 12.0])
+    driver: object = start_browser(800)
+    server = serving(out)
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_address[1]}/")  # type: ignore[attr-defined]
+        wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
+            "const i = document.getElementById('spectrogram');"
+            "return i.complete && i.naturalWidth;"), "the spectrogram")
+        shown, window = driver.execute_script(  # type: ignore[attr-defined]
+            "return [document.getElementById('spectrogram').getBoundingClientRect().width,"
+            " window.innerWidth];")
+        assert window <= 800 and shown >= 0.85 * window
+        headers = [th.text for th in driver.find_elements(By.TAG_NAME, "th")]  # type: ignore[attr-defined]
+        assert headers == ["#", "start (UTC)", "recording", "ch", "score", "verdict"]
+        cells = driver.find_element(By.ID, "row-1").find_elements(By.TAG_NAME, "td")  # type: ignore[attr-defined]
+        assert [cells[2].get_attribute("title"), cells[5].text] == ["north/day", "—"]
+    finally:
+        driver.quit()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(("host", "origin", "status"), [
@@ -345,9 +401,6 @@ def test_media_follow_the_detection_not_its_number_after_a_rewrite(tmp_path: Pat
 def test_a_verdict_from_another_site_is_refused(tmp_path: Path, host: str,
                                                 origin: str | None, status: int) -> None:
     import http.client
-    import threading
-
-    from detector.review import ReviewServer, ReviewState, make_handler
 
     out = tmp_path / "out"
     out.mkdir()
@@ -355,17 +408,14 @@ def test_a_verdict_from_another_site_is_refused(tmp_path: Path, host: str,
         {"type": "detection", "label": "upcall", "channel": 1, "source": "hw:1,0",
          "start_utc": None, "end_utc": None, "peak_utc": None, "start_seconds": 5.0,
          "end_seconds": 7.0, "peak_score": 0.9}) + "\n")
-    state = ReviewState(out, [], "tester")
-    server = ReviewServer(("127.0.0.1", 0), make_handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serving(out)
     port = server.server_address[1]
     address = f"127.0.0.1:{port}"
     headers = {"Host": host.format(address=address, port=port),
                "Content-Type": "application/json"}
     if origin is not None:
         headers["Origin"] = origin.format(address=address, port=port)
-    body = json.dumps({"number": 0, "recording": state.items[0].recording, "channel": 1,
+    body = json.dumps({"number": 0, "recording": "hw_1_0", "channel": 1,
                        "start_seconds": 5.0, "end_seconds": 7.0, "annotation": "upcall"})
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
