@@ -29,6 +29,7 @@ from detector.examples import (
     reviewed_summary,
     split_clips,
 )
+from detector.labels import ReviewedMatch
 from detector.layouts import (
     DatasetError,
     Interval,
@@ -49,6 +50,7 @@ class LoadOptions:
     validation_fraction: float = 0.2  # last part of each recording (or of the clips by name)
     holdout_after_seconds: float | None = None  # long recordings: never read past this time
     reviewed_dirs: tuple[Path, ...] = ()  # more places for X.reviewed.selections.txt tables
+    reviewed_match: ReviewedMatch | None = None  # those tables matched to every recording read
 
 
 class AudioError(WhaledError):
@@ -178,11 +180,18 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
                     ) -> tuple[list[Recording], list[str]]:
     """The readable recordings and "name (reason)" for the rest. Annotations come from their
     tables with the reviewed labels (:mod:`detector.labels`) beside the recording and in
-    ``options.reviewed_dirs`` applied."""
+    ``options.reviewed_dirs`` applied (as ``options.reviewed_match`` matched them, when it
+    covers these recordings)."""
     from detector import labels
 
     readable: list[Recording] = []
     skipped: list[str] = []
+    match = options.reviewed_match
+    try:
+        if match is None or any(p not in match.tables for p, _ in recordings):
+            match = labels.match_reviewed([p for p, _ in recordings], options.reviewed_dirs)
+    except labels.LabelsError as error:
+        raise DatasetError(str(error)) from None
     for path, tables in recordings:
         try:
             audio = read_audio(path)
@@ -195,7 +204,7 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
             c, o = read_selections(table, options.positive_label)
             calls, others = calls + c, others + o
         try:
-            verdicts = labels.reviewed_for(path, options.reviewed_dirs)
+            verdicts = match.verdicts_for(path)
         except labels.LabelsError as error:
             raise DatasetError(str(error)) from None
         marks = labels.apply_reviewed(calls, others, verdicts)
@@ -207,6 +216,14 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
                                   marks.negatives, marks.unsure, (counts[0], counts[1],
                                                                   counts[2])))
     return readable, skipped
+
+
+def long_recordings(data_dirs: Iterable[Path], noise: Iterable[Path]) -> list[Path]:
+    """The recordings that training reads reviewed labels for: those with Raven tables in
+    ``data_dirs`` (folders of clips have none), and the noise recordings."""
+    found = [audio for folder in data_dirs if detect_layout(Path(folder)) is Layout.RAVEN
+             for audio, _ in recordings_with_tables(Path(folder))]
+    return found + audio_in(noise)
 
 
 def load_fold_recordings(data_dir: Path, options: LoadOptions, noise: Iterable[Path] = ()

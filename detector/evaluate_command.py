@@ -20,12 +20,14 @@ from detector.model_commands import (
     OffThresholdOption,
     OnThresholdOption,
     check_writable,
+    report_reviewed,
 )
 from detector.progress import Progress
 
 TRAINED_ON_LINES_SHOWN = 20  # a clip folder can overlap by thousands: the rest are counted
 
 if TYPE_CHECKING:
+    from detector.labels import ReviewedMatch
     from detector.model import LoadedModel
     from detector.recording_evaluation import Evaluation
 
@@ -43,8 +45,10 @@ def evaluate(
         help="Directory for the missed calls and false alarms: mistakes.csv, mistakes.json "
              "and a spectrogram PNG each.")] = None,
     reviewed: Annotated[list[Path] | None, typer.Option(
-        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the "
-             "tables beside each recording; repeatable.")] = None,
+        help="Directory of reviewed labels (X.reviewed.selections.txt, searched below it; "
+             "a table in a subfolder, as `whaled review` writes OUT_DIR/review/north/X..., "
+             "goes to the recording in a folder of that name), read with the tables beside "
+             "each recording; repeatable.")] = None,
     from_seconds: Annotated[float, typer.Option(
         help="Long recordings: evaluate only from this time on (a held-out span).")] = 0.0,
     hop: HopOption = None,
@@ -89,8 +93,10 @@ def evaluate(
             else:
                 clip_dirs.append((path, layout))
         recordings = receval.collect_recordings(recording_paths)
+        matched = receval.match_reviewed(recordings, reviewed or [])
     except WhaledError as error:
         fail(str(error))
+    report_reviewed(matched)
     doc: dict[str, Any] = {"model": str(model), "paths": [str(p) for p in paths]}
     heard = trained_on_warnings(loaded, recordings, clip_dirs, positive, from_seconds)
     if heard:
@@ -107,7 +113,7 @@ def evaluate(
     lines: list[str] = []
     curve: list[evaluation.EventReport] = []
     if recordings:
-        result = evaluate_with_progress(loaded, recordings, settings, reviewed or [], positive,
+        result = evaluate_with_progress(loaded, recordings, settings, matched, positive,
                                         from_seconds, progress)
         for rec in result.recordings:
             s, y = evaluation.clip_windows(rec.scores, GUARD_SECONDS)
@@ -171,7 +177,7 @@ def trained_on_warnings(loaded: LoadedModel, recordings: list[Path],
 
 
 def evaluate_with_progress(loaded: LoadedModel, recordings: list[Path], settings: Settings,
-                           reviewed: list[Path], positive: str, from_seconds: float,
+                           reviewed: ReviewedMatch, positive: str, from_seconds: float,
                            show: bool) -> Evaluation:
     import soundfile
 

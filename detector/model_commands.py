@@ -21,6 +21,7 @@ from detector.errors import WhaledError, fail
 
 if TYPE_CHECKING:
     from detector.examples import Dataset
+    from detector.labels import ReviewedMatch
 
 
 # Options that listen, detect and evaluate share: one definition, one help text.
@@ -55,6 +56,13 @@ def report_data(dataset: Dataset) -> None:
                f"{summary['train_neg']} negative, validation {summary['validation_pos']} / "
                f"{summary['validation_neg']}; split: {summary['split']}")
     report_skipped(dataset.skipped)
+
+
+def report_reviewed(match: ReviewedMatch) -> ReviewedMatch:
+    """The stderr lines saying which reviewed tables matched which recordings."""
+    for line in match.lines():
+        typer.echo(line, err=True)
+    return match
 
 
 def report_skipped(skipped: Sequence[str]) -> None:

@@ -30,7 +30,7 @@ from detector.errors import WhaledError
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
 from detector.events import Detection, Thresholds
 from detector.examples import GUARD_SECONDS
-from detector.labels import Annotations
+from detector.labels import Annotations, ReviewedMatch
 from detector.model import LoadedModel, ModelMetadata
 
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
@@ -128,8 +128,8 @@ def collect_recordings(paths: Sequence[Path]) -> list[Path]:
     return [Path(p) for p in unique]
 
 
-def reviewed_annotations(recording: Path, positive: str, reviewed_dirs: Sequence[Path]
-                ) -> tuple[Annotations, int]:
+def reviewed_annotations(recording: Path, positive: str, reviewed: ReviewedMatch
+                         ) -> tuple[Annotations, int]:
     from detector import labels, layouts
 
     calls: list[Interval] = []
@@ -138,10 +138,23 @@ def reviewed_annotations(recording: Path, positive: str, reviewed_dirs: Sequence
         for table in layouts.expert_tables(recording):
             c, o = layouts.read_selections(table, positive)
             calls, others = calls + c, others + o
-        verdicts = labels.reviewed_for(recording, reviewed_dirs)
+        verdicts = reviewed.verdicts_for(recording)
     except (WhaledError, OSError) as error:
         raise EvaluationError(str(error)) from None
     return labels.apply_reviewed(calls, others, verdicts), len(verdicts)
+
+
+def match_reviewed(recordings: Sequence[Path], reviewed: Sequence[Path] | ReviewedMatch
+                   ) -> ReviewedMatch:
+    """The reviewed tables of ``recordings`` (a match already made is kept)."""
+    from detector import labels
+
+    if isinstance(reviewed, ReviewedMatch):
+        return reviewed
+    try:
+        return labels.match_reviewed([Path(p) for p in recordings], reviewed)
+    except WhaledError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def loaded_from_network(network: Any, metadata: ModelMetadata, device: str = "cpu"
@@ -161,29 +174,32 @@ def loaded_from_network(network: Any, metadata: ModelMetadata, device: str = "cp
 
 
 def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], settings: Settings,
-                        reviewed_dirs: Sequence[Path] = (), *, positive: str = "upcall",
+                        reviewed: Sequence[Path] | ReviewedMatch = (), *,
+                        positive: str = "upcall",
                         from_seconds: float = 0.0, grid: Sequence[float] = EVENT_GRID,
                         on_progress: Callable[[str, float], None] | None = None
                         ) -> Evaluation:
     """Every recording through the detect path once: window scores, the detections at the
     operating thresholds (``settings``' on/off, else the model's), and event curves over
     ``grid``, all matched one-to-one on the span from ``from_seconds`` to the end.
-    ``on_progress(name, audio_seconds_done)`` is called while a recording is scored."""
+    ``on_progress(name, audio_seconds_done)`` is called while a recording is scored.
+    ``reviewed``: reviewed-label dirs, or their match to ``recordings`` already made."""
     from detector.detector import thresholds_for
 
     settings = replace(settings, speed=0.0, evidence=False, metrics_port=0, channels=(1,),
                        block_seconds=EVALUATE_BLOCK_SECONDS)
     thresholds = thresholds_for(settings, loaded)
-    results = [evaluate_one(loaded, Path(path), settings, thresholds, reviewed_dirs, positive,
+    match = match_reviewed(recordings, reviewed)
+    results = [evaluate_one(loaded, Path(path), settings, thresholds, match, positive,
                             from_seconds, tuple(grid), on_progress) for path in recordings]
     return Evaluation(thresholds, settings.hop_seconds, tuple(grid), tuple(results))
 
 
 def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds: Thresholds,
-                 reviewed_dirs: Sequence[Path], positive: str, from_seconds: float,
+                 reviewed: ReviewedMatch, positive: str, from_seconds: float,
                  grid: tuple[float, ...],
                  on_progress: Callable[[str, float], None] | None) -> RecordingEvaluation:
-    marks, reviewed = reviewed_annotations(path, positive, reviewed_dirs)
+    marks, applied = reviewed_annotations(path, positive, reviewed)
     started = time.perf_counter()
     centres, scores, detections, origin, audio_seconds = run_pipeline(
         loaded, path, settings, on_progress)
@@ -206,7 +222,7 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
                                    settings.merge_gap_seconds, settings.max_duration_seconds,
                                    settings.min_duration_seconds)
     return RecordingEvaluation(path, day_of(path), origin, rec, tuple(detections), operating,
-                               tuple(curve), reviewed, audio_seconds,
+                               tuple(curve), applied, audio_seconds,
                                time.perf_counter() - started)
 
 

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from detector.errors import WhaledError, fail
-from detector.model_commands import check_writable, report_data, report_skipped, versions
+from detector.model_commands import (
+    check_writable,
+    report_data,
+    report_reviewed,
+    report_skipped,
+    versions,
+)
 
 if TYPE_CHECKING:
     from detector.datasets import LoadOptions
@@ -32,9 +38,10 @@ def train(
         help="Recordings (files or folders) with no calls, used as negatives; repeatable.")
     ] = None,
     reviewed: Annotated[list[Path] | None, typer.Option(
-        help="Directory of reviewed labels (X.reviewed.selections.txt), read with the tables "
-             "beside each recording: upcall adds a positive, not-upcall removes an expert "
-             "call and adds a negative, unsure is left out; repeatable.")] = None,
+        help="Directory of reviewed labels (X.reviewed.selections.txt, searched below it and "
+             "matched by the recording's folders, as `whaled review` writes them), read with "
+             "the tables beside each recording: upcall adds a positive, not-upcall removes "
+             "an expert call and adds a negative, unsure is left out; repeatable.")] = None,
     synthetic: Annotated[int, typer.Option(
         help="Synthetic upcalls mixed into real negatives per epoch (fresh each epoch).")] = 0,
     epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 40,
@@ -128,6 +135,14 @@ def train(
             training.load_checkpoint(resume, config)
         except WhaledError as error:
             fail(str(error))
+    if reviewed:  # matched once for every recording read, and said before training
+        from detector.labels import match_reviewed
+
+        try:
+            match = match_reviewed(datasets.long_recordings(data, noise or []), reviewed)
+        except WhaledError as error:
+            fail(str(error))
+        options = replace(options, reviewed_match=report_reviewed(match))
     if cross_validate is not None:
         from detector.crossval_command import train_cross_validated
 

@@ -89,8 +89,7 @@ def test_tables_found_beside_the_recording_and_in_reviewed_dirs(tmp_path: Path) 
     append_reviewed(beside, ReviewedLabel(1.0, 2.0, "upcall"))
     append_reviewed(elsewhere, ReviewedLabel(1.0, 2.0, "not-upcall"))
     append_reviewed(elsewhere, ReviewedLabel(8.0, 9.0, "unsure"))
-    assert labels.reviewed_tables(recording, [tmp_path / "review", tmp_path / "none"]) == [
-        beside, elsewhere]
+    assert labels.reviewed_tables(recording, [tmp_path / "review"]) == [beside, elsewhere]
     got = labels.reviewed_for(recording, [tmp_path / "review"])
     assert [(g.begin_seconds, g.annotation) for g in got] == [(1.0, "not-upcall"),
                                                                 (8.0, "unsure")]
@@ -180,4 +179,48 @@ def test_train_reads_reviewed_dirs_and_refuses_a_bad_table_in_one_line(tmp_path:
                                       str(review), "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 2, result.output
     assert "line 2: a reviewed label needs 0 <= begin < end seconds" in result.output
+    assert f"reviewed labels: 1 table(s) from {review} or beside the recordings matched 1 " \
+        f"of 1 recording(s): {path.name}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_tables_match_the_recording_by_its_folders_and_a_shared_name_applies_to_none(
+        tmp_path: Path) -> None:
+    data, review = tmp_path / "data", tmp_path / "out" / "review"
+    north, south, other = (data / "north" / "day.wav", data / "south" / "day.wav",
+                           data / "south" / "night.wav")
+    for recording in (north, south, other):
+        recording.parent.mkdir(parents=True, exist_ok=True)
+        recording.write_bytes(b"")
+    for table, begin in ((review / "north" / "day", 1.0), (review / "south" / "day", 2.0),
+                         (review / "day", 3.0), (review / "night", 4.0),
+                         (review / "elsewhere" / "dusk", 5.0)):
+        append_reviewed(table.with_name(table.name + labels.SUFFIX),
+                        ReviewedLabel(begin, begin + 1, "upcall"))
+    match = labels.match_reviewed([north, south, other], [review])
+    assert [[g.begin_seconds for g in match.verdicts_for(r)] for r in (north, south, other)
+            ] == [[1.0], [2.0], [4.0]]
+    assert match.unmatched == (review / "elsewhere" / f"dusk{labels.SUFFIX}",)
+    assert match.ambiguous == ((review / f"day{labels.SUFFIX}", (north, south)),)
+    first, warning = match.lines()
+    assert first.startswith(f"reviewed labels: 3 table(s) from {review} or beside the "
+                            "recordings matched 3 of 3 recording(s): north/day.wav, "
+                            "south/day.wav, night.wav; 1 table(s) named none of them")
+    assert warning.startswith(f"warning: reviewed table {review / 'day'}")
+    assert "applied to none" in warning
+    with pytest.raises(LabelsError, match="not a folder"):
+        labels.match_reviewed([north], [tmp_path / "none"])
+
+
+def test_training_reads_reviewed_tables_in_site_folders(tmp_path: Path) -> None:
+    from test_datasets import raven_recording
+
+    from detector.datasets import LoadOptions, load_dataset
+
+    path = raven_recording(tmp_path / "data" / "north", 30.0, [(5.0, 6.0), (20.0, 21.0)])
+    review = tmp_path / "out" / "review"
+    append_reviewed(review / "north" / labels.table_name(path), ReviewedLabel(12.0, 13.0,
+                                                                               "upcall"))
+    dataset = load_dataset(tmp_path / "data", LoadOptions(validation_fraction=0.25,
+                                                          reviewed_dirs=(review,)))
+    assert "reviewed labels on 1 recording(s): 1 upcall, 0 not-upcall" in dataset.split

@@ -265,3 +265,34 @@ def test_a_recording_without_a_table_counts_every_detection_as_a_false_alarm(
     assert rec.day == "2000-05-19" and rec.scores.calls == ()
     assert rec.operating.n_annotations == 0 and rec.operating.n_detections >= 1
     assert rec.operating.n_false_alarms == rec.operating.n_detections
+
+
+def test_reviewed_tables_in_site_folders_go_to_their_own_recording(tiny: LoadedModel,
+                                                                    tmp_path: Path) -> None:
+    """``whaled review`` writes OUT/review/<folder>/X.reviewed.selections.txt: --reviewed
+    OUT/review finds each below it and applies it to the recording in a folder of that name,
+    not to the other site's same-named recording, and says what it matched."""
+    name = "REC_20090328_000000"
+    north = recording(tmp_path / "data" / "north", name, 1)
+    south = recording(tmp_path / "data" / "south", name, 2)
+    review = tmp_path / "out" / "review"
+    labels.append_reviewed(review / "north" / labels.table_name(north),
+                           ReviewedLabel(22.0, 23.0, "upcall"))
+    labels.append_reviewed(review / "south" / labels.table_name(south),
+                           ReviewedLabel(15.0, 16.2, "not-upcall"))
+    args = ["evaluate", str(tiny.path), str(north.parent), str(south.parent), "--json",
+            "--no-progress", "--hop", "0.5"]
+    result = CliRunner().invoke(app, [*args, "--reviewed", str(review)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).parent.name: r for r in json.loads(result.stdout)["recordings"]}
+    assert {site: (r["reviewed_labels"], r["events"]["n_annotations"])
+            for site, r in rows.items()} == {"north": (1, 4), "south": (1, 2)}
+    assert (f"reviewed labels: 2 table(s) from {review} or beside the recordings matched 2 "
+            f"of 2 recording(s): north/{name}.wav, south/{name}.wav") in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["evaluate", str(tiny.path), str(north), "--no-progress",
+                                      "--hop", "2", "--reviewed", str(empty)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: reviewed labels: 0 table(s) from "
+            f"{empty} or beside the recordings matched 0 of 1 recording(s)") in result.stderr
