@@ -26,6 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
@@ -223,8 +224,9 @@ def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
             if urlsplit(self.path).path != "/api/verdict":
                 self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such endpoint"})
                 return
+            address, port = cast(tuple[str, int], self.server.server_address)[:2]
             refusal = foreign_request(self.headers.get("Host"), self.headers.get("Origin"),
-                                      self.server.server_address)
+                                      address, port)
             if refusal:
                 log.warning("verdict refused: %s", refusal)
                 self.send_json(HTTPStatus.FORBIDDEN, {"error": refusal})

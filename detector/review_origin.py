@@ -15,13 +15,12 @@ from urllib.parse import urlsplit
 HTTP_PORT = 80  # a Host header without a port
 
 
-def foreign_request(host: str | None, origin: str | None, bound: tuple[object, ...]) -> str:
-    """Why a request is not the page's own ("" when it is). ``bound`` is the server's
-    (address, port). ``Host`` must be an address the server listens on, ``localhost`` for a
+def foreign_request(host: str | None, origin: str | None, address: str, port: int) -> str:
+    """Why a request to the server listening on ``address`` and ``port`` is not the page's
+    own ("" when it is). ``Host`` must be an address the server listens on, ``localhost`` for a
     loopback one, or, when it listens on every address, this machine's name or any address
     literal; ``Origin``, when sent, must be ``http://`` and that same host. A client without
     ``Origin`` (curl, a script) is not a browser page and is let through."""
-    address, port = str(bound[0]), int(str(bound[1]))
     if not host:
         return "no Host header"
     split = urlsplit(f"//{host}")
