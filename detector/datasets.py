@@ -1,8 +1,9 @@
 """Labelled audio read for training and evaluation, from the layouts of :mod:`detector.layouts`.
 
-Everything is read with soundfile, mixed down to its first channel and resampled to the
-model's rate by :func:`detector.resample.resample_signal`, the filter the pipeline serves the
-model with. Unreadable files are skipped and listed, never fatal, until nothing is left.
+Everything is read with soundfile, one channel (the first, or for a long recording each
+channel its Raven tables annotate, from their ``Channel`` column) resampled to the model's
+rate by :func:`detector.resample.resample_signal`, the filter the pipeline serves the model
+with. Unreadable files are skipped and listed, never fatal, until nothing is left.
 A recording can be cut at ``holdout_after_seconds``: audio after it is never read into the
 data set, so it stays a test span that training never saw.
 """
@@ -34,6 +35,7 @@ from detector.layouts import (
     DatasetError,
     Interval,
     Layout,
+    annotated_channels,
     audio_in,
     detect_layout,
     labelled_clips,
@@ -57,15 +59,19 @@ class AudioError(WhaledError):
     pass
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """First channel of ``path`` at the model's rate; :class:`AudioError` when unreadable."""
+def read_audio(path: Path, channel: int = 1) -> np.ndarray:
+    """1-based ``channel`` of ``path`` at the model's rate; :class:`AudioError` when
+    unreadable or without that channel."""
     try:
         data, rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, TypeError) as error:
         raise AudioError(str(error).splitlines()[0] if str(error) else repr(error)) from None
     if data.shape[0] == 0:
         raise AudioError("no samples")
-    audio = resample_signal(data[:, 0], int(rate_hz), SAMPLE_RATE_HZ)
+    if not 1 <= channel <= data.shape[1]:
+        raise AudioError(f"annotated on channel {channel}, but it has {data.shape[1]} "
+                         "channel(s)")
+    audio = resample_signal(data[:, channel - 1], int(rate_hz), SAMPLE_RATE_HZ)
     if not np.all(np.isfinite(audio)):
         raise AudioError("non-finite samples")
     return audio
@@ -178,8 +184,9 @@ def load_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
 
 def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOptions
                     ) -> tuple[list[Recording], list[str]]:
-    """The readable recordings and "name (reason)" for the rest. Annotations come from their
-    tables with the reviewed labels (:mod:`detector.labels`) beside the recording and in
+    """The readable recordings, one per channel their tables annotate (channel 1 without
+    tables), and "name (reason)" for the rest. Annotations come from their tables with the
+    reviewed labels (:mod:`detector.labels`) beside the recording and in
     ``options.reviewed_dirs`` applied (as ``options.reviewed_match`` matched them, when it
     covers these recordings)."""
     from detector import labels
@@ -193,28 +200,29 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
     except labels.LabelsError as error:
         raise DatasetError(str(error)) from None
     for path, tables in recordings:
-        try:
-            audio = read_audio(path)
-        except AudioError as error:
-            skipped.append(f"{path.name} ({error})")
-            continue
-        calls: list[Interval] = []
-        others: list[Interval] = []
-        for table in tables:
-            c, o = read_selections(table, options.positive_label)
-            calls, others = calls + c, others + o
-        try:
-            verdicts = match.verdicts_for(path)
-        except labels.LabelsError as error:
-            raise DatasetError(str(error)) from None
-        marks = labels.apply_reviewed(calls, others, verdicts)
-        end_seconds = len(audio) / SAMPLE_RATE_HZ
-        if options.holdout_after_seconds is not None:
-            end_seconds = min(end_seconds, options.holdout_after_seconds)
-        counts = tuple(sum(v.annotation == kind for v in verdicts) for kind in labels.VERDICTS)
-        readable.append(Recording(audio, str(path), marks.calls, marks.busy, end_seconds,
-                                  marks.negatives, marks.unsure, (counts[0], counts[1],
-                                                                  counts[2])))
+        for channel in annotated_channels(tables, options.positive_label):
+            try:
+                audio = read_audio(path, channel)
+            except AudioError as error:
+                skipped.append(f"{path.name} ({error})")
+                continue
+            calls: list[Interval] = []
+            others: list[Interval] = []
+            for table in tables:
+                c, o = read_selections(table, options.positive_label, channel)
+                calls, others = calls + c, others + o
+            try:
+                verdicts = [v for v in match.verdicts_for(path) if v.channel == channel]
+            except labels.LabelsError as error:
+                raise DatasetError(str(error)) from None
+            marks = labels.apply_reviewed(calls, others, verdicts, channel)
+            end_seconds = len(audio) / SAMPLE_RATE_HZ
+            if options.holdout_after_seconds is not None:
+                end_seconds = min(end_seconds, options.holdout_after_seconds)
+            up, negative, unsure = (sum(v.annotation == kind for v in verdicts)
+                                    for kind in labels.VERDICTS)
+            readable.append(Recording(audio, str(path), marks.calls, marks.busy, end_seconds,
+                                      marks.negatives, marks.unsure, (up, negative, unsure)))
     return readable, skipped
 
 

@@ -88,8 +88,10 @@ def review_spectrogram_png(item: Item, clip: Clip) -> bytes:
     return buffer.getvalue()
 
 
-def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> None:
-    """A missed call or false alarm, ``MISTAKE_PAD_SECONDS`` either side, its span boxed."""
+def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path,
+                            channel: int = 1) -> None:
+    """A missed call or false alarm on ``channel`` (1-based), ``MISTAKE_PAD_SECONDS`` either
+    side, its span boxed."""
     import soundfile
     from matplotlib.patches import Rectangle
 
@@ -103,7 +105,7 @@ def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path) -> Non
     nfft = 1 << max(4, int(np.ceil(np.log2(MISTAKE_FRAME_SECONDS * rate))))
     fig, ax = plt.subplots(figsize=MISTAKE_INCHES)
     if len(audio) > nfft:
-        ax.specgram(audio[:, 0], NFFT=nfft, Fs=rate, noverlap=int(nfft * MISTAKE_OVERLAP),
+        ax.specgram(audio[:, channel - 1], NFFT=nfft, Fs=rate, noverlap=int(nfft * MISTAKE_OVERLAP),
                     xextent=(first / rate, last / rate), cmap="magma")
     low_hz, high_hz = UPCALL_BAND_HZ  # the upcall band, boxed
     ax.add_patch(Rectangle((mistake.begin_seconds, low_hz),

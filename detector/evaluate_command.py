@@ -188,7 +188,11 @@ def evaluate_with_progress(loaded: LoadedModel, recordings: list[Path], settings
             info = soundfile.info(str(path))
         except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
             fail(f"{path}: unreadable ({str(error).strip().splitlines()[0]})")
-        total += info.frames / info.samplerate
+        try:
+            channels = len(receval.scored_channels(path, positive))  # each scored once
+        except WhaledError as error:
+            fail(str(error))
+        total += channels * info.frames / info.samplerate
     bar = EvaluateProgress(total, enabled=show)
     done: dict[str, float] = {}
 

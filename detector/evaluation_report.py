@@ -67,8 +67,9 @@ def recordings_doc(result: Evaluation, from_seconds: float) -> dict[str, Any]:
         "matching_rule": MATCHING_RULE, "from_seconds": from_seconds,
         "hop_seconds": result.hop_seconds,
         "thresholds": {"on": on, "off": result.thresholds.off},
-        "recordings": [{**summarise(r.path.name, [r], on).as_dict(), "day": r.day,
-                        "path": str(r.path), "reviewed_labels": r.reviewed,
+        "recordings": [{**summarise(r.name, [r], on).as_dict(), "day": r.day,
+                        "path": str(r.path), "channel": r.channel,
+                        "reviewed_labels": r.reviewed,
                         "audio_seconds": r.audio_seconds,
                         "real_time_factor": r.audio_seconds / max(r.wall_seconds, 1e-9)}
                        for r in result.recordings],
@@ -81,7 +82,7 @@ def recordings_doc(result: Evaluation, from_seconds: float) -> dict[str, Any]:
 
 def recordings_lines(result: Evaluation) -> list[str]:
     on = result.thresholds.on
-    rows = [(r.path.name, summarise(r.path.name, [r], on)) for r in result.recordings]
+    rows = [(r.name, summarise(r.name, [r], on)) for r in result.recordings]
     rows += [(f"day {day}", summarise(day, recs, on))
              for day, recs in result.by_day().items()]
     pooled = summarise("all", result.recordings, on)

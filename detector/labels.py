@@ -306,11 +306,10 @@ class Annotations:
 
 
 def apply_reviewed(calls: Sequence[Interval], others: Sequence[Interval],
-                   reviewed: Sequence[ReviewedLabel]) -> Annotations:
-    """The expert ``calls`` (positives) and ``others`` (other annotated sounds) with the
-    verdicts applied, as the module docstring describes. Only channel-1 verdicts apply: the
-    data sets read the first channel."""
-    verdicts = [r for r in reviewed if r.channel == 1]
+                   reviewed: Sequence[ReviewedLabel], channel: int = 1) -> Annotations:
+    """The expert ``calls`` (positives) and ``others`` (other annotated sounds) of one
+    ``channel`` with that channel's verdicts applied, as the module docstring describes."""
+    verdicts = [r for r in reviewed if r.channel == channel]
     negatives = [r.interval for r in verdicts if r.annotation == NOT_UPCALL]
     unsure = [r.interval for r in verdicts if r.annotation == UNSURE]
     kept = [c for c in calls

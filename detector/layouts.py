@@ -96,19 +96,40 @@ def kaggle_clips(data_dir: Path) -> list[tuple[Path, int]]:
 
 # ---- long recordings with Raven tables (layout 4) ----
 
-def read_selections(path: Path, positive: str) -> tuple[list[Interval], list[Interval]]:
-    """(positive calls, other annotated sounds) as (begin, end) seconds from a Raven table."""
+def read_selections(path: Path, positive: str, channel: int = 1
+                    ) -> tuple[list[Interval], list[Interval]]:
+    """(positive calls, other annotated sounds) on ``channel`` of a Raven table, as (begin,
+    end) seconds (:func:`read_channel_selections`)."""
+    return read_channel_selections(path, positive).get(channel, ([], []))
+
+
+def read_channel_selections(path: Path, positive: str
+                            ) -> dict[int, tuple[list[Interval], list[Interval]]]:
+    """Channel -> (positive calls, other annotated sounds) as (begin, end) seconds, from a
+    Raven table's 1-based ``Channel`` column (a table without one annotates channel 1)."""
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     if rows and ("Begin Time (s)" not in rows[0] or "End Time (s)" not in rows[0]):
         raise DatasetError(f"{path}: not a Raven selection table (no Begin/End Time (s) columns)")
-    calls: list[Interval] = []
-    others: list[Interval] = []
-    for row in rows:
-        interval = (float(row["Begin Time (s)"]), float(row["End Time (s)"]))
+    found: dict[int, tuple[list[Interval], list[Interval]]] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            interval = (float(row["Begin Time (s)"]), float(row["End Time (s)"]))
+            channel = int((row.get("Channel") or "1").strip())
+        except ValueError as error:
+            raise DatasetError(f"{path}: line {line}: {error}") from None
+        if channel < 1:
+            raise DatasetError(f"{path}: line {line}: channel {channel}; channels count from 1")
+        calls, others = found.setdefault(channel, ([], []))
         note = (row.get("Annotation") or "").strip().lower()
         (calls if not note or note == positive.lower() else others).append(interval)
-    return sorted(calls), sorted(others)
+    return {c: (sorted(calls), sorted(others)) for c, (calls, others) in sorted(found.items())}
+
+
+def annotated_channels(tables: Iterable[Path], positive: str) -> tuple[int, ...]:
+    """The channels the tables annotate, in order; (1,) when they annotate none."""
+    channels = {c for table in tables for c in read_channel_selections(table, positive)}
+    return tuple(sorted(channels)) or (1,)
 
 
 def is_expert_table_of(table: Path, recording: Path) -> bool:

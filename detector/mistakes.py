@@ -59,8 +59,9 @@ def _mistake(rec: RecordingEvaluation, kind: str, lo: float, hi: float,
              score: float) -> Mistake:
     utc = "" if rec.origin_utc is None else (rec.origin_utc + timedelta(seconds=lo)).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
-    png = f"{rec.path.stem}_{lo:09.3f}_{kind}.png"
-    return Mistake(kind, rec.path.name, round(lo, 3), round(hi, 3), utc, round(score, 5), png)
+    channel = "" if rec.channel == 1 else f"_ch{rec.channel}"
+    png = f"{rec.path.stem}{channel}_{lo:09.3f}_{kind}.png"
+    return Mistake(kind, rec.name, round(lo, 3), round(hi, 3), utc, round(score, 5), png)
 
 
 def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder: Path
@@ -73,7 +74,7 @@ def write_review(recs: Sequence[RecordingEvaluation], hop_seconds: float, folder
     for rec in recs:
         mine = find_mistakes(rec, hop_seconds)
         for m in mine:
-            mistake_spectrogram_png(rec.path, m, folder / m.png)
+            mistake_spectrogram_png(rec.path, m, folder / m.png, rec.channel)
         mistakes += mine
     rows = [asdict(m) for m in mistakes]
     with (folder / "mistakes.csv").open("w", newline="", encoding="utf-8") as handle:

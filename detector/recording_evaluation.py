@@ -7,8 +7,11 @@ both the detections at the operating thresholds (exactly ``detect``'s) and the w
 that the event tracker replays at every threshold of :data:`EVENT_GRID` for the curve.
 
 Annotations are the expert Raven tables beside each recording with the reviewed labels
-(:mod:`detector.labels`) applied. Recordings are grouped by day: the date in the file name
-(``..._20090328_000000.wav``), else the folder's name. :func:`summarise` pools any group.
+(:mod:`detector.labels`) applied. Each channel the tables annotate (their ``Channel`` column;
+channel 1 for a table without it, or a recording without a table) is scored as its own
+recording, on that channel, with that channel's annotations and verdicts. Recordings are
+grouped by day: the date in the file name (``..._20090328_000000.wav``), else the folder's
+name. :func:`summarise` pools any group.
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ class RecordingEvaluation:
     reviewed: int  # reviewed verdicts applied
     audio_seconds: float
     wall_seconds: float
+    channel: int = 1  # 1-based: the channel scored and annotated
+
+    @property
+    def name(self) -> str:
+        """The file's name, and its channel when that is not the first."""
+        return channel_name(self.path, self.channel)
+
+
+def channel_name(path: Path, channel: int) -> str:
+    """``X.wav``, or ``X.wav ch2`` for a channel other than the first."""
+    return path.name if channel == 1 else f"{path.name} ch{channel}"
 
 
 @dataclass(frozen=True)
@@ -128,20 +142,31 @@ def collect_recordings(paths: Sequence[Path]) -> list[Path]:
     return [Path(p) for p in unique]
 
 
-def reviewed_annotations(recording: Path, positive: str, reviewed: ReviewedMatch
-                         ) -> tuple[Annotations, int]:
+def scored_channels(recording: Path, positive: str) -> tuple[int, ...]:
+    """The channels of ``recording`` that its expert tables annotate; (1,) for none."""
+    from detector import layouts
+
+    try:
+        return layouts.annotated_channels(layouts.expert_tables(recording), positive)
+    except (WhaledError, OSError) as error:
+        raise EvaluationError(str(error)) from None
+
+
+def reviewed_annotations(recording: Path, positive: str, reviewed: ReviewedMatch,
+                         channel: int = 1) -> Annotations:
+    """``channel``'s expert annotations with its reviewed verdicts applied."""
     from detector import labels, layouts
 
     calls: list[Interval] = []
     others: list[Interval] = []
     try:
         for table in layouts.expert_tables(recording):
-            c, o = layouts.read_selections(table, positive)
+            c, o = layouts.read_selections(table, positive, channel)
             calls, others = calls + c, others + o
         verdicts = reviewed.verdicts_for(recording)
     except (WhaledError, OSError) as error:
         raise EvaluationError(str(error)) from None
-    return labels.apply_reviewed(calls, others, verdicts), len(verdicts)
+    return labels.apply_reviewed(calls, others, verdicts, channel)
 
 
 def match_reviewed(recordings: Sequence[Path], reviewed: Sequence[Path] | ReviewedMatch
@@ -179,9 +204,10 @@ def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], setting
                         from_seconds: float = 0.0, grid: Sequence[float] = EVENT_GRID,
                         on_progress: Callable[[str, float], None] | None = None
                         ) -> Evaluation:
-    """Every recording through the detect path once: window scores, the detections at the
-    operating thresholds (``settings``' on/off, else the model's), and event curves over
-    ``grid``, all matched one-to-one on the span from ``from_seconds`` to the end.
+    """Every recording (each channel its tables annotate) through the detect path once:
+    window scores, the detections at the operating thresholds (``settings``' on/off, else
+    the model's), and event curves over ``grid``, all matched one-to-one on the span from
+    ``from_seconds`` to the end.
     ``on_progress(name, audio_seconds_done)`` is called while a recording is scored.
     ``reviewed``: reviewed-label dirs, or their match to ``recordings`` already made."""
     from detector.detector import thresholds_for
@@ -190,8 +216,9 @@ def evaluate_recordings(loaded: LoadedModel, recordings: Sequence[Path], setting
                        block_seconds=EVALUATE_BLOCK_SECONDS)
     thresholds = thresholds_for(settings, loaded)
     match = match_reviewed(recordings, reviewed)
-    results = [evaluate_one(loaded, Path(path), settings, thresholds, match, positive,
-                            from_seconds, tuple(grid), on_progress) for path in recordings]
+    results = [evaluate_one(loaded, Path(path), replace(settings, channels=(channel,)),
+                            thresholds, match, positive, from_seconds, tuple(grid), on_progress)
+               for path in recordings for channel in scored_channels(Path(path), positive)]
     return Evaluation(thresholds, settings.hop_seconds, tuple(grid), tuple(results))
 
 
@@ -199,18 +226,20 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
                  reviewed: ReviewedMatch, positive: str, from_seconds: float,
                  grid: tuple[float, ...],
                  on_progress: Callable[[str, float], None] | None) -> RecordingEvaluation:
-    marks, applied = reviewed_annotations(path, positive, reviewed)
+    channel = settings.channels[0]
+    name = channel_name(path, channel)
+    marks = reviewed_annotations(path, positive, reviewed, channel)
     started = time.perf_counter()
     centres, scores, detections, origin, audio_seconds = run_pipeline(
         loaded, path, settings, on_progress)
     if on_progress is not None:
-        on_progress(path.name, audio_seconds)
+        on_progress(name, audio_seconds)
     window_seconds = loaded.metadata.window_seconds
     if not 0 <= from_seconds < audio_seconds:
         raise EvaluationError(f"{path}: --from-seconds {from_seconds:g} is outside its "
                               f"{audio_seconds:.1f} s")
     span = (from_seconds, audio_seconds)
-    rec = RecordingScores(path.name, centres - window_seconds / 2, scores, window_seconds,
+    rec = RecordingScores(name, centres - window_seconds / 2, scores, window_seconds,
                           tuple(c for c in marks.calls if c[0] >= span[0]), marks.busy, span,
                           marks.unsure)
     reach = evaluation.window_reach_seconds(window_seconds, settings.hop_seconds)
@@ -222,14 +251,15 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
                                    settings.merge_gap_seconds, settings.max_duration_seconds,
                                    settings.min_duration_seconds)
     return RecordingEvaluation(path, day_of(path), origin, rec, tuple(detections), operating,
-                               tuple(curve), applied, audio_seconds,
-                               time.perf_counter() - started)
+                               tuple(curve), marks.reviewed, audio_seconds,
+                               time.perf_counter() - started, channel)
 
 
 def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
                  on_progress: Callable[[str, float], None] | None
                  ) -> tuple[np.ndarray, np.ndarray, list[Detection], datetime | None, float]:
-    """(window centres s, scores, detections, origin, audio seconds) of channel 1."""
+    """(window centres s, scores, detections, origin, audio seconds) of the one channel of
+    ``settings.channels``."""
     import soundfile
     from prometheus_client import CollectorRegistry
 
@@ -257,7 +287,8 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
 
         pipeline.score_taps.append(keep)
         if on_progress is not None:
-            pipeline.hooks.append(lambda status: on_progress(path.name, status.analysed_seconds))
+            name = channel_name(path, settings.channels[0])
+            pipeline.hooks.append(lambda status: on_progress(name, status.analysed_seconds))
         summary = pipeline.run(threading.Event())
     except (RuntimeError, OSError, ValueError) as error:
         raise EvaluationError(f"{path}: {type(error).__name__}: {error}") from None

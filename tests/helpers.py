@@ -72,3 +72,27 @@ def calls_recording(path: Path, rate_hz: int, seconds: float,
         audio[at:at + len(wave)] += wave * noise_rms * 10 ** (snr_db / 20)
     soundfile.write(str(path), audio.astype(np.float32), rate_hz, subtype=subtype)
     return path
+
+
+def channel_two_recording(folder: Path, seconds: float = 40.0,
+                          calls: tuple[float, ...] = (5.0, 15.0, 25.0, 35.0),
+                          channel_one_call: float = 10.0) -> Path:
+    """``X.wav``: 3 channels of white noise at -40 dBFS, loud 1-s upcalls at ``calls`` on
+    channel 2 only, with its Raven table: those calls on channel 2, and one more annotated at
+    ``channel_one_call`` on channel 1 (where nothing was laid)."""
+    rng = np.random.default_rng(5)
+    noise_rms = 0.01
+    audio = rng.standard_normal((int(seconds * RATE_HZ), 3)) * noise_rms
+    for start in calls:
+        wave = upcall(RATE_HZ, rng, duration_seconds=1.0)
+        at = int(start * RATE_HZ)
+        audio[at:at + len(wave), 1] += wave * noise_rms * 10 ** (25 / 20)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "REC_20090328_000000.wav"
+    soundfile.write(str(path), audio.astype(np.float32), RATE_HZ)
+    rows = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tAnnotation"]
+    annotated = [(channel_one_call, 1)] + [(start, 2) for start in calls]
+    rows += [f"{i + 1}\tSpectrogram 1\t{channel}\t{start:.3f}\t{start + 1:.3f}\tupcall"
+             for i, (start, channel) in enumerate(annotated)]
+    (folder / "REC_20090328_000000.Table.1.selections.txt").write_text("\n".join(rows) + "\n")
+    return path

@@ -198,3 +198,21 @@ def test_training_hears_the_audio_the_pipeline_serves(tmp_path: Path, rate_hz: i
     served.append(resampler.flush())
     assert np.array_equal(trained_on, np.concatenate(served)[:, 0])
     assert len(trained_on) == 7.3 * SAMPLE_RATE_HZ
+
+
+def test_training_reads_the_annotated_channel(tmp_path: Path) -> None:
+    """Calls annotated on channel 2 of a 3-channel file are trained on channel 2's audio;
+    channel 1's annotation on channel 1's."""
+    from helpers import channel_two_recording
+
+    from detector.layouts import recordings_with_tables
+
+    path = channel_two_recording(tmp_path)
+    recordings, skipped = datasets.read_recordings(recordings_with_tables(tmp_path),
+                                                   LoadOptions())
+    assert skipped == []
+    assert [len(r.calls) for r in recordings] == [1, 4]
+    for channel, rec in zip((1, 2), recordings, strict=True):
+        assert np.array_equal(rec.audio, datasets.read_audio(path, channel))
+    assert recordings[1].calls[0] == (5.0, 6.0)
+    assert not np.array_equal(recordings[0].audio, recordings[1].audio)

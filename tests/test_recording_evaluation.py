@@ -296,3 +296,18 @@ def test_reviewed_tables_in_site_folders_go_to_their_own_recording(tiny: LoadedM
     assert result.exit_code == 0, result.output
     assert ("warning: reviewed labels: 0 table(s) from "
             f"{empty} or beside the recordings matched 0 of 1 recording(s)") in result.stderr
+
+
+def test_calls_annotated_on_channel_two_are_scored_on_channel_two(centre_model: Path,
+                                                                   tmp_path: Path) -> None:
+    """The Raven Channel column: calls laid and annotated on channel 2 of a 3-channel file
+    are scored on channel 2 (all found), channel 1's one annotation on channel 1."""
+    from helpers import channel_two_recording
+
+    path = channel_two_recording(tmp_path)
+    result = evaluate_recordings(load_model(centre_model, "cpu"), [path], Settings())
+    assert [(r.name, r.channel, r.operating.n_found, r.operating.n_annotations)
+            for r in result.recordings] == [(path.name, 1, 0, 1), (f"{path.name} ch2", 2, 4, 4)]
+    assert result.recordings[1].scores.calls == ((5.0, 6.0), (15.0, 16.0), (25.0, 26.0),
+                                                 (35.0, 36.0))
+    assert all(d.channel == 2 for d in result.recordings[1].detections)
