@@ -259,6 +259,7 @@ def run_pipeline(settings: Settings, source: Source, live: LiveSource | None,
     selftest = SelfTest(metrics, settings.selftest_interval_seconds, info.rate_hz)
     if settings.selftest_interval_seconds:
         pipeline.taps.append(selftest)
+        selftest.calibrate(pipeline.status())  # a model that cannot pass it: a warning now
     watchdog = Watchdog()
     pipeline.hooks.append(selftest)
     if live is not None:

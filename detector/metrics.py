@@ -110,6 +110,9 @@ class Metrics:
         self.selftest_failures = Counter("whaled_selftest_failures", "Self-tests in which the "
                                          "reference call was not detected", registry=r)
         self.selftest_runs = Counter("whaled_selftest_runs", "Self-tests run", registry=r)
+        self.selftest_reference_unfit = Counter(
+            "whaled_selftest_reference_unfit", "Models loaded that cannot pass their own "
+            "self-test reference call with margin (a start-up or reload warning)", registry=r)
         self.selftest_interval = Gauge("whaled_selftest_interval_seconds", "Seconds between "
                                        "self-tests (0: disabled)", registry=r)
         self.model = Info("whaled_model", "Identity of the model in use", registry=r)

@@ -23,9 +23,9 @@ from detector.events import Thresholds
 from detector.metrics import Metrics
 from detector.model import ModelMetadata, load_model, save_model
 from detector.pipeline import Pipeline
-from detector.selftest import SelfTest
+from detector.selftest import SELFTEST_MARGIN_LOGIT, SELFTEST_PLACES, SelfTest, logit
 from detector.sources import FileSource, ListSource
-from detector.synthetic import ocean_noise
+from detector.synthetic import SyntheticHydrophone, ocean_noise
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "upcall.pt"
 
@@ -104,6 +104,55 @@ def test_the_shipped_model_passes_on_real_ocean_noise() -> None:
     assert selftest.run(pipeline.status()) is True, value(metrics, "whaled_selftest_score")
 
 
+def selftests_on_simulated_station(model: Path, runs: int) -> Metrics:
+    """``runs`` self-tests, each on a different 12 s of the simulated station (ocean noise,
+    calls, ship tones, clicks, downsweeps), at the model's own threshold."""
+    pipeline, selftest, metrics = noise_pipeline(model, seconds=12.0)
+    rate = pipeline.loaded.metadata.sample_rate_hz
+    station = SyntheticHydrophone(rate, runs * 97.0 + 20, seed=1)
+    status = pipeline.status()
+    reference = selftest.calibrate(status)
+    assert reference.passes, reference
+    assert logit(reference.worst_score) - logit(status.thresholds.on) >= SELFTEST_MARGIN_LOGIT
+    for k in range(runs):
+        selftest._ring.clear()
+        selftest._expected = None
+        selftest.push(0, station.chunk(int(k * 97 * rate), int(12 * rate))[:, None])
+        selftest.run(status)
+    return metrics
+
+
+@pytest.mark.parametrize("model", ["shipped", "tiny"])
+def test_a_healthy_simulated_station_never_fails_its_self_test(
+        model: str, centre_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17.8: 2 of 7 runs failed at 0.989 against on=0.990 with the shipped model; the
+    reference is now chosen for the model, with margin, and mixed in at several places."""
+    if model == "shipped" and not SHIPPED_MODEL.exists():
+        pytest.skip("models/upcall.pt is not built")
+    caplog.set_level("INFO", "whaled.selftest")
+    metrics = selftests_on_simulated_station(
+        SHIPPED_MODEL if model == "shipped" else centre_model, runs=8)
+    assert value(metrics, "whaled_selftest_runs_total") == 8
+    assert value(metrics, "whaled_selftest_failures_total") == 0, caplog.text
+    assert value(metrics, "whaled_selftest_reference_unfit_total") == 0
+    assert "self-test reference:" in caplog.text
+    assert f"of {SELFTEST_PLACES} reference calls" in caplog.text
+
+
+def test_a_model_that_cannot_pass_its_reference_is_named_at_start_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pipeline, selftest, metrics = noise_pipeline(zeros_model(tmp_path / "zeros.pt"))
+    caplog.set_level("INFO", "whaled.selftest")
+    reference = selftest.calibrate(pipeline.status())
+    assert not reference.passes
+    assert reference.worst_score == 0.0
+    assert value(metrics, "whaled_selftest_reference_unfit_total") == 1
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "cannot pass its own reference call with margin" in warnings[0].getMessage()
+    assert "zeros.pt" in warnings[0].getMessage()
+
+
 def scrape(port: int) -> dict[str, float]:
     import urllib.request
 
@@ -162,6 +211,8 @@ def test_a_zeros_model_swapped_in_by_sighup_fails_the_self_test_while_audio_flow
     assert failed["whaled_audio_flowing"] == 1  # the audio metrics stay healthy
     assert failed["whaled_samples_captured_total"] > passed["whaled_samples_captured_total"]
     assert any("reloaded" in x for x in lines)
+    assert any("self-test reference:" in x for x in lines)  # checked at start-up
+    assert any("cannot pass its own reference call" in x for x in lines)  # and on reload
 
 
 @pytest.mark.prometheus
