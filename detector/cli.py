@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -268,6 +272,34 @@ def setup_logging(level: str) -> None:
 app.command("train")(train_command.train)
 app.command("evaluate")(evaluate_command.evaluate)
 app.command("inspect")(model_commands.inspect)
+
+
+def flag_of(function: Callable[..., Any], name: str) -> str:
+    """The flag that sets ``name`` of a command: its declared --name, else typer's."""
+    annotation = inspect.signature(function).parameters[name].annotation
+    for info in get_args(annotation)[1:]:
+        declared = [d for d in getattr(info, "param_decls", ()) or () if d.startswith("--")]
+        if declared:
+            return max(declared, key=len)
+    return "--" + name.replace("_", "-")
+
+
+def finite_numbers(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` refusing inf and nan (which Python's float() reads) in any number flag:
+    one error line and exit 2, before it does anything (config.py does the same for TOML)."""
+    @functools.wraps(command)
+    def checked(**flags: Any) -> Any:
+        for name, value in flags.items():
+            for number in value if isinstance(value, list | tuple) else [value]:
+                if isinstance(number, float) and not math.isfinite(number):
+                    fail(f"{flag_of(command, name)}: {number} is not a finite number")
+        return command(**flags)
+    return checked
+
+
+for _info in app.registered_commands:  # every command, these and the ones above
+    if _info.callback is not None:
+        _info.callback = finite_numbers(_info.callback)
 
 
 def help_width() -> int:

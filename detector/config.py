@@ -6,6 +6,7 @@ test loads. An unknown key or a bad value is a :class:`ConfigError` naming the k
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -107,6 +108,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     elif kind is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # TOML's inf and nan: no limit means 0 here
+            raise _key_error(key, f"{value!r} is not a finite number")
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is tuple:

@@ -62,6 +62,30 @@ def test_flag_errors_name_the_flag_typed(tmp_path: Path) -> None:
     assert line == "whaled: error: config key 'hop_seconds': 0.0 is invalid (between 0.01 and 60)"
 
 
+@pytest.mark.parametrize("argv", [
+    ("listen", "--device", "synthetic", "--duration", "inf"),
+    ("listen", "--device", "synthetic", "--duration", "1e999"),
+    ("detect", ".", "--on-threshold", "nan"),
+    ("evaluate", str(SHIPPED_MODEL), ".", "--from-seconds", "inf"),
+    ("train", ".", "--learning-rate", "-inf"),
+    ("inspect", str(SHIPPED_MODEL), "--at", "nan"),
+])
+def test_a_non_finite_number_flag_is_one_line_and_exit_2(argv: tuple[str, ...]) -> None:
+    """Issue 17.11: ``--duration inf`` was a traceback and exit 1; every command's number
+    flags are checked."""
+    flag, number = argv[-2], argv[-1]
+    shown = {"1e999": "inf", "nan": "nan", "inf": "inf", "-inf": "-inf"}[number]
+    line = one_error_line(whaled(*argv), 2)
+    assert line == f"whaled: error: {flag}: {shown} is not a finite number"
+
+
+def test_a_non_finite_config_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("duration_seconds = inf\nqueue_seconds = inf\n")
+    line = one_error_line(whaled("listen", "--device", "synthetic", "--config", str(config)), 2)
+    assert line == "whaled: error: config key 'duration_seconds': inf is not a finite number"
+
+
 def test_listen_without_a_device_is_refused(tmp_path: Path) -> None:
     """Never the simulated hydrophone unasked: a service must not report fake upcalls."""
     out = tmp_path / "out"

@@ -38,6 +38,10 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     ('origin_utc = "yesterday"', "config key 'origin_utc'"),
     ("channels = [0]", "config key 'channels'"),
     ("hop_seconds = [", "is not valid TOML"),
+    ("duration_seconds = inf", "config key 'duration_seconds': inf is not a finite number"),
+    ("queue_seconds = inf", "config key 'queue_seconds': inf is not a finite number"),
+    ("on_threshold = nan", "config key 'on_threshold': nan is not a finite number"),
+    ("speed = -inf", "config key 'speed': -inf is not a finite number"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
