@@ -31,7 +31,7 @@ from detector.errors import WhaledError
 from detector.evidence import EvidenceRecorder
 from detector.live import DeviceCounters, LiveSource, Reconnector
 from detector.metrics import Metrics, serve
-from detector.model import LoadedModel, check_model
+from detector.model import LoadedModel, check_model, rate_refusal
 from detector.notify import Watchdog
 from detector.pipeline import Pipeline
 from detector.selftest import SelfTest
@@ -223,6 +223,9 @@ def listen(settings: Settings, reload_settings: Callable[[], Settings] | None = 
             return RunSummary()
         source, live = open_source(settings)
         cleanup.callback(source.close)
+        refusal = rate_refusal(source.info.rate_hz, loaded)
+        if refusal:  # a file's rate, or a device's capture rate (--rate, its default)
+            raise StartupError(f"{source.info.name}: {refusal}")
         return run(settings, source, live, loaded, registry, requests,
                    reload_settings or (lambda: settings), server is not None)
     raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,6 +181,28 @@ def span_grid_samples(loaded: LoadedModel) -> int:
     if not hasattr(loaded.module, "score_span"):
         return 0
     return int(getattr(loaded.module, "span_grid_samples", 0))
+
+
+def listening_band_hz(loaded: LoadedModel) -> tuple[float, float]:
+    """(low, high) Hz of what the model hears: the bins its spectrogram keeps (``n_fft``,
+    ``low_bin``, ``n_bins``: 23-523 Hz for the shipped network), else up to its Nyquist."""
+    rate = loaded.metadata.sample_rate_hz
+    for _, part in loaded.module.named_modules():
+        if all(hasattr(part, name) for name in ("n_fft", "low_bin", "n_bins")):
+            bin_hz = rate / int(part.n_fft)
+            return int(part.low_bin) * bin_hz, (int(part.low_bin) + int(part.n_bins)) * bin_hz
+    return 0.0, rate / 2
+
+
+def rate_refusal(rate_hz: int, loaded: LoadedModel) -> str:
+    """Why audio at ``rate_hz`` cannot be scanned by this model ("" when it can): its Nyquist
+    is below the top of the model's band, so the top of every window would be empty, not
+    quiet, and the model would score what it never heard (resampling up adds no band)."""
+    low_hz, high_hz = listening_band_hz(loaded)
+    if rate_hz / 2 >= high_hz:
+        return ""
+    return (f"sample rate {rate_hz} Hz cannot hold the {low_hz:.0f}-{high_hz:.0f} Hz band the "
+            f"model listens to (at least {math.ceil(2 * high_hz)} Hz is needed)")
 
 
 def pick_torch_device(requested: str) -> torch.device:

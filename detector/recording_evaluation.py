@@ -264,6 +264,7 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
     from prometheus_client import CollectorRegistry
 
     from detector.metrics import Metrics
+    from detector.model import rate_refusal
     from detector.pipeline import Pipeline
     from detector.sources import FileSource, SourceError
 
@@ -275,6 +276,10 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
     except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise EvaluationError(f"{path}: unreadable ({text})") from None
+    refusal = rate_refusal(source.info.rate_hz, loaded)
+    if refusal:
+        source.close()
+        raise EvaluationError(f"{path}: {refusal}")
     centres: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     try:

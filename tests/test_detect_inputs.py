@@ -289,8 +289,8 @@ def test_unanalysable_recordings_are_failed_with_the_reason(
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     status = {r["recording"]: (r["status"], r["error"]) for r in records(out, "recording")}
     assert status == {
-        "slow_20090329_120000.wav": ("failed", "sample rate 400 Hz cannot hold the 50-250 Hz "
-                                     "band of an upcall (at least 500 Hz is needed)"),
+        "slow_20090329_120000.wav": ("failed", "sample rate 400 Hz cannot hold the 0-1000 Hz "
+                                     "band the model listens to (at least 2000 Hz is needed)"),
         "short_20090329_120000.wav": ("failed", "too short: 1.5 s of audio, one window is 2 s"),
         "empty_20090329_120000.wav": ("failed", "empty: no audio samples"),
         "cut_20090329_120000.wav": ("failed", "truncated: the header promises 20.0 s, the file "
