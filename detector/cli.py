@@ -134,6 +134,8 @@ def listen(
     if summary.unwritten:
         missing = ", ".join(f"{n} lines never reached {path}" for path, n in summary.unwritten)
         fail(f"{missing} (disk full or folder gone); they are in the log above", status=1)
+    if summary.unanalysed:  # an empty or too short file: failed, as detect marks it
+        fail(summary.unanalysed, status=1)
 
 
 @app.command()

@@ -61,6 +61,10 @@ def open_source(settings: Settings) -> tuple[Source, LiveSource | None]:
         if not path.is_file():
             raise SourceError(f"recording not found: {path}")
         rate = _file_rate(path)
+        if settings.sample_rate_hz and settings.sample_rate_hz != rate:
+            raise SourceError(f"--rate {settings.sample_rate_hz} (sample_rate_hz) cannot apply "
+                              f"to {path}: a recording is read at its own {rate} Hz and "
+                              "resampled for the model; drop --rate")
         source = FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
                             speed=settings.speed, channels=settings.channels, origin=origin,
                             timestamp_pattern=settings.timestamp_pattern)
@@ -298,6 +302,12 @@ def run_pipeline(settings: Settings, source: Source, live: LiveSource | None,
         summary.unwritten.append((str(path), len(lines)))
     log.info("stopped samples=%d windows=%d detections=%d gaps=%d", summary.samples,
              summary.windows, summary.detection_count, summary.gap_count)
+    if isinstance(source, FileSource) and reason == "end of stream":  # detect's rule
+        from detector.archive_scan import unanalysed
+
+        problem = unanalysed(summary, source.frames, source.declared_frames, info.rate_hz,
+                             settings.window_seconds)
+        summary.unanalysed = f"{source.path}: {problem}" if problem else ""
     return summary
 
 

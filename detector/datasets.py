@@ -45,6 +45,8 @@ from detector.layouts import (
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.resample import resample_signal
 
+PAD_EDGE_FRACTION = 0.1  # of a short clip at each end, whose level its padding takes
+
 
 @dataclass(frozen=True)
 class LoadOptions:
@@ -78,10 +80,19 @@ def read_audio(path: Path, channel: int = 1) -> np.ndarray:
 
 
 def fit_window(audio: np.ndarray) -> np.ndarray:
-    """Clips shorter than a window are padded by reflection (no silent edge)."""
+    """A clip shorter than a window, centred in one padded with noise: seeded white noise at
+    the RMS of the clip's edges (its first and last ``PAD_EDGE_FRACTION``, background more
+    than call), so the window has no silent edge and holds the call once. (It used to wrap:
+    a 0.5-s positive became a window holding its call four times.)"""
     if len(audio) >= WINDOW_SAMPLES:
         return audio
-    return np.pad(audio, (0, WINDOW_SAMPLES - len(audio)), mode="wrap").astype(np.float32)
+    edge = max(1, int(len(audio) * PAD_EDGE_FRACTION))
+    edges = np.concatenate([audio[:edge], audio[-edge:]]) if len(audio) else np.zeros(1)
+    level = float(np.sqrt(np.mean(np.square(edges, dtype=np.float64))))
+    out = np.random.default_rng(len(audio)).standard_normal(WINDOW_SAMPLES) * level
+    at = (WINDOW_SAMPLES - len(audio)) // 2
+    out[at:at + len(audio)] = audio
+    return out.astype(np.float32)
 
 
 def load_dataset(data_dir: Path, options: LoadOptions = LoadOptions(),

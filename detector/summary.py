@@ -37,6 +37,7 @@ class RunSummary:
     def __init__(self, kept: int | None = None) -> None:
         self.samples = 0  # analysed
         self.unwritten: list[tuple[str, int]] = []  # (file, lines) never written, at the end
+        self.unanalysed = ""  # a replayed recording not fully analysed: why (detect's failed)
         self.nonfinite_samples = 0  # received, but NaN or Inf: recorded as "nonfinite" gaps
         self.windows = 0
         self.detection_count = 0

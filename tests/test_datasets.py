@@ -86,6 +86,32 @@ def test_short_clips_are_padded_to_a_window(tmp_path: Path) -> None:
     assert {len(e.audio) for e in data.train + data.validation} == {WINDOW_SAMPLES}
 
 
+def test_a_short_positive_is_centred_once_in_noise_not_wrapped() -> None:
+    """Issue 17.13: the "reflection" padding wrapped, so a 0.5-s positive became a window
+    holding its call four times."""
+    rng = np.random.default_rng(4)
+    noise = synthetic.ocean_noise(SAMPLE_RATE_HZ // 2, SAMPLE_RATE_HZ, rng)
+    call = synthetic.upcall(SAMPLE_RATE_HZ, rng, duration_seconds=0.3) * 0.1
+    short = noise.copy()
+    short[200:200 + len(call)] += call  # the call in the clip's middle, its edges noise
+    window = datasets.fit_window(short)
+    assert window.shape == (WINDOW_SAMPLES,) and window.dtype == np.float32
+    at = (WINDOW_SAMPLES - len(short)) // 2
+    assert at == 1500
+    np.testing.assert_array_equal(window[at:at + len(short)], short)  # the clip, untouched
+    padding = np.concatenate([window[:at], window[at + len(short):]])
+    edge = np.concatenate([short[:100], short[-100:]])  # PAD_EDGE_FRACTION
+    assert np.std(padding) == pytest.approx(np.sqrt(np.mean(edge.astype(np.float64) ** 2)),
+                                            rel=0.05)
+    # the call is heard once: nothing in the padding correlates with it
+    match = np.abs(np.correlate(window, call, "valid")) / float(np.sum(call**2))
+    assert match.max() > 0.9
+    assert np.ptp(np.flatnonzero(match > 0.5)) < 50  # one place, at 1700 samples
+    assert abs(int(np.argmax(match)) - (at + 200)) <= 2
+    assert np.array_equal(datasets.fit_window(short), window)  # seeded: the same each time
+    assert not datasets.fit_window(np.zeros(0, np.float32)).any()  # nothing: silence
+
+
 def raven_recording(folder: Path, seconds: float, calls: list[tuple[float, float]],
                     rate_hz: int = 2000) -> Path:
     rng = np.random.default_rng(7)

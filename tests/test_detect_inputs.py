@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import WHALED
 from helpers import calls_recording
 
@@ -325,6 +326,35 @@ def test_listen_refuses_a_rate_below_the_band(tmp_path: Path, centre_model: Path
     assert run.stderr.strip().splitlines() == [
         f"whaled: error: {rec}: sample rate 400 Hz cannot hold the 50-250 Hz band of an upcall "
         "(at least 500 Hz is needed)"]
+
+
+@pytest.mark.parametrize(("seconds", "error"), [
+    (0.0, "empty: no audio samples"),
+    (1.5, "too short: 1.5 s of audio, one window is 2 s"),
+])
+def test_listen_on_a_file_too_short_to_analyse_fails_as_detect_does(
+        tmp_path: Path, centre_model: Path, seconds: float, error: str) -> None:
+    """Issue 17.13: exit 0 and no word, where detect marks the recording failed."""
+    rec = tmp_path / "short_20090329_120000.wav"
+    soundfile.write(str(rec), np.zeros(int(seconds * 2000), np.float32), 2000)
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{rec}", "--speed", "0",
+                          "--model", str(centre_model), "--out", str(tmp_path / "o"),
+                          "--metrics-port", "0", "--log-level", "ERROR"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines() == [f"whaled: error: {rec}: {error}"]
+
+
+def test_listen_refuses_a_rate_for_a_file(tmp_path: Path, centre_model: Path) -> None:
+    """--rate was silently ignored for file: recordings."""
+    rec = calls_recording(tmp_path / "rec_20090329_120000.wav", 2000, 3, [])
+    run = subprocess.run([*WHALED, "listen", "--device", f"file:{rec}", "--rate", "48000",
+                          "--model", str(centre_model), "--out", str(tmp_path / "o"),
+                          "--metrics-port", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"whaled: error: --rate 48000 (sample_rate_hz) cannot apply to {rec}: a recording is "
+        "read at its own 2000 Hz and resampled for the model; drop --rate"]
 
 
 def test_synthetic_channel_2_is_channel_2(tmp_path: Path) -> None:
