@@ -10,12 +10,12 @@ import itertools
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from detector.plots import pyplot
-from detector.upcall import UPCALL_BAND_HZ, UPCALL_HIGH_HZ, UPCALL_LOW_HZ
+from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
 if TYPE_CHECKING:
     from detector.mistakes import Mistake
@@ -33,13 +33,8 @@ FIGURE_INCHES = (9.6, 3.6)
 FIGURE_DPI = 100  # 960 x 360 pixels
 _render_lock = threading.Lock()  # matplotlib's Agg is not safe across threads
 
-# a mistake's spectrogram
+# a mistake's spectrogram: the review page's, with this much audio around the span
 MISTAKE_PAD_SECONDS = 4.0  # audio shown before and after the boxed span
-MISTAKE_TOP_HZ = 500.0  # frequency axis: 0 to this
-MISTAKE_FRAME_SECONDS = 0.128  # STFT frame
-MISTAKE_OVERLAP = 0.875  # of a frame
-MISTAKE_INCHES = (6, 3)
-MISTAKE_DPI = 80
 
 # the presence chart
 HOURS_PER_DAY = 24
@@ -51,49 +46,66 @@ DPI = 110
 MAX_DATE_TICKS = 16
 
 
+def contrast_spectrogram(audio: np.ndarray, rate_hz: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The review page's spectrogram and contrast, for every figure a person judges a call
+    on: (frame centres s from the audio's start, bin Hz up to ``SPECTROGRAM_MAX_HZ``, dB
+    above the median bin (the noise floor, black), the dB above it of the
+    ``PEAK_PERCENTILE`` bin (white))."""
+    n_fft = 1 << max(4, round(np.log2(FRAME_SECONDS * rate_hz)))
+    hop = n_fft // FRAME_OVERLAP
+    audio = np.pad(audio.astype(np.float64), (0, max(0, n_fft - len(audio))))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
+    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
+    top_hz = min(SPECTROGRAM_MAX_HZ, rate_hz / 2)
+    bins = int(top_hz / rate_hz * n_fft) + 1
+    db = 10 * np.log10(power[:, :bins].T + 1e-20)
+    times = (np.arange(db.shape[1]) * hop + n_fft / 2) / rate_hz
+    freqs = np.arange(bins) * rate_hz / n_fft
+    floor, peak = np.percentile(db[freqs >= UPCALL_LOW_HZ / 2],
+                                [FLOOR_PERCENTILE, PEAK_PERCENTILE])
+    return times, freqs, db - floor, max(float(peak - floor), 1.0)
+
+
 def review_spectrogram_png(item: Item, clip: Clip) -> bytes:
     """The review page's spectrogram of a detection: its box over the clip, dB above the
     median bin."""
     from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
 
-    n_fft = 1 << max(4, round(np.log2(FRAME_SECONDS * clip.rate_hz)))
-    hop = n_fft // FRAME_OVERLAP
-    audio = np.pad(clip.audio.astype(np.float64), (0, max(0, n_fft - len(clip.audio))))
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
-    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2
-    top_hz = min(SPECTROGRAM_MAX_HZ, clip.rate_hz / 2)
-    bins = int(top_hz / clip.rate_hz * n_fft) + 1
-    db = 10 * np.log10(power[:, :bins].T + 1e-20)
-    times = clip.first_seconds + (np.arange(db.shape[1]) * hop + n_fft / 2) / clip.rate_hz
-    freqs = np.arange(bins) * clip.rate_hz / n_fft
+    times, freqs, db, peak = contrast_spectrogram(clip.audio, clip.rate_hz)
     with _render_lock:
         figure = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
         axes = figure.add_subplot()
-        floor, peak = np.percentile(db[freqs >= UPCALL_LOW_HZ / 2],
-                                    [FLOOR_PERCENTILE, PEAK_PERCENTILE])
-        mesh = axes.pcolormesh(times, freqs, db - floor, shading="nearest", cmap="magma",
-                               vmin=0, vmax=max(peak - floor, 1.0), rasterized=True)
-        axes.add_patch(Rectangle((item.start_seconds, UPCALL_LOW_HZ),
-                                 item.end_seconds - item.start_seconds,
-                                 UPCALL_HIGH_HZ - UPCALL_LOW_HZ, fill=False,
-                                 edgecolor="#7df9ff", linewidth=2, linestyle="--"))
-        axes.set_ylim(0, top_hz)
+        draw_contrast(figure, axes, clip.first_seconds + times, freqs, db, peak,
+                      (item.start_seconds, item.end_seconds))
         axes.set_xlabel("seconds from the start of the recording", fontsize=12)
-        axes.set_ylabel("frequency (Hz)", fontsize=12)
-        axes.tick_params(labelsize=11)
-        figure.colorbar(mesh, ax=axes, pad=0.01, label="dB above the median")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
+def draw_contrast(figure: Any, axes: Any, times: np.ndarray, freqs: np.ndarray,
+                  db: np.ndarray, peak: float, span: tuple[float, float]) -> None:
+    """A :func:`contrast_spectrogram` on ``axes``, ``span`` (s) boxed over the upcall band."""
+    from matplotlib.patches import Rectangle
+
+    mesh = axes.pcolormesh(times, freqs, db, shading="nearest", cmap="magma", vmin=0,
+                           vmax=peak, rasterized=True)
+    axes.add_patch(Rectangle((span[0], UPCALL_LOW_HZ), span[1] - span[0],
+                             UPCALL_HIGH_HZ - UPCALL_LOW_HZ, fill=False,
+                             edgecolor="#7df9ff", linewidth=2, linestyle="--"))
+    axes.set_ylim(0, freqs[-1])
+    axes.set_ylabel("frequency (Hz)", fontsize=12)
+    axes.tick_params(labelsize=11)
+    figure.colorbar(mesh, ax=axes, pad=0.01, label="dB above the median")
+
+
 def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path,
                             channel: int = 1) -> None:
     """A missed call or false alarm on ``channel`` (1-based), ``MISTAKE_PAD_SECONDS`` either
-    side, its span boxed."""
+    side, its span boxed, drawn as the review page draws a detection (the same frames and
+    contrast)."""
     import soundfile
-    from matplotlib.patches import Rectangle
 
     plt = pyplot()
     info = soundfile.info(str(recording))
@@ -102,23 +114,16 @@ def mistake_spectrogram_png(recording: Path, mistake: Mistake, out: Path,
     last = min(info.frames, int((mistake.end_seconds + MISTAKE_PAD_SECONDS) * rate))
     audio, _ = soundfile.read(str(recording), start=first, stop=last, dtype="float32",
                               always_2d=True)
-    nfft = 1 << max(4, int(np.ceil(np.log2(MISTAKE_FRAME_SECONDS * rate))))
-    fig, ax = plt.subplots(figsize=MISTAKE_INCHES)
-    if len(audio) > nfft:
-        ax.specgram(audio[:, channel - 1], NFFT=nfft, Fs=rate, noverlap=int(nfft * MISTAKE_OVERLAP),
-                    xextent=(first / rate, last / rate), cmap="magma")
-    low_hz, high_hz = UPCALL_BAND_HZ  # the upcall band, boxed
-    ax.add_patch(Rectangle((mistake.begin_seconds, low_hz),
-                           mistake.end_seconds - mistake.begin_seconds, high_hz - low_hz,
-                           fill=False, edgecolor="cyan", linewidth=1.5))
+    times, freqs, db, peak = contrast_spectrogram(audio[:, channel - 1], rate)
+    fig = plt.figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    draw_contrast(fig, ax, first / rate + times, freqs, db, peak,
+                  (mistake.begin_seconds, mistake.end_seconds))
     what = "missed call" if mistake.kind == "missed" else "false alarm"
-    ax.set(ylim=(0, min(MISTAKE_TOP_HZ, rate / 2)), xlabel="time in recording (s)",
-           ylabel="frequency (Hz)",
-           title=f"{what}, score {mistake.score:.3f}: {mistake.recording} "
-                 f"{mistake.begin_seconds:.1f} s")
-    ax.title.set_fontsize(8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=MISTAKE_DPI)
+    ax.set_xlabel("seconds from the start of the recording", fontsize=12)
+    ax.set_title(f"{what}, score {mistake.score:.3f}: {mistake.recording} "
+                 f"{mistake.begin_seconds:.1f} s", fontsize=12)
+    fig.savefig(out)
     plt.close(fig)
 
 

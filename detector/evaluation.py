@@ -222,6 +222,17 @@ def combine(reports: Sequence[EventReport]) -> EventReport:
                        sum(r.n_ignored for r in reports), sum(r.n_duplicates for r in reports))
 
 
+def event_average_precision(curve: Sequence[EventReport]) -> float:
+    """Area under the event precision-recall curve: each recall gained, from the highest
+    threshold down, weighted by the event precision where it is gained (0 with no calls)."""
+    area, reached = 0.0, 0.0
+    for report in sorted(curve, key=lambda r: -r.threshold):
+        if report.recall > reached:
+            area += (report.recall - reached) * report.precision
+            reached = report.recall
+    return area
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     """The highest recall with at most ``max_false_alarms_per_hour``, and where it is."""

@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from detector.evaluation import MATCHING_RULE, ClipReport, OperatingPoint
+from detector.evaluation import (
+    MATCHING_RULE,
+    ClipReport,
+    OperatingPoint,
+    event_average_precision,
+)
 from detector.layouts import Layout
 from detector.model import LoadedModel
 from detector.recording_evaluation import Evaluation, EvaluationError, summarise
@@ -76,7 +81,9 @@ def recordings_doc(result: Evaluation, from_seconds: float) -> dict[str, Any]:
         "days": [summarise(day, recs, on).as_dict()
                  for day, recs in result.by_day().items()],
         "pooled": pooled.as_dict(),
-        "events": {**pooled.events.as_dict(), "curve": [r.as_dict() for r in pooled.curve]},
+        "events": {**pooled.events.as_dict(),
+                   "average_precision": event_average_precision(pooled.curve),
+                   "curve": [r.as_dict() for r in pooled.curve]},
     }
 
 
@@ -101,4 +108,9 @@ def recordings_lines(result: Evaluation) -> list[str]:
                      f"{e.n_false_alarms:6d} {e.false_alarms_per_hour:7.2f} {e.hours:6.3f} "
                      f"{auc}  {best}")
     lines.append(format_operating_points(pooled.points))
+    e = pooled.events
+    lines.append(f"event precision {e.precision:.3f} ({e.n_found} of "
+                 f"{e.n_found + e.n_false_alarms} detections matched to a call) at the "
+                 "operating point; event average precision "
+                 f"{event_average_precision(pooled.curve):.3f} over the curve")
     return lines

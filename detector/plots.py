@@ -16,6 +16,7 @@ import numpy as np
 from detector.evaluation import (
     EventReport,
     average_precision,
+    event_average_precision,
     precision_recall_curve,
     roc_auc,
     roc_curve,
@@ -71,10 +72,24 @@ def plot_titles(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventRep
               "pr.png": f"precision-recall, average precision "
                         f"{average_precision(scores, labels):.3f}\n{counts}"}
     if curve:
+        events = f"events: {curve[0].n_annotations:,} calls in {curve[0].hours:.1f} h of audio"
         titles["recall_vs_false_alarms.png"] = (
-            f"events: {curve[0].n_annotations:,} calls in {curve[0].hours:.1f} h of audio\n"
-            "event recall against false alarms per hour")
+            f"{events}\nevent recall against false alarms per hour")
+        titles["event_pr.png"] = (f"{events}\nevent precision-recall, average precision "
+                                  f"{event_average_precision(curve):.3f}")
     return titles
+
+
+def false_alarm_axis(ax: Any, hours: float) -> None:
+    """False alarms per hour on a log axis, as detection-error-tradeoff plots have it, so
+    0-10/h is as wide as 10-1000/h; linear below one false alarm in the audio heard (so a
+    threshold with none is drawn at 0)."""
+    linear = max(1.0 / max(hours, 1e-9), 0.01)
+    ax.set_xscale("symlog", linthresh=linear, linscale=0.5)
+    right = max(ax.get_xlim()[1], 10.0)
+    ax.set_xlim(-0.1 * linear, right)  # a threshold with none stands clear of the axis
+    ax.set_xticks([0.0, *(10.0**k for k in range(-1, 6) if 10.0**k <= right)])
+    ax.xaxis.set_major_formatter("{x:g}")
 
 
 def write_plots(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventReport],
@@ -95,28 +110,38 @@ def write_plots(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventRep
                None if point is None else (point[1], point[2],
                                            "recall {0:.3f}, precision {1:.3f}"))]
     if curve:
-        marked = None
-        if threshold is not None:
-            nearest = min(curve, key=lambda r: abs(r.threshold - threshold))
-            marked = (nearest.false_alarms_per_hour, nearest.recall,
-                      "recall {1:.3f} at {0:.2f} false alarms/h")
+        nearest = (None if threshold is None
+                   else min(curve, key=lambda r: abs(r.threshold - threshold)))
+        marked = None if nearest is None else (nearest.false_alarms_per_hour, nearest.recall,
+                                               "recall {1:.3f} at {0:.2f} false alarms/h")
         panels.append(("recall_vs_false_alarms.png",
                        np.array([r.false_alarms_per_hour for r in curve]),
-                       np.array([r.recall for r in curve]), "false alarms per hour",
-                       "event recall (calls found)", marked))
+                       np.array([r.recall for r in curve]),
+                       "false alarms per hour (log scale)", "event recall (calls found)",
+                       marked))
+        by_recall = sorted(curve, key=lambda r: -r.threshold)
+        panels.append(("event_pr.png", np.array([r.recall for r in by_recall]),
+                       np.array([r.precision for r in by_recall]),
+                       "event recall (calls found)", "event precision (detections matched)",
+                       None if nearest is None else (
+                           nearest.recall, nearest.precision,
+                           "recall {0:.3f}, precision {1:.3f}")))
     for name, x, y, xlabel, ylabel, mark in panels:
         fig, ax = plt.subplots(figsize=PLOT_SIZE_INCHES)
-        events = name == "recall_vs_false_alarms.png"
+        events = name in ("recall_vs_false_alarms.png", "event_pr.png")
         ax.plot(x, y, drawstyle=None if events else "steps-post", marker="." if events else None,
                 linewidth=2)
         if name == "roc.png":
             ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
+        if name == "recall_vs_false_alarms.png":  # after the curve: the axis spans it
+            false_alarm_axis(ax, curve[0].hours)
         if mark is not None and threshold is not None:
             mx, my, text = mark
             ax.plot(mx, my, "o", color="tab:red", markersize=9, zorder=3,
                     label=f"threshold {threshold:.3f}: " + text.format(mx, my))
         if (mark is not None and threshold is not None) or name == "roc.png":
-            ax.legend(loc="lower right", fontsize=11)
+            ax.legend(loc="lower left" if name == "event_pr.png" else "lower right",
+                      fontsize=11)
         ax.set_title(titles[name], fontsize=13)
         ax.set_xlabel(xlabel, fontsize=12)
         ax.set_ylabel(ylabel, fontsize=12)

@@ -177,7 +177,8 @@ def test_plots_are_written(tmp_path: Path) -> None:
     labels = np.array([0, 1, 0, 1])
     curve = [match_events([(1.0, 2.0)], [(1.5, 2.5)], 1.0, 0.5)]
     paths = plots.write_plots(np.array([0.1, 0.9, 0.3, 0.6]), labels, curve, tmp_path)
-    assert [p.name for p in paths] == ["roc.png", "pr.png", "recall_vs_false_alarms.png"]
+    assert [p.name for p in paths] == ["roc.png", "pr.png", "recall_vs_false_alarms.png",
+                                       "event_pr.png"]
     for path in paths:
         pixels = matplotlib.image.imread(path)
         assert pixels.shape == (600, 768, 4), path  # 6.4 x 5 in at 120 dpi, RGBA
@@ -185,7 +186,7 @@ def test_plots_are_written(tmp_path: Path) -> None:
         blue = np.all(np.abs(pixels[..., :3] - (0x1F / 255, 0x77 / 255, 0xB4 / 255)) < 0.02,
                       axis=-1)
         # the ROC and PR steps are lines; the one-threshold event curve is one marker
-        assert blue.sum() > (300 if path.name != "recall_vs_false_alarms.png" else 15), path
+        assert blue.sum() > (300 if path.name in ("roc.png", "pr.png") else 15), path
 
 
 def test_plots_are_readable_with_auc_counts_and_operating_point(tmp_path: Path) -> None:
@@ -210,6 +211,62 @@ def test_plots_are_readable_with_auc_counts_and_operating_point(tmp_path: Path) 
     for path in paths:
         height, width = matplotlib.image.imread(path).shape[:2]
         assert (width, height) == (768, 600), path  # 6.4 x 5 in at 120 dpi
+
+
+def test_event_average_precision_weights_each_recall_gained_by_its_precision() -> None:
+    from detector.evaluation import EventReport, event_average_precision
+
+    curve = [EventReport(0.5, 10, 8, 12, 4, 1.0), EventReport(0.9, 10, 5, 5, 0, 1.0),
+             EventReport(0.95, 10, 5, 5, 0, 1.0)]  # recall 0.5 at precision 1, then 0.8 at 2/3
+    assert event_average_precision(curve) == pytest.approx(0.5 * 1.0 + 0.3 * 8 / 12)
+    assert event_average_precision([EventReport(0.5, 0, 0, 3, 3, 1.0)]) == 0.0
+
+
+def test_false_alarms_are_on_a_log_axis_and_events_have_a_pr_plot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17.19: a linear axis to 380/h left 0-10/h a few pixels wide."""
+    import matplotlib.pyplot
+
+    from detector.evaluation import EventReport
+
+    closed: list[object] = []
+    close = matplotlib.pyplot.close
+    monkeypatch.setattr(matplotlib.pyplot, "close", lambda fig: (closed.append(fig), close(fig)))
+    labels = np.array([0, 1, 0, 1])
+    curve = [EventReport(t, 120, f, f + a, a, 24.0) for t, f, a in
+             [(0.9, 40, 2), (0.8, 70, 10), (0.5, 110, 150), (0.2, 115, 9120)]]  # to 380/h
+    paths = plots.write_plots(np.array([0.1, 0.9, 0.3, 0.6]), labels, curve, tmp_path, 0.8)
+    assert [p.name for p in paths] == ["roc.png", "pr.png", "recall_vs_false_alarms.png",
+                                       "event_pr.png"]
+    axes = {p.name: fig.axes[0] for p, fig in zip(paths, closed, strict=True)}  # type: ignore[attr-defined]
+    far = axes["recall_vs_false_alarms.png"]
+    assert far.get_xscale() == "symlog" and -0.01 < far.get_xlim()[0] < 0
+    x = [far.transData.transform((v, 0))[0] for v in (0.0, 10.0, 380.0)]
+    assert (x[1] - x[0]) / (x[2] - x[0]) > 0.5  # 0-10/h is most of the axis (linear: 2.6 %)
+    pr = axes["event_pr.png"]
+    line = pr.get_lines()[0]
+    np.testing.assert_allclose(line.get_xdata(), [40 / 120, 70 / 120, 110 / 120, 115 / 120])
+    np.testing.assert_allclose(line.get_ydata(), [40 / 42, 70 / 80, 110 / 260, 115 / 9235])
+    assert "average precision" in pr.get_title()
+
+
+def test_mistake_pngs_have_the_review_pages_contrast(tmp_path: Path) -> None:
+    """The noise floor (the median bin) is black and the call bright, as on the review page;
+    matplotlib's specgram scaled its colours to the whole range, a purple haze."""
+    import matplotlib.image
+    from helpers import calls_recording
+
+    from detector.detection_plots import FIGURE_DPI, FIGURE_INCHES, mistake_spectrogram_png
+    from detector.mistakes import Mistake
+
+    rec = calls_recording(tmp_path / "REC_20090329_120000.wav", 2000, 30, [(10.0, 1.0)],
+                          snr_db=10)
+    out = tmp_path / "m.png"
+    mistake_spectrogram_png(rec, Mistake("missed", rec.name, 10.0, 11.0, "", 0.4, "m.png"), out)
+    pixels = matplotlib.image.imread(out)[..., :3]
+    assert pixels.shape[:2] == (FIGURE_INCHES[1] * FIGURE_DPI, FIGURE_INCHES[0] * FIGURE_DPI)
+    black = np.all(pixels < 0.12, axis=-1).mean()  # magma's 0 dB end is near black
+    assert black > 0.3, black
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from detector import labels, synthetic
+from detector import evaluation, labels, synthetic
 from detector.cli import app
 from detector.config import Settings
 from detector.labels import ReviewedLabel
@@ -200,6 +200,15 @@ def test_evaluate_command_rows_review_dir_and_progress(tiny: LoadedModel,
     assert text.exit_code == 0, text.output
     assert "day 2009-03-28" in text.stdout and "pooled" in text.stdout
     assert "one-to-one" in text.stdout and "<= 2/h" in text.stdout
+    events = doc["events"]  # event-level precision-recall, not only window-level (17.19)
+    assert events["average_precision"] == pytest.approx(
+        evaluation.event_average_precision([evaluation.EventReport(**{
+            k: r[k] for k in ("threshold", "n_annotations", "n_found", "n_detections",
+                              "n_false_alarms", "hours")}) for r in events["curve"]]))
+    assert (f"event precision {pooled['precision']:.3f} ({pooled['n_found']} of "
+            f"{pooled['n_found'] + pooled['n_false_alarms']} detections matched to a call)"
+            ) in text.stdout
+    assert f"event average precision {events['average_precision']:.3f}" in text.stdout
 
 
 def test_evaluate_command_bad_inputs_are_one_line(tiny: LoadedModel, tmp_path: Path) -> None:
