@@ -15,9 +15,11 @@ every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
   no audio (:mod:`detector.detection_plots`).
 
 A site is the folder a recording was found in below the scanned folder (``north/day.wav`` ->
-``north``; a recording at the top: the name of its folder). Audio analysed is the
-recording's span less its gaps. Recordings with no known start cannot be placed in hours and
-are counted apart.
+``north``; a recording at the top: the name of its folder). Audio analysed is the time
+covered: the recordings' spans less their gaps, each moment once, so recordings of one site
+and channel that overlap (a WAV and its FLAC copy) count their shared time once, their shared
+calls once, and are named in one warning line. Recordings with no known start cannot be
+placed in hours and are counted apart.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DAILY_NAME = "presence_daily.csv"
 PNG_NAME = "presence_daily.png"
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_MINUTE = 60
+OVERLAPS_SHOWN = 3  # pairs of overlapping recordings named in the warning
 CSV_COLUMNS = ("recording", "path", "site", "channel", "label", "start_utc", "end_utc",
                "peak_utc", "start_seconds", "end_seconds", "peak_score", "model",
                "on_threshold", "off_threshold")
@@ -81,11 +84,22 @@ class Cell:
     detections: int = 0
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Two recordings of one site and channel covering the same time (a WAV and its FLAC
+    copy, a re-cut file): counted once in the presence tables."""
+
+    first: str
+    second: str
+    seconds: float
+
+
 @dataclass
 class Presence:
     """(site, channel) -> UTC hour -> audio and detections."""
 
     hours: dict[tuple[str, int], dict[datetime, Cell]] = field(default_factory=dict)
+    overlaps: list[Overlap] = field(default_factory=list)  # pairs of recordings, once each
 
     def cell(self, site: str, channel: int, hour: datetime) -> Cell:
         return self.hours.setdefault((site, channel), {}).setdefault(hour, Cell())
@@ -161,28 +175,95 @@ def hour_of(when: datetime) -> datetime:
     return when.replace(minute=0, second=0, microsecond=0)
 
 
+Span = tuple[datetime, datetime, str]  # UTC start, end, the recording's key
+
+
+def union(spans: list[Span]) -> tuple[list[tuple[datetime, datetime]], dict[
+        tuple[str, str], float]]:
+    """The time the spans cover, each moment once; seconds shared per pair of recordings."""
+    merged: list[tuple[datetime, datetime]] = []
+    shared: dict[tuple[str, str], float] = defaultdict(float)
+    reach: dict[str, datetime] = {}  # of the merged run being built: each recording's end
+    for start, end, key in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            for other, other_end in reach.items():
+                if other != key and other_end > start:
+                    pair = (min(other, key), max(other, key))
+                    shared[pair] += (min(end, other_end) - start).total_seconds()
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+            reach = {}
+        reach[key] = max(reach.get(key, end), end)
+    return merged, dict(shared)
+
+
+def add_audio(table: Presence, site: str, channel: int, start: datetime, end: datetime) -> None:
+    at = start
+    while at < end:
+        next_hour = hour_of(at) + timedelta(hours=1)
+        table.cell(site, channel, hour_of(at)).audio_seconds += \
+            (min(end, next_hour) - at).total_seconds()
+        at = next_hour
+
+
+def count_detections(table: Presence, site: str, channel: int,
+                     found: list[Span]) -> None:
+    """Each detection in the hour its start falls in; one that overlaps a detection counted
+    from another recording of the same site and channel is that call again, not a second."""
+    active: list[Span] = []  # counted detections that may still overlap later ones
+    for start, end, key in sorted(found):
+        active = [a for a in active if a[1] >= start]
+        if any(k != key for _, _, k in active):
+            continue
+        active.append((start, end, key))
+        table.cell(site, channel, hour_of(start)).detections += 1
+
+
 def presence(results: Iterable[Result]) -> Presence:
+    """Audio counted as the time covered: recordings of one site and channel that overlap
+    (a WAV and its FLAC copy) add their shared time once, and are listed in ``overlaps``."""
     table = Presence()
+    audio: dict[tuple[str, int], list[Span]] = defaultdict(list)
+    found: dict[tuple[str, int], list[Span]] = defaultdict(list)
     for r in results:
         origin_text = r.doc.get("origin_utc")
         if not origin_text:
             continue
         origin = parse_utc(str(origin_text))
-        channels = [int(c) for c in r.doc.get("channels") or []]
-        for start, stop in covered(r):
-            at = origin + timedelta(seconds=start)
-            end = origin + timedelta(seconds=stop)
-            while at < end:
-                next_hour = hour_of(at) + timedelta(hours=1)
-                seconds = (min(end, next_hour) - at).total_seconds()
-                for channel in channels:
-                    table.cell(r.site, channel, hour_of(at)).audio_seconds += seconds
-                at = next_hour
+        key = str(r.doc.get("recording") or r.doc.get("path") or "")
+        for first, last in covered(r):
+            for channel in (int(c) for c in r.doc.get("channels") or []):
+                audio[(r.site, channel)].append((origin + timedelta(seconds=first),
+                                                 origin + timedelta(seconds=last), key))
         for d in r.detections:
             if d.get("start_utc"):
-                table.cell(r.site, int(d["channel"]),
-                           hour_of(parse_utc(str(d["start_utc"])))).detections += 1
+                begin = parse_utc(str(d["start_utc"]))
+                finish = parse_utc(str(d.get("end_utc") or d["start_utc"]))
+                found[(r.site, int(d["channel"]))].append((begin, max(begin, finish), key))
+    shared: dict[tuple[str, str], float] = {}
+    for (site, channel), spans in sorted(audio.items()):
+        merged, pairs = union(spans)
+        for start, end in merged:
+            add_audio(table, site, channel, start, end)
+        for pair, seconds in pairs.items():
+            shared[pair] = max(shared.get(pair, 0.0), seconds)
+    for (site, channel), spans in sorted(found.items()):
+        count_detections(table, site, channel, spans)
+    table.overlaps = [Overlap(a, b, s) for (a, b), s in sorted(shared.items())]
     return table
+
+
+def overlap_line(overlaps: list[Overlap]) -> str:
+    """One line naming the recordings that overlap, or "" when none do."""
+    if not overlaps:
+        return ""
+    shown = ", ".join(f"{o.first} and {o.second} ({o.seconds:.0f} s)"
+                      for o in overlaps[:OVERLAPS_SHOWN])
+    more = f" and {len(overlaps) - OVERLAPS_SHOWN} more" if len(overlaps) > OVERLAPS_SHOWN \
+        else ""
+    return (f"{len(overlaps)} pairs of recordings of the same site and channel overlap in "
+            f"time, counted once in the presence tables: {shown}{more}")
 
 
 def hourly_rows(table: Presence) -> list[tuple[object, ...]]:
@@ -242,6 +323,8 @@ def write_season(out_dir: Path) -> Totals:
     write_csv(out_dir / CSV_NAME, CSV_COLUMNS, detection_rows(results))
     write_csv(out_dir / HOURLY_NAME, HOURLY_COLUMNS, hourly_rows(table))
     write_csv(out_dir / DAILY_NAME, DAILY_COLUMNS, daily_rows(table))
+    if table.overlaps:
+        log.warning("%s", overlap_line(table.overlaps))
     try:
         from detector.detection_plots import plot_presence
     except ImportError:  # matplotlib is an extra

@@ -109,6 +109,33 @@ def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
             table[5]["start_seconds"]) == ("glider.flac", "data", "", "12.5")
 
 
+def test_overlapping_recordings_count_their_time_once(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    wav, flac, later = "north/x_20090329_120000.wav", "north/x_20090329_120000.flac", \
+        "north/y_20090329_120100.wav"
+    lines = [  # a WAV, its FLAC copy, and a recording starting a minute into them
+        {**detection(1, "2009-03-29T12:00:30.000Z", 30, wav),
+         "end_utc": "2009-03-29T12:00:31.000Z"},
+        recording(wav, "2009-03-29T12:00:00.000Z", 120, [1], 1),
+        {**detection(1, "2009-03-29T12:00:30.200Z", 30.2, flac),
+         "end_utc": "2009-03-29T12:00:31.200Z"},
+        recording(flac, "2009-03-29T12:00:00.000Z", 120, [1], 1),
+        detection(1, "2009-03-29T12:01:40.000Z", 40, later),
+        recording(later, "2009-03-29T12:01:00.000Z", 120, [1], 1),
+    ]
+    (tmp_path / JSONL_NAME).write_text("".join(json.dumps(d) + "\n" for d in lines))
+    with caplog.at_level("WARNING", logger="whaled.presence"):
+        write_season(tmp_path)
+    hourly = [tuple(r.values()) for r in rows(tmp_path / HOURLY_NAME)]
+    # 12:00-12:03 covered: 3 minutes, not 6; the call in both copies counted once
+    assert hourly == [("north", "1", "2009-03-29T12:00Z", "3.0", "2")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "3 pairs of recordings of the same site and channel overlap in time, counted once in "
+        f"the presence tables: {flac} and {wav} (120 s), {flac} and {later} (60 s), {wav} and "
+        f"{later} (60 s)"]
+
+
 def season_with_calls_at(out: Path, hours: list[tuple[int, int]]) -> Path:
     """Three days of audio at one site, 4 detections in each (day, hour UTC) of ``hours``;
     the presence figure drawn from it."""
