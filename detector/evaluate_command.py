@@ -56,6 +56,9 @@ def evaluate(
     off_threshold: OffThresholdOption = None,
     positive: Annotated[str, typer.Option(
         help="Positive label: folder name or Raven annotation.")] = "upcall",
+    timestamp_pattern: Annotated[str | None, typer.Option(
+        help="strptime pattern of the start in file names, as for detect: it dates each "
+             "recording, so the per-day figures. (default: the built-in stamps)")] = None,
     torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
     threads: Annotated[int, typer.Option(
         help="Torch CPU threads. (default: torch's own)")] = 0,
@@ -73,7 +76,8 @@ def evaluate(
     try:
         settings = config_module.load(None, {
             "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
-            "torch_device": torch_device, "torch_threads": threads})
+            "torch_device": torch_device, "torch_threads": threads,
+            "timestamp_pattern": timestamp_pattern})
     except WhaledError as error:
         fail(str(error))
     if threads:

@@ -7,10 +7,11 @@ the first block: ffmpeg is installed, the URL answers, a playlist is found, the 
 each failure is one :class:`SourceError` line.
 
 Time: for HLS, the program date-time of the first segment taken (``EXT-X-PROGRAM-DATE-TIME``,
-``origin_from = "playlist"``) and, after lost segments, the next segment's own date-time;
-without date-times, and for other streams, the arrival clock with the sample count, as for a
-sound card. Segments that slid out of the playlist before they were fetched, a dropped or
-stalled connection and the reconnect after it are :class:`Gap` records, reason
+in UTC, a date-time without a zone taken as UTC; ``origin_from = "playlist"``) and, after lost
+segments, the next segment's own date-time; without date-times, and for other streams, the
+arrival clock with the sample count, as for a sound card. Segments that slid out of the
+playlist before they were fetched, a dropped or stalled connection and the reconnect after it
+are :class:`Gap` records, reason
 ``network_lost``; the daemon's :class:`~detector.live.Reconnector` retries with backoff
 through ``lost`` and :meth:`NetworkSource.reopen`.
 """

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from detector.sources import SourceError
 
@@ -37,6 +37,14 @@ class Playlist:
     ended: bool  # EXT-X-ENDLIST: no segment will be added
 
 
+def program_date_time(text: str) -> datetime:
+    """``EXT-X-PROGRAM-DATE-TIME`` as an aware UTC time: an offset is applied; one without a
+    zone (the specification asks for one, some servers leave it out) is taken as UTC, never
+    as the machine's local time."""
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def parse_playlist(text: str, base_url: str) -> Playlist:
     """A media playlist; raises SourceError for anything else."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -57,7 +65,7 @@ def parse_playlist(text: str, base_url: str) -> Playlist:
         elif line.startswith("#EXTINF:"):
             duration = float(line.split(":", 1)[1].split(",")[0])
         elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-            program = datetime.fromisoformat(line.split(":", 1)[1].replace("Z", "+00:00"))
+            program = program_date_time(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-DISCONTINUITY"):
             discontinuity = True
         elif line.startswith("#EXT-X-STREAM-INF"):

@@ -10,7 +10,8 @@ Annotations are the expert Raven tables beside each recording with the reviewed 
 (:mod:`detector.labels`) applied. Each channel the tables annotate (their ``Channel`` column;
 channel 1 for a table without it, or a recording without a table) is scored as its own
 recording, on that channel, with that channel's annotations and verdicts. Recordings are
-grouped by day: the date in the file name (``..._20090328_000000.wav``), else the folder's
+grouped by day: the UTC date of the start in the file name (``--timestamp-pattern`` when
+given, else ``..._20090328_000000.wav`` and the other built-in stamps), else the folder's
 name. :func:`summarise` pools any group.
 """
 
@@ -48,7 +49,7 @@ class EvaluationError(WhaledError):
 @dataclass(frozen=True)
 class RecordingEvaluation:
     path: Path
-    day: str  # YYYY-MM-DD from the file name, else the folder's name
+    day: str  # YYYY-MM-DD from the file name (--timestamp-pattern), else the folder's name
     origin_utc: datetime | None  # of the file's first sample; None: no stamp in its name
     scores: RecordingScores  # every window of the recording; calls and span after review
     detections: tuple[Detection, ...]  # the pipeline's at the operating thresholds
@@ -116,10 +117,12 @@ def summarise(name: str, recs: Sequence[RecordingEvaluation], threshold: float) 
                    curve, tuple(evaluation.operating_points(curve)))
 
 
-def day_of(path: Path) -> str:
-    from detector.stamps import origin_from_name
+def day_of(path: Path, pattern: str = "") -> str:
+    """The UTC day of the recording's start: ``pattern`` (``--timestamp-pattern``) when given,
+    else the built-in name stamps; the folder's name when neither finds one."""
+    from detector.stamps import recording_origin
 
-    stamp = origin_from_name(path)
+    stamp = recording_origin(Path(path), pattern)
     return f"{stamp:%Y-%m-%d}" if stamp else Path(path).resolve().parent.name
 
 
@@ -250,9 +253,9 @@ def evaluate_one(loaded: LoadedModel, path: Path, settings: Settings, thresholds
     curve = evaluation.event_curve(rec, grid, off_fraction, settings.hop_seconds,
                                    settings.merge_gap_seconds, settings.max_duration_seconds,
                                    settings.min_duration_seconds)
-    return RecordingEvaluation(path, day_of(path), origin, rec, tuple(detections), operating,
-                               tuple(curve), marks.reviewed, audio_seconds,
-                               time.perf_counter() - started, channel)
+    return RecordingEvaluation(path, day_of(path, settings.timestamp_pattern), origin, rec,
+                               tuple(detections), operating, tuple(curve), marks.reviewed,
+                               audio_seconds, time.perf_counter() - started, channel)
 
 
 def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
@@ -272,7 +275,8 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
         info = soundfile.info(str(path))
         rate, expected = info.samplerate, info.frames
         source = FileSource(path, block_frames=max(1, round(settings.block_seconds * rate)),
-                            speed=0.0, channels=settings.channels)
+                            speed=0.0, channels=settings.channels,
+                            timestamp_pattern=settings.timestamp_pattern)
     except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise EvaluationError(f"{path}: unreadable ({text})") from None

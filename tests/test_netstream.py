@@ -369,3 +369,15 @@ def test_playlist_parsing_carries_date_times_and_sequence() -> None:
         datetime(2020, 1, 2, 3, 4, 5, 500000, tzinfo=UTC),
         datetime(2020, 1, 2, 3, 4, 9, 500000, tzinfo=UTC)]
     assert not playlist.ended and playlist.target_seconds == 4.0
+
+
+def test_playlist_date_times_without_a_zone_are_utc() -> None:
+    text = ("#EXTM3U\n#EXT-X-TARGETDURATION:4\n"
+            "#EXT-X-PROGRAM-DATE-TIME:2020-01-02T03:04:05.500\n#EXTINF:4.0,\na.ts\n"
+            "#EXT-X-PROGRAM-DATE-TIME:2020-01-02T05:04:09.500+02:00\n#EXTINF:4.0,\nb.ts\n")
+    segments = parse_playlist(text, "http://127.0.0.1/live/x.m3u8").segments
+    assert [s.program_utc for s in segments] == [
+        datetime(2020, 1, 2, 3, 4, 5, 500000, tzinfo=UTC),
+        datetime(2020, 1, 2, 3, 4, 9, 500000, tzinfo=UTC)]
+    assert all(s.program_utc is not None and s.program_utc.utcoffset() == timedelta(0)
+               for s in segments)

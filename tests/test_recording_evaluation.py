@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,23 @@ def test_day_comes_from_the_file_name_else_the_folder() -> None:
     assert day_of(Path("x/NOPP6_EST_20090328_001500.wav")) == "2009-03-28"
     assert day_of(Path("deploy/buoy-7/2009-04-02/clip.wav")) == "2009-04-02"
     assert day_of(Path("deploy/buoy-7/monday/clip.wav")) == "monday"
+
+
+def test_day_honours_the_timestamp_pattern() -> None:
+    path = Path("deploy/buoy-7/monday/unit7_0328-2330_2009.wav")  # no built-in stamp
+    assert day_of(path) == "monday"
+    assert day_of(path, "%m%d-%H%M_%Y") == "2009-03-28"
+    # the pattern replaces the built-in stamps; its zone is applied (23:30-05:00 is 04:30 UTC)
+    assert day_of(Path("x/a_20090101_000000_0328-2330-0500_2009.wav"),
+                  "%m%d-%H%M%z_%Y") == "2009-03-29"
+
+
+def test_evaluate_dates_recordings_by_the_timestamp_pattern(tiny: LoadedModel,
+                                                            two_days: tuple[Path, Path]) -> None:
+    path = two_days[0] / "REC_20090328_001500.wav"
+    (rec,) = evaluate_recordings(tiny, [path], Settings(
+        timestamp_pattern="%m%d_%H%M%y")).recordings  # 0328_0015 and 00: 2000-03-28 00:15
+    assert (rec.day, rec.origin_utc) == ("2000-03-28", datetime(2000, 3, 28, 0, 15, tzinfo=UTC))
 
 
 def test_detections_at_the_operating_point_are_whaled_detects(each_tiny: LoadedModel,
