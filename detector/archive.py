@@ -46,6 +46,7 @@ class DetectSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     unstamped: list[str] = field(default_factory=list)  # scanned with no known start
     totals: Totals | None = None  # the whole output folder, over every run that wrote it
+    undecodable: tuple[str, ...] = ()  # audio files in the folders no decoder here reads
     evidence_clips: int = 0  # written by --evidence
     unwritten: tuple[int, int] = (0, 0)  # (results, JSONL lines) the disk would not take
     write_error: str = ""
@@ -63,7 +64,8 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     planned = inputs if isinstance(inputs, Plan) else plan(inputs, settings, shard)
     recordings, missing = list(planned.recordings), planned.missing
     output = ArchiveOutput(out_dir, loaded.content_hash, settings_fingerprint(settings))
-    summary = DetectSummary(recordings=len(recordings), failed=list(missing))
+    summary = DetectSummary(recordings=len(recordings), failed=list(missing),
+                            undecodable=planned.undecodable)
     progress = progress or Progress(0.0, enabled=False)
     try:
         output.check_tables([(r.path, r.key) for r in recordings])

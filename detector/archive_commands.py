@@ -81,6 +81,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
 
 
 def summary_lines(summary: DetectSummary) -> list[str]:
+    from detector.archive_plan import undecodable_line
     from detector.presence import totals_lines
 
     rtf = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
@@ -90,6 +91,8 @@ def summary_lines(summary: DetectSummary) -> list[str]:
              f"{summary.wall_seconds:.1f} s ({rtf:.0f}x real time), "
              f"{counted(summary.detections, 'detection')}, {len(summary.failed)} failed"]
     lines += totals_lines(summary.totals, scanned)
+    if summary.undecodable:
+        lines.append(undecodable_line(summary.undecodable))
     if summary.evidence_clips:
         lines.append(f"evidence: {counted(summary.evidence_clips, 'clip')} written")
     if summary.unstamped:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from detector.archive_output import DetectError, table_name
+from detector.audio_formats import readable_suffixes, skipped_audio
 from detector.config import Settings
-from detector.sources import AUDIO_SUFFIXES
+
+UNDECODABLE_SHOWN = 3  # audio files named in the line about those a folder scan passed by
 
 
 @dataclass(frozen=True)
@@ -40,23 +42,42 @@ class Plan:
 
     recordings: tuple[Recording, ...]
     missing: tuple[tuple[str, str], ...]  # (argument, why)
+    undecodable: tuple[str, ...] = ()  # audio files in the folders that no decoder here reads
 
 
-def find_recordings(inputs: Iterable[Path]) -> tuple[list[Recording], list[tuple[str, str]]]:
-    """Recordings named or found under folders, sorted; plus (path, why) for missing ones."""
+def find_recordings(inputs: Iterable[Path]) -> tuple[list[Recording], list[tuple[str, str]],
+                                                    list[str]]:
+    """Recordings named or found under folders, sorted; (path, why) for missing ones; audio
+    files in the folders whose format no decoder here reads."""
     found: list[Recording] = []
     missing: list[tuple[str, str]] = []
+    undecodable: list[str] = []
+    readable = readable_suffixes()
     for given in inputs:
         given = Path(given)
         if given.is_dir():
-            for path in sorted(p for p in given.rglob("*") if p.is_file()
-                               and p.suffix.lower() in AUDIO_SUFFIXES):
-                found.append(Recording(path, path.relative_to(given).as_posix()))
+            files = sorted(p for p in given.rglob("*") if p.is_file())
+            for path in files:
+                if path.suffix.lower() in readable:
+                    found.append(Recording(path, path.relative_to(given).as_posix()))
+                elif skipped_audio(path, readable):
+                    undecodable.append(str(path))
         elif given.is_file():
             found.append(Recording(given, given.name))
         else:
             missing.append((str(given), "not found"))
-    return found, missing
+    return found, missing, undecodable
+
+
+def undecodable_line(paths: Sequence[str]) -> str:
+    """One line naming the audio files a folder scan passed by, or "" when none."""
+    if not paths:
+        return ""
+    shown = ", ".join(paths[:UNDECODABLE_SHOWN])
+    more = f" and {len(paths) - UNDECODABLE_SHOWN} more" if len(paths) > UNDECODABLE_SHOWN \
+        else ""
+    return (f"warning: {len(paths)} audio files skipped: no decoder here reads their format "
+            f"(whaled reads {' '.join(readable_suffixes())}): {shown}{more}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -78,12 +99,14 @@ def in_shard(recording: Recording, k: int, n: int) -> bool:
 def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0, 1)) -> Plan:
     """The recordings to scan; DetectError when the run cannot make sense of them."""
     inputs = list(inputs)
-    found, missing = find_recordings(inputs)
+    found, missing, undecodable = find_recordings(inputs)
     if not found:  # a typo or an empty folder: nothing would be scanned, say so at once
         if missing:
             raise DetectError(f"{missing[0][0]}: not found")
-        raise DetectError(f"no recordings ({' '.join(AUDIO_SUFFIXES)}) in "
-                          f"{', '.join(str(p) for p in inputs)}")
+        skipped = f"; {undecodable_line(undecodable).removeprefix('warning: ')}" \
+            if undecodable else ""
+        raise DetectError(f"no recordings ({' '.join(readable_suffixes())}) in "
+                          f"{', '.join(str(p) for p in inputs)}{skipped}")
     recordings = tuple(r for r in found if in_shard(r, *shard))
     if settings.origin_utc and len(found) + len(missing) > 1:
         raise DetectError(f"--origin is the start of one recording, but {len(found)} were "
@@ -94,4 +117,4 @@ def plan(inputs: Iterable[Path], settings: Settings, shard: tuple[int, int] = (0
             clash = [str(r.path) for r in found if table_name(r.key) == name]
             raise DetectError(f"two recordings would share the table {name} ("
                               f"{' and '.join(clash[:2])}): give their common parent folder")
-    return Plan(recordings, tuple(missing))
+    return Plan(recordings, tuple(missing), tuple(undecodable))

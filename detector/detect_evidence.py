@@ -22,6 +22,7 @@ import soundfile
 from prometheus_client import CollectorRegistry
 
 from detector.archive_output import RecordingResult
+from detector.audio_formats import native_stderr_guard
 from detector.blocks import StreamInfo
 from detector.config import Settings
 from detector.events import Detection
@@ -68,8 +69,9 @@ def save_evidence(result: RecordingResult, out_dir: Path, n: int, settings: Sett
         for d in chosen:
             first = max(0, round((d.start_seconds - settings.evidence_padding_seconds) * rate))
             end = round((d.end_seconds + settings.evidence_padding_seconds) * rate)
-            audio = soundfile.read(result.path, frames=end - first, start=first,
-                                   dtype="float32", always_2d=True)[0]
+            with native_stderr_guard(Path(result.path)):
+                audio = soundfile.read(result.path, frames=end - first, start=first,
+                                       dtype="float32", always_2d=True)[0]
             recorder.push(first, np.ascontiguousarray(audio[:, columns]))
             recorder.write(d)
             recorder.flush()  # at the file's end the clip is what there is

@@ -101,9 +101,13 @@ class FileSource:
                  timestamp_pattern: str = "") -> None:
         import soundfile
 
+        from detector.audio_formats import native_stderr_guard
+
         self.path = Path(path)
+        self._quiet = native_stderr_guard
         try:
-            self._file = soundfile.SoundFile(str(self.path))
+            with self._quiet(self.path):
+                self._file = soundfile.SoundFile(str(self.path))
         except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
             raise SourceError(f"cannot read {self.path}: {_one_line(error)}") from None
         rate = int(self._file.samplerate)
@@ -137,7 +141,8 @@ class FileSource:
                                       timeout_seconds):
             return []
         try:
-            data = self._file.read(frames, dtype="float32", always_2d=True)
+            with self._quiet(self.path):
+                data = self._file.read(frames, dtype="float32", always_2d=True)
         except (RuntimeError, OSError) as error:
             log.error("read error in %s at sample %d: %s", self.path, self._position,
                       _one_line(error))

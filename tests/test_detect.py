@@ -116,7 +116,7 @@ def test_folders_unreadable_files_exit_status_and_resume(
 def test_shards_partition_and_union_equals_one_run(
         tmp_path: Path, archive: Path, centre_model: Path) -> None:
     loaded, settings = load_model(centre_model), detect_settings(centre_model)
-    recordings, _ = find_recordings([archive])
+    recordings, _, _ = find_recordings([archive])
     n = 3
     owners = [[k for k in range(n) if in_shard(r, k, n)] for r in recordings]
     assert all(len(o) == 1 for o in owners)

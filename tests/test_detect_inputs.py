@@ -499,3 +499,39 @@ def test_speed_0_replay_retries_failed_writes_while_it_runs(
     run.run(threading.Event())
     during = [s for s in sink.retries_at if s < 600 * 2000]
     assert len(during) >= 5, sink.retries_at
+
+
+def test_folder_scans_take_mp3_and_ogg_and_name_what_they_skip(
+        tmp_path: Path, centre_model: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """MP3 and Ogg decode here (libsndfile >= 1.1), so a folder scan takes them, with no
+    libmpg123 line on stderr (fd 2, where it writes); an audio format nothing here reads is
+    named, not passed by."""
+    import soundfile
+
+    from detector.archive_commands import DETECT_BLOCK_SECONDS, run_detect_command
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    wav = calls_recording(tmp_path / "a.wav", 8000, 30, [(5.0, 1.0), (18.0, 1.0)])
+    audio, rate = soundfile.read(str(wav), dtype="float32")
+    soundfile.write(str(folder / "a_20090329_120000.mp3"), audio, rate, format="MP3")
+    soundfile.write(str(folder / "b_20090329_120000.ogg"), audio, rate, format="OGG")
+    (folder / "c_20090329_120000.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(100))
+    (folder / "notes.txt").write_text("not audio: never named\n")
+    out = tmp_path / "out"
+    capfd.readouterr()
+    status = run_detect_command([folder], Settings(
+        model=str(centre_model), speed=0.0, block_seconds=DETECT_BLOCK_SECONDS,
+        evidence=False, metrics_port=0), out, "0/1", None, False)
+    stderr = capfd.readouterr().err
+    assert status == 0, stderr
+    assert "libmpg123" not in stderr and "[src/" not in stderr
+    assert "2 recordings (0 already complete), 2 scanned" in stderr
+    assert ("warning: 1 audio files skipped: no decoder here reads their format (whaled reads "
+            ".wav .flac .aif .aiff .aifc .mp3 .ogg .oga .opus): "
+            f"{folder / 'c_20090329_120000.m4a'}" in stderr.splitlines())
+    done = {str(r["recording"]): r for r in records(out, "recording")}
+    assert sorted(done) == ["a_20090329_120000.mp3", "b_20090329_120000.ogg"]
+    for doc in done.values():
+        assert doc["status"] == "complete"
+        assert abs(float(doc["audio_seconds"]) - 30.0) < 0.1  # type: ignore[arg-type]
