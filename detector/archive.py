@@ -14,6 +14,7 @@ beside it; this module only runs the plan and keeps the outputs in step.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -50,16 +51,19 @@ class DetectSummary:
     evidence_clips: int = 0  # written by --evidence
     unwritten: tuple[int, int] = (0, 0)  # (results, JSONL lines) the disk would not take
     write_error: str = ""
+    completed: int = 0  # recordings this run marked complete
+    interrupted: bool = False  # stopped by a signal: the rest are left for a rerun
 
 
 def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Settings,
            out_dir: Path, shard: tuple[int, int] = (0, 1), executor: Executor | None = None,
            progress: Progress | None = None, save_scores: bool = False,
-           evidence: int = 0) -> DetectSummary:
+           evidence: int = 0, stop: threading.Event | None = None) -> DetectSummary:
     """Scan every recording not already complete in ``out_dir``; write outputs as each ends.
     ``save_scores``: also every window's scores, and a complete recording without them is
     scanned again. ``evidence``: clips of the top N detections per recording and N more
-    drawn from the rest."""
+    drawn from the rest. ``stop`` (a signal): the recording in progress is dropped, not
+    written; the ones done are, with the CSV and presence tables, and a rerun resumes."""
     started = time.perf_counter()
     planned = inputs if isinstance(inputs, Plan) else plan(inputs, settings, shard)
     recordings, missing = list(planned.recordings), planned.missing
@@ -79,8 +83,11 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
                         "(moved to %s when this run ends)", replaced, out_dir, SUPERSEDED_NAME)
         progress.total = sum(r.audio_seconds for r in todo)
         keys = {str(r.path): r.key for r in todo}
-        run = executor or local_executor(loaded, settings, progress, save_scores)
+        run = executor or local_executor(loaded, settings, progress, save_scores, stop)
         for result in run(todo):
+            if stop is not None and stop.is_set() and result.error:
+                summary.interrupted = True  # cut short: a rerun scans it again
+                break
             result.key = keys.get(result.path, Path(result.path).name)
             if result.scores is not None:  # before the result: "complete" has its scores
                 try:
@@ -103,6 +110,11 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
             if result.error:
                 log.error("failed %s: %s", result.path, result.error)
                 summary.failed.append((result.path, result.error))
+            else:
+                summary.completed += 1
+            if stop is not None and stop.is_set():
+                summary.interrupted = True
+                break
     finally:
         output.close()
         progress.close()

@@ -9,10 +9,14 @@ or an I/O error at start is one ``whaled: error:`` line and exit status 2.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from detector.config import Settings
 from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("whaled.detect")
 DETECT_BLOCK_SECONDS = 8.0  # detect's blocks: large, so per-block Python costs vanish
+SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits 128 + N (SIGINT: 130), as shells do
 
 
 def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
@@ -64,20 +69,54 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
             settings = replace(settings, torch_threads=1)  # one process per core already
         executor = dask_executor(client, loaded.path, settings, save_scores)
     progress = Progress(0.0, enabled=show_progress)
+    stop, signals, previous = stop_on_signals()
     log.info("detect model=%s model_hash=%s torch_device=%s threads=%d hop_s=%.3f shard=%d/%d "
              "out=%s", loaded.path, loaded.content_hash, loaded.device, torch.get_num_threads(),
              settings.hop_seconds, *shard, out_dir)
     try:
         summary = detect(planned, loaded, settings, out_dir, shard, executor, progress,
-                         save_scores, evidence)
+                         save_scores, evidence, stop)
     except WhaledError as error:
         return error_line(error)
     finally:
         if client is not None:
             client.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     for line in summary_lines(summary):
         print(line, file=sys.stderr)
+    if summary.interrupted:
+        name = signals[0] if signals else signal.SIGINT.name
+        print(interrupted_line(summary, name), file=sys.stderr)
+        return SIGNAL_EXIT_BASE + signal.Signals[name].value
     return 1 if summary.failed or summary.unwritten[0] else 0
+
+
+def stop_on_signals() -> tuple[threading.Event, list[str], dict[signal.Signals, Any]]:
+    """SIGINT and SIGTERM set a flag: the recording in progress is dropped and the ones done
+    are summarised (a second signal ends the process at once). The flag, the signals' names
+    and the handlers they replace."""
+    stop = threading.Event()
+    names: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(SIGNAL_EXIT_BASE + signum)
+        names.append(signal.Signals(signum).name)
+        log.warning("signal %s: stopping after the recordings done so far (again: at once)",
+                    names[-1])
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    return stop, names, previous
+
+
+def interrupted_line(summary: DetectSummary, signal_name: str) -> str:
+    done = summary.skipped + summary.completed
+    return (f"detect: interrupted by {signal_name}: {done} of {summary.recordings} recordings "
+            f"complete ({summary.completed} in this run), their detections.csv and presence "
+            f"tables written; run the same command again to resume with the other "
+            f"{summary.recordings - done}")
 
 
 def summary_lines(summary: DetectSummary) -> list[str]:

@@ -31,9 +31,11 @@ from detector.summary import RunSummary
 
 def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
                    on_progress: Callable[[float], None] | None = None,
-                   save_scores: bool = False) -> RecordingResult:
+                   save_scores: bool = False,
+                   stop: threading.Event | None = None) -> RecordingResult:
     """One recording through the listen pipeline; errors are returned, never raised.
-    ``save_scores``: keep every window's scores in ``result.scores``."""
+    ``save_scores``: keep every window's scores in ``result.scores``. ``stop``: set, the scan
+    ends at the next block and the result says "interrupted"."""
     started = time.perf_counter()
     result = RecordingResult(str(path))
     import soundfile
@@ -61,7 +63,7 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
             pipeline.score_taps.append(recorder.tap)
         if on_progress is not None:
             pipeline.hooks.append(lambda status: on_progress(status.analysed_seconds))
-        summary = pipeline.run(threading.Event())
+        summary = pipeline.run(stop or threading.Event())
         result.records = collect.records
         result.audio_seconds = summary.samples / info.rate_hz
         if recorder is not None:
@@ -69,6 +71,8 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
                                            result.audio_seconds)
         result.error = unanalysed(summary, expected, source.declared_frames, info.rate_hz,
                                   settings.window_seconds)
+        if pipeline.end_reason == "stopped":
+            result.error = f"interrupted after {result.audio_seconds:.1f} s"
     except (RuntimeError, OSError, ValueError) as error:
         result.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
     finally:

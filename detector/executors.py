@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,20 @@ Executor = Callable[[list[Recording]], Iterator[RecordingResult]]
 
 
 def local_executor(loaded: LoadedModel, settings: Settings, progress: Progress,
-                   save_scores: bool = False) -> Executor:
+                   save_scores: bool = False, stop: threading.Event | None = None) -> Executor:
+    """Here, one after another; ``stop`` ends the recording in progress at its next block."""
     def run(recordings: list[Recording]) -> Iterator[RecordingResult]:
         for recording in recordings:
             progress.start_file(recording.key)
             yield scan_in_band(recording.path, loaded, settings, progress.within_file,
-                               save_scores)
+                               save_scores, stop)
     return run
 
 
 def scan_in_band(path: Path, loaded: LoadedModel, settings: Settings,
                  on_progress: Callable[[float], None] | None = None,
-                 save_scores: bool = False) -> RecordingResult:
+                 save_scores: bool = False,
+                 stop: threading.Event | None = None) -> RecordingResult:
     """:func:`scan_recording`, but a recording too slow for the model's band is failed, not
     scanned (a 1 kHz file gave 3 detections of 7, late, without a word)."""
     import soundfile
@@ -48,7 +51,7 @@ def scan_in_band(path: Path, loaded: LoadedModel, settings: Settings,
         refusal = ""  # unreadable: scan_recording says why
     if refusal:
         return RecordingResult(str(path), error=refusal)
-    return scan_recording(path, loaded, settings, on_progress, save_scores)
+    return scan_recording(path, loaded, settings, on_progress, save_scores, stop)
 
 
 def dask_executor(client: Any, model_path: Path, settings: Settings,

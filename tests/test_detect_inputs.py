@@ -8,6 +8,7 @@ import os
 import re
 import resource
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -535,3 +536,47 @@ def test_folder_scans_take_mp3_and_ogg_and_name_what_they_skip(
     for doc in done.values():
         assert doc["status"] == "complete"
         assert abs(float(doc["audio_seconds"]) - 30.0) < 0.1  # type: ignore[arg-type]
+
+
+def test_an_interrupted_detect_summarises_what_is_done(tmp_path: Path,
+                                                       centre_model: Path) -> None:
+    """A real SIGINT once the first recording is written: the one in progress is dropped, the
+    CSV and presence tables are written for the finished ones, one line says a rerun resumes."""
+    import signal
+
+    from detector.presence import CSV_NAME, HOURLY_NAME
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    calls_recording(folder / "a_20090329_120000.wav", 2000, 60, [(20.0, 1.0)])
+    for name in ("b_20090329_130000.wav", "c_20090329_140000.wav"):  # long: still scanning
+        calls_recording(folder / name, 2000, 900, [])
+    out = tmp_path / "out"
+    jsonl = out / JSONL_NAME
+    with subprocess.Popen([*WHALED, "detect", str(folder), "--model", str(centre_model),
+                           "--out", str(out), "--no-progress"], stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            assert process.stderr is not None
+            deadline = time.monotonic() + 120
+            while not (jsonl.is_file() and '"type":"recording"' in jsonl.read_text()):
+                assert process.poll() is None and time.monotonic() < deadline, "no result"
+                time.sleep(0.05)  # polling for the event: the first recording's result
+            process.send_signal(signal.SIGINT)
+            stderr = process.stderr.read()
+            status = process.wait(timeout=60)
+        finally:
+            process.kill()
+    assert status == 130, stderr
+    done = records(out, "recording")
+    assert [r["status"] for r in done] == ["complete"] * len(done)
+    assert 1 <= len(done) < 3
+    assert stderr.splitlines()[-1] == (
+        f"detect: interrupted by SIGINT: {len(done)} of 3 recordings complete ({len(done)} in "
+        "this run), their detections.csv and presence tables written; run the same command "
+        f"again to resume with the other {3 - len(done)}")
+    assert "Traceback" not in stderr
+    hours = (out / HOURLY_NAME).read_text().splitlines()[1:]
+    assert hours[0].startswith("archive,1,2009-03-29T12:00Z,1.0,")
+    assert len(hours) == len(done)
+    assert (out / CSV_NAME).read_text().splitlines()[0].startswith("recording,path,site")
