@@ -107,7 +107,8 @@ def stop_on_signals() -> tuple[threading.Event, list[str], dict[signal.Signals, 
                     names[-1])
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}  # nohup, a background job: kept
     return stop, names, previous
 
 

@@ -1,7 +1,7 @@
 """Every matplotlib figure of a model: evaluation curves, the learning curve, the first
-layer's filters and the occlusion saliency. (Spectrograms of detections and the presence
-chart are in :mod:`detector.detection_plots`.) matplotlib is imported on first use, with the
-Agg backend: no display is needed.
+layer's filters and the occlusion saliency. (Spectrograms of detections are in
+:mod:`detector.detection_plots`, the presence chart in :mod:`detector.presence_chart`.)
+matplotlib is imported on first use, with the Agg backend: no display is needed.
 """
 
 from __future__ import annotations

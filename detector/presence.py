@@ -12,7 +12,8 @@ every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
 - ``presence_daily.csv``: the same per UTC day, with the hours that had audio and the hours
   that had a detection (the "presence hours" of monitoring reports).
 - ``presence_daily.png``: days across, hours of the day up, colour = detections, grey hatch =
-  no audio (:mod:`detector.detection_plots`).
+  no audio; each site and channel over its own dates, by day or week when the span is long
+  (:mod:`detector.presence_chart`).
 
 A site is the folder a recording was found in below the scanned folder (``north/day.wav`` ->
 ``north``; a recording at the top: the name of its folder). Audio analysed is the time
@@ -326,7 +327,7 @@ def write_season(out_dir: Path) -> Totals:
     if table.overlaps:
         log.warning("%s", overlap_line(table.overlaps))
     try:
-        from detector.detection_plots import plot_presence
+        from detector.presence_chart import plot_presence
     except ImportError:  # matplotlib is an extra
         log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
                     out_dir / PNG_NAME)

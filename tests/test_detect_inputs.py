@@ -538,6 +538,14 @@ def test_folder_scans_take_mp3_and_ogg_and_name_what_they_skip(
         assert abs(float(doc["audio_seconds"]) - 30.0) < 0.1  # type: ignore[arg-type]
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT as at a terminal, even when these tests run in a background job
+    (which starts with SIGINT ignored, and detect keeps an ignored SIGINT ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_detect_summarises_what_is_done(tmp_path: Path,
                                                        centre_model: Path) -> None:
     """A real SIGINT once the first recording is written: the one in progress is dropped, the
@@ -555,7 +563,7 @@ def test_an_interrupted_detect_summarises_what_is_done(tmp_path: Path,
     jsonl = out / JSONL_NAME
     with subprocess.Popen([*WHALED, "detect", str(folder), "--model", str(centre_model),
                            "--out", str(out), "--no-progress"], stderr=subprocess.PIPE,
-                          text=True) as process:
+                          text=True, preexec_fn=default_sigint) as process:
         try:
             assert process.stderr is not None
             deadline = time.monotonic() + 120

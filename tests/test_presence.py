@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import WHALED
 
@@ -15,8 +17,10 @@ from detector.presence import (
     DAILY_NAME,
     HOURLY_NAME,
     PNG_NAME,
+    Presence,
     write_season,
 )
+from detector.presence_chart import DPI, draw_presence, panel_inches, presence_grid
 from detector.sinks import JSONL_NAME
 
 
@@ -168,6 +172,60 @@ def test_the_presence_figure_marks_each_hour_with_detections_apart(tmp_path: Pat
     spread = marked_places(season_with_calls_at(tmp_path / "four",
                                                 [(0, 1), (0, 12), (1, 6), (2, 18)]))
     assert spread - reference == 3  # three more hours with calls: three more marks
+
+
+def season(spans: dict[str, tuple[datetime, int]], every_hours: int = 6) -> Presence:
+    """Sites with audio every ``every_hours`` from a start over N days; a detection in the
+    hours that are multiples of 24 h from the start."""
+    table = Presence()
+    for site, (start, days) in spans.items():
+        for k in range(0, days * 24, every_hours):
+            cell = table.cell(site, 1, start + timedelta(hours=k))
+            cell.audio_seconds = 3600.0
+            cell.detections = 2 if k % 24 == 0 else 0
+    return table
+
+
+def test_presence_grid_resolution_follows_the_span() -> None:
+    start = datetime(2019, 10, 1)
+    short = presence_grid(season({"n": (start, 30)}).hours[("n", 1)])
+    assert (short.resolution, short.values.shape) == ("hour", (24, 30))
+    assert short.values[0, 0] == 2 and short.values[6, 0] == 0 and np.isnan(short.values[1, 0])
+    years = presence_grid(season({"n": (start, 3 * 365)}).hours[("n", 1)])
+    assert (years.resolution, years.values.shape, years.years) == \
+        ("day", (4, 366), [2019, 2020, 2021, 2022])
+    # 2019-10-01 is column 274 of the 2019 row; one hour of the four heard had a detection
+    assert years.values[0, 274] == 1 and np.isnan(years.values[0, 273])
+    assert np.count_nonzero(~np.isnan(years.values)) == 3 * 365
+    assert (years.hours_with_audio, years.hours_with_calls) == (3 * 365 * 4, 3 * 365)
+    decades = presence_grid(season({"n": (start, 20 * 365)}, every_hours=24).hours[("n", 1)])
+    assert (decades.resolution, decades.values.shape) == ("week", (21, 53))
+    assert decades.values[1, 0] == 7  # the first week of 2020: 7 days, a call each
+    # readable: a cell is at least 4 pixels wide at the drawn size, at any span
+    for grid in (short, years, decades):
+        width_inches = panel_inches(grid)[0]
+        assert width_inches * DPI / grid.values.shape[1] >= 4
+
+
+def test_presence_figure_panels_have_their_own_dates_and_clear_titles() -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the review extra)")
+    table = season({"north": (datetime(2018, 6, 1), 3 * 365),
+                    "south/a long site name to push the title": (datetime(2020, 2, 1), 10)})
+    figure = draw_presence(table)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    panels = [ax for ax in figure.axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+    assert len(panels) == len(bars) == 2
+    titles = [ax.title.get_text() for ax in panels]
+    assert titles[0].startswith("site north, channel 1, 2018-06-01 to 2021-05-30: ")
+    assert titles[1].startswith("site south/a long site name to push the title, channel 1, "
+                                "2020-02-01 to 2020-02-10: ")
+    assert panels[0].get_xlim() == (0.0, 366.0) and panels[1].get_xlim() == (0.0, 10.0)
+    for ax in panels:
+        title_box = ax.title.get_window_extent(renderer)
+        for bar in bars:
+            assert not title_box.overlaps(bar.get_window_extent(renderer)), ax.title.get_text()
 
 
 def test_an_output_without_results_gives_header_only_tables(tmp_path: Path) -> None:
