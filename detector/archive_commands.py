@@ -114,10 +114,10 @@ def stop_on_signals() -> tuple[threading.Event, list[str], dict[signal.Signals, 
 
 def interrupted_line(summary: DetectSummary, signal_name: str) -> str:
     done = summary.skipped + summary.completed
-    return (f"detect: interrupted by {signal_name}: {done} of {summary.recordings} recordings "
-            f"complete ({summary.completed} in this run), their detections.csv and presence "
-            f"tables written; run the same command again to resume with the other "
-            f"{summary.recordings - done}")
+    return (f"detect: interrupted by {signal_name}: {done} of "
+            f"{counted(summary.recordings, 'recording')} complete ({summary.completed} in this "
+            "run), their detections.csv and presence tables written; run the same command "
+            f"again to resume with the other {summary.recordings - done}")
 
 
 def summary_lines(summary: DetectSummary) -> list[str]:

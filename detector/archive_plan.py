@@ -16,6 +16,7 @@ from pathlib import Path
 from detector.archive_output import DetectError, table_name
 from detector.audio_formats import readable_suffixes, skipped_audio
 from detector.config import Settings
+from detector.progress import counted
 
 UNDECODABLE_SHOWN = 3  # audio files named in the line about those a folder scan passed by
 
@@ -76,7 +77,8 @@ def undecodable_line(paths: Sequence[str]) -> str:
     shown = ", ".join(paths[:UNDECODABLE_SHOWN])
     more = f" and {len(paths) - UNDECODABLE_SHOWN} more" if len(paths) > UNDECODABLE_SHOWN \
         else ""
-    return (f"warning: {len(paths)} audio files skipped: no decoder here reads their format "
+    return (f"warning: {counted(len(paths), 'audio file')} skipped: no decoder here reads their "
+            "format "
             f"(whaled reads {' '.join(readable_suffixes())}): {shown}{more}")
 
 

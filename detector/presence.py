@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from detector.progress import counted
 from detector.sinks import JSONL_NAME
 
 log = logging.getLogger("whaled.presence")
@@ -263,8 +264,8 @@ def overlap_line(overlaps: list[Overlap]) -> str:
                       for o in overlaps[:OVERLAPS_SHOWN])
     more = f" and {len(overlaps) - OVERLAPS_SHOWN} more" if len(overlaps) > OVERLAPS_SHOWN \
         else ""
-    return (f"{len(overlaps)} pairs of recordings of the same site and channel overlap in "
-            f"time, counted once in the presence tables: {shown}{more}")
+    return (f"{counted(len(overlaps), 'pair')} of recordings of the same site and channel "
+            f"overlap in time, counted once in the presence tables: {shown}{more}")
 
 
 def hourly_rows(table: Presence) -> list[tuple[object, ...]]:

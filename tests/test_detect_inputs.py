@@ -528,7 +528,7 @@ def test_folder_scans_take_mp3_and_ogg_and_name_what_they_skip(
     assert status == 0, stderr
     assert "libmpg123" not in stderr and "[src/" not in stderr
     assert "2 recordings (0 already complete), 2 scanned" in stderr
-    assert ("warning: 1 audio files skipped: no decoder here reads their format (whaled reads "
+    assert ("warning: 1 audio file skipped: no decoder here reads their format (whaled reads "
             ".wav .flac .aif .aiff .aifc .mp3 .ogg .oga .opus): "
             f"{folder / 'c_20090329_120000.m4a'}" in stderr.splitlines())
     done = {str(r["recording"]): r for r in records(out, "recording")}
