@@ -209,8 +209,7 @@ def add_audio(table: Presence, site: str, channel: int, start: datetime, end: da
         at = next_hour
 
 
-def count_detections(table: Presence, site: str, channel: int,
-                     found: list[Span]) -> None:
+def count_detections(table: Presence, site: str, channel: int, found: list[Span]) -> None:
     """Each detection in the hour its start falls in; one that overlaps a detection counted
     from another recording of the same site and channel is that call again, not a second."""
     active: list[Span] = []  # counted detections that may still overlap later ones
@@ -257,13 +256,10 @@ def presence(results: Iterable[Result]) -> Presence:
 
 
 def overlap_line(overlaps: list[Overlap]) -> str:
-    """One line naming the recordings that overlap, or "" when none do."""
-    if not overlaps:
-        return ""
+    """One line naming the recordings that overlap (the first ``OVERLAPS_SHOWN`` pairs)."""
     shown = ", ".join(f"{o.first} and {o.second} ({o.seconds:.0f} s)"
                       for o in overlaps[:OVERLAPS_SHOWN])
-    more = f" and {len(overlaps) - OVERLAPS_SHOWN} more" if len(overlaps) > OVERLAPS_SHOWN \
-        else ""
+    more = f" and {len(overlaps) - OVERLAPS_SHOWN} more" * (len(overlaps) > OVERLAPS_SHOWN)
     return (f"{counted(len(overlaps), 'pair')} of recordings of the same site and channel "
             f"overlap in time, counted once in the presence tables: {shown}{more}")
 
