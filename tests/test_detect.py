@@ -82,7 +82,7 @@ def test_detect_equals_listen_replay(tmp_path: Path, centre_model: Path) -> None
     detected = [json.loads(line) for line in lines_of(tmp_path / "detect", "detection")]
     assert {d.pop("recording") for d in detected} == {stereo.name}  # detect names the file
     assert detected == [json.loads(line) for line in lines_of(listen_out, "detection")]
-    table = "file_pair_20090329_121500_wav_20090329_121500.selections.txt"
+    table = "pair_20090329_121500.selections.txt"  # listen names a file's table as detect does
     assert (tmp_path / "detect" / "pair_20090329_121500.selections.txt").read_text() == \
         (listen_out / table).read_text()
 
