@@ -3,12 +3,15 @@
 A recording is a :class:`~detector.sources.FileSource` at speed 0 through the same
 :class:`~detector.pipeline.Pipeline` as ``listen --device file:PATH --speed 0`` (same windows,
 scores and event logic; only the block size differs, and events do not depend on it). The
-file is streamed in blocks, so memory stays flat with its length. Errors come back in the
+file is streamed in blocks, so memory stays flat with its length, and decoded a few blocks
+ahead in a thread (:class:`ReadAhead`: libsndfile and numpy release the GIL), so decoding the
+next blocks overlaps resampling and scoring this one. Errors come back in the
 :class:`~detector.archive_output.RecordingResult`, never raised, so one bad file stops nothing.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +20,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detector.archive_output import RecordingResult, fingerprint_doc
+from detector.blocks import EndOfStream, StreamInfo
 from detector.config import Settings
 from detector.events import Detection
 from detector.metrics import Metrics
@@ -24,18 +28,71 @@ from detector.model import LoadedModel
 from detector.pipeline import Pipeline
 from detector.saved_scores import ScoreRecorder
 from detector.sinks import HoldsNothing, Record, Sink
-from detector.sources import FileSource, SourceError
+from detector.sources import FileSource, Item, Source, SourceError
 from detector.stamps import parse_origin
 from detector.summary import RunSummary
+
+READ_AHEAD_BLOCKS = 4  # decoded blocks waiting for the pipeline (detect's 8 s each)
+
+
+class ReadAhead:
+    """A recording's reads done ``blocks`` ahead by a thread, handed over in the same order
+    and grouping as the source's own reads: the pipeline sees exactly what it would have
+    read itself (so the same batches, scores and events), only sooner. ``read`` waits for the
+    next read whatever its timeout: an unpaced file always has one coming."""
+
+    def __init__(self, source: Source, blocks: int = READ_AHEAD_BLOCKS) -> None:
+        self.info: StreamInfo = source.info
+        self._source = source
+        self._reads: queue.Queue[list[Item] | BaseException] = queue.Queue(maxsize=blocks)
+        self._stop = threading.Event()
+        self._ended: list[Item] = []  # the last read (holding EndOfStream), once handed over
+        self._thread = threading.Thread(target=self._decode, name="whaled-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _decode(self) -> None:
+        try:
+            while not self._stop.is_set():
+                items = self._source.read(0.0)
+                self._hand_over(items)
+                if any(isinstance(item, EndOfStream) for item in items):
+                    return
+        except BaseException as error:  # raised again in the reading thread
+            self._hand_over(error)
+
+    def _hand_over(self, reads: list[Item] | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reads.put(reads, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, timeout_seconds: float) -> list[Item]:
+        if self._ended:
+            return self._ended
+        reads = self._reads.get()
+        if isinstance(reads, BaseException):
+            raise reads
+        if any(isinstance(item, EndOfStream) for item in reads):
+            self._ended = [item for item in reads if isinstance(item, EndOfStream)]
+        return reads
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._source.close()
 
 
 def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
                    on_progress: Callable[[float], None] | None = None,
-                   save_scores: bool = False,
-                   stop: threading.Event | None = None) -> RecordingResult:
+                   save_scores: bool = False, stop: threading.Event | None = None,
+                   read_ahead: bool = True) -> RecordingResult:
     """One recording through the listen pipeline; errors are returned, never raised.
     ``save_scores``: keep every window's scores in ``result.scores``. ``stop``: set, the scan
-    ends at the next block and the result says "interrupted"."""
+    ends at the next block and the result says "interrupted". ``read_ahead``: decode in a
+    thread (:class:`ReadAhead`), else in the pipeline's own."""
     started = time.perf_counter()
     result = RecordingResult(str(path))
     import soundfile
@@ -43,9 +100,9 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
     try:
         block_frames = _block_frames(settings, path)
         origin = parse_origin(settings.origin_utc) if settings.origin_utc else None
-        source = FileSource(Path(path), block_frames=block_frames, speed=0.0,
-                            channels=settings.channels, origin=origin,
-                            timestamp_pattern=settings.timestamp_pattern)
+        file = FileSource(Path(path), block_frames=block_frames, speed=0.0,
+                          channels=settings.channels, origin=origin,
+                          timestamp_pattern=settings.timestamp_pattern)
     except (SourceError, RuntimeError, OSError, soundfile.LibsndfileError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         result.error = text.removeprefix(f"{path}: ")
@@ -53,8 +110,9 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
     collect = CollectSink()
     recorder = ScoreRecorder() if save_scores else None
     sinks: list[Sink] = [collect, *([recorder] if recorder else [])]
+    source: Source = ReadAhead(file) if read_ahead else file
     try:
-        info, expected = source.info, source.frames
+        info, expected = source.info, file.frames
         result.source, result.origin_utc = info.name, info.origin_utc
         result.origin_from, result.channels = info.origin_from, info.channels
         metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
@@ -69,7 +127,7 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         if recorder is not None:
             result.scores = recorder.saved(pipeline, fingerprint_doc(settings),
                                            result.audio_seconds)
-        result.error = unanalysed(summary, expected, source.declared_frames, info.rate_hz,
+        result.error = unanalysed(summary, expected, file.declared_frames, info.rate_hz,
                                   settings.window_seconds)
         if pipeline.end_reason == "stopped":
             result.error = f"interrupted after {result.audio_seconds:.1f} s"

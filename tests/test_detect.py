@@ -87,6 +87,38 @@ def test_detect_equals_listen_replay(tmp_path: Path, centre_model: Path) -> None
         (listen_out / table).read_text()
 
 
+def test_decoding_ahead_gives_the_serial_detections(tmp_path: Path, centre_model: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-ahead thread decodes (more blocks than its queue holds) while the pipeline
+    scores; what comes out equals the serial scan's: every window's scores and every event."""
+    import numpy as np
+
+    from detector.sources import FileSource
+
+    path = calls_recording(tmp_path / "r_20090329_121500.wav", 48000, 60, CALLS, seed=3)
+    settings = detect_settings(centre_model, block_seconds=0.7)  # 86 reads
+    loaded = load_model(centre_model)
+    decoded_in: set[str] = set()
+    read = FileSource.read
+
+    def noted(self: FileSource, timeout_seconds: float) -> list[object]:
+        decoded_in.add(__import__("threading").current_thread().name)
+        return read(self, timeout_seconds)
+
+    monkeypatch.setattr(FileSource, "read", noted)
+    ahead = scan_recording(path, loaded, settings, save_scores=True)
+    assert decoded_in == {"whaled-read-ahead"}
+    decoded_in.clear()
+    serial = scan_recording(path, loaded, settings, save_scores=True, read_ahead=False)
+    assert decoded_in == {"MainThread"}
+    assert ahead.error == serial.error == ""
+    assert len(ahead.detections) == 2
+    assert ahead.records == serial.records
+    assert ahead.scores is not None and serial.scores is not None
+    assert np.array_equal(ahead.scores.scores, serial.scores.scores)
+    assert np.array_equal(ahead.scores.centre_seconds, serial.scores.centre_seconds)
+
+
 def test_folders_unreadable_files_exit_status_and_resume(
         tmp_path: Path, archive: Path, centre_model: Path) -> None:
     (archive / "broken.wav").write_bytes(b"RIFF\x00\x00not a wave file")
