@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 # Right whale upcall shape (Parks & Tyack; DCLDE 2013 annotations last 0.9-1.7 s)
 UPCALL_SECONDS = (0.5, 1.5)
@@ -43,7 +42,7 @@ def upcall(rate_hz: float, rng: np.random.Generator, duration_seconds: float | N
     for k, gain in enumerate(HARMONIC_GAINS, start=1):
         if k * f1 < rate_hz / 2:
             wave += gain * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
-    wave *= signal.windows.tukey(n, 2 * ENVELOPE_RAMP_FRACTION)
+    wave *= tukey(n, 2 * ENVELOPE_RAMP_FRACTION)
     rms = float(np.sqrt(np.mean(wave**2)))
     return (wave / rms).astype(np.float32)
 
@@ -54,7 +53,7 @@ def downsweep(rate_hz: float, rng: np.random.Generator) -> np.ndarray:
     f0, f1 = rng.uniform(150, 300), rng.uniform(50, 120)
     u = np.arange(n) / n
     phase = 2 * np.pi * np.cumsum(f0 + (f1 - f0) * u) / rate_hz
-    wave = np.sin(phase) * signal.windows.tukey(n, 0.4)
+    wave = np.sin(phase) * tukey(n, 0.4)
     return (wave / np.sqrt(np.mean(wave**2))).astype(np.float32)
 
 
@@ -72,17 +71,27 @@ def ship_tone(rate_hz: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / rate_hz
     wave = sum(g * np.sin(2 * np.pi * k * f * t) for k, g in ((1, 1.0), (2, 0.5), (3, 0.3))
                if k * f < rate_hz / 2)
-    wave = np.asarray(wave) * signal.windows.tukey(n, 0.3)
+    wave = np.asarray(wave) * tukey(n, 0.3)
     return (wave / np.sqrt(np.mean(wave**2))).astype(np.float32)
 
 
 INTERFERENCE = (downsweep, impulse, ship_tone)
 
 
+def tukey(n: int, alpha: float) -> np.ndarray:
+    """scipy's Tukey window, scipy imported on first use (a second of start-up that
+    ``whaled detect`` and the capture sources, which import this module, do not need)."""
+    from scipy.signal import windows
+
+    return np.asarray(windows.tukey(n, alpha))
+
+
 def ocean_noise(n_samples: int, rate_hz: float, rng: np.random.Generator,
                 level_dbfs: float = NOISE_LEVEL_DBFS) -> np.ndarray:
     """Red-tilted broadband noise (more energy at low frequency, as in shallow water)."""
     white = rng.standard_normal(n_samples + 512)
+    from scipy import signal  # here, not at import: the sources that never simulate skip it
+
     b, a = signal.butter(1, min(300.0 / (rate_hz / 2), 0.99), "low")
     red = signal.lfilter(b, a, white)[512:] + 0.3 * white[512:]
     red *= 10 ** (level_dbfs / 20) / np.sqrt(np.mean(red**2))

@@ -119,6 +119,17 @@ def test_decoding_ahead_gives_the_serial_detections(tmp_path: Path, centre_model
     assert np.array_equal(ahead.scores.centre_seconds, serial.scores.centre_seconds)
 
 
+def test_finding_reading_and_resampling_import_no_scipy_or_matplotlib() -> None:
+    """detect's start-up pays for torch, not for scipy.signal (a second) or matplotlib, which
+    only simulating audio or drawing a figure needs."""
+    probe = ("import sys, detector.archive_plan, detector.sources, detector.resample, "
+             "detector.capture; print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'scipy', 'matplotlib', 'torch'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_folders_unreadable_files_exit_status_and_resume(
         tmp_path: Path, archive: Path, centre_model: Path) -> None:
     (archive / "broken.wav").write_bytes(b"RIFF\x00\x00not a wave file")
