@@ -1,0 +1,145 @@
+"""whaled detect on what recorders write (96 kHz 24-bit FLAC) against sox on the same file, as JSON.
+
+    python benchmarks/archive.py [--minutes 60] [--threads 1 2] [--compare-repo PATH]
+
+The four NOPP6 recordings of ``../shared/data`` (2 kHz, 15 minutes each) are joined and
+resampled up by sox to a ``--minutes`` long 96 kHz 24-bit FLAC in a temporary folder (never in
+the repository), beside the same span as a 2 kHz WAV. In one run, on the same files:
+
+- ``sox FLAC -r 2000 out.wav`` (decode and resample, one C process) and ``sox FLAC -n``
+  (decode only), wall time;
+- ``whaled detect FLAC`` as a whole process (start-up, model, scan, outputs) at each
+  ``--threads``, wall time, and its ratio to sox's decode+resample (target: <= 1.5);
+- the steady state of the ``detect`` path in this process (``scan_recording`` after a warm-up)
+  on the FLAC and on the 2 kHz WAV, in x real time (target on 2 kHz: >= 3000 with the shipped
+  model), at each ``--threads``;
+- ``--compare-repo PATH``: the whole-process ``whaled detect`` again from another checkout
+  (say, main before a change), for a before/after ratio on the same files and load.
+
+The machine and its load are printed with the figures; on a shared machine quote the ratios,
+which both sides of one run share. The FLAC holds nothing above 1 kHz (it was made from 2 kHz
+audio), so it compresses, and decodes, faster than a real 96 kHz recording would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import REPO, machine, model_path
+
+DATA = (REPO.parent / "shared" / "data").resolve()
+SOURCES = ("dclde2013-20090328/NOPP6_EST_20090328_000000.wav",
+           "dclde2013-20090328/NOPP6_EST_20090328_001500.wav",
+           "dclde2013-20090328/NOPP6_EST_20090328_003000.wav",
+           "dclde2013/NOPP6_EST_20090329_121500.wav")
+RECORDER_RATE_HZ = 96000
+MODEL_RATE_HZ = 2000
+TARGET_SOX_RATIO = 1.5
+TARGET_2KHZ_REAL_TIME = 3000.0
+WARM_UP_SECONDS = 60  # scanned once before the steady state is timed
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO, timeout=3600)
+    return time.perf_counter() - started
+
+
+def make_inputs(scratch: Path, minutes: float) -> tuple[Path, Path, Path]:
+    """(96 kHz 24-bit FLAC, 2 kHz WAV of the same span, a one-minute warm-up FLAC)."""
+    sources = [str(DATA / name) for name in SOURCES]
+    flac = scratch / "NOPP6_EST_20090328_000000.flac"
+    wav = scratch / "NOPP6_EST_20090328_000000.wav"
+    warm = scratch / "warm_20090328_000000.flac"
+    span = ["trim", "0", str(minutes * 60)]
+    subprocess.run(["sox", *sources, "-b", "24", "-r", str(RECORDER_RATE_HZ), str(flac),
+                    *span], check=True)
+    subprocess.run(["sox", *sources, str(wav), *span], check=True)
+    subprocess.run(["sox", str(flac), str(warm), "trim", "0", str(WARM_UP_SECONDS)], check=True)
+    return flac, wav, warm
+
+
+def whaled_detect(repo: Path, path: Path, out: Path, threads: int, model: Path) -> float:
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    return timed([sys.executable, "-m", "detector.cli", "detect", str(path), "--out", str(out),
+                  "--no-progress", "--threads", str(threads), "--model", str(model)], env)
+
+
+def steady_state(paths: dict[str, Path], warm: Path, model: Path, threads: int
+                 ) -> dict[str, float]:
+    """x real time of scan_recording in this process, after a warm-up scan."""
+    import soundfile
+    import torch
+
+    from detector.archive_commands import DETECT_BLOCK_SECONDS
+    from detector.archive_scan import scan_recording
+    from detector.config import Settings
+    from detector.model import load_model
+
+    torch.set_num_threads(threads)
+    loaded = load_model(model)
+    settings = Settings(speed=0.0, block_seconds=DETECT_BLOCK_SECONDS, evidence=False,
+                        metrics_port=0)
+    scan_recording(warm, loaded, settings)
+    rates = {}
+    for name, path in paths.items():
+        started = time.perf_counter()
+        result = scan_recording(path, loaded, settings)
+        wall = time.perf_counter() - started
+        assert not result.error, result.error
+        rates[name] = round(soundfile.info(str(path)).duration / wall, 1)
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compare-repo", type=Path)
+    args = parser.parse_args()
+    if not all((DATA / name).exists() for name in SOURCES):
+        print(f"skipped: the NOPP6 recordings are not in {DATA}")
+        return
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        model, model_note = model_path(scratch)
+        flac, wav, warm = make_inputs(scratch, args.minutes)
+        sox_resample = timed(["sox", str(flac), "-r", str(MODEL_RATE_HZ),
+                              str(scratch / "sox.wav")])
+        sox_decode = timed(["sox", str(flac), "-n"])
+        report: dict[str, object] = {
+            "machine": machine(), "model": model_note, "audio_minutes": args.minutes,
+            "flac": f"{RECORDER_RATE_HZ} Hz 24-bit mono, {flac.stat().st_size / 2**20:.0f} MiB",
+            "sox_decode_resample_seconds": round(sox_resample, 2),
+            "sox_decode_only_seconds": round(sox_decode, 2)}
+        for threads in args.threads:
+            wall = whaled_detect(REPO, flac, scratch / f"out{threads}", threads, model)
+            report[f"detect_flac_threads{threads}"] = {
+                "seconds": round(wall, 2), "x_real_time": round(args.minutes * 60 / wall, 1),
+                "ratio_to_sox": round(wall / sox_resample, 2),
+                "target_ratio_to_sox": TARGET_SOX_RATIO}
+        if args.compare_repo:
+            wall = whaled_detect(args.compare_repo.resolve(), flac, scratch / "before",
+                                 args.threads[-1], model)
+            report[f"compare_repo_detect_flac_threads{args.threads[-1]}"] = {
+                "repo": str(args.compare_repo), "seconds": round(wall, 2),
+                "ratio_to_sox": round(wall / sox_resample, 2)}
+        for threads in args.threads:
+            rates = steady_state({"flac_96khz": flac, "wav_2khz": wav}, warm, model, threads)
+            report[f"steady_state_threads{threads}_x_real_time"] = {
+                **rates, "target_wav_2khz": TARGET_2KHZ_REAL_TIME}
+        report["machine_after"] = {"load_average_1min": round(os.getloadavg()[0], 2)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
