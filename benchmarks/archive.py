@@ -53,11 +53,12 @@ TARGET_2KHZ_REAL_TIME = 3000.0
 WARM_UP_SECONDS = 60  # scanned once before the steady state is timed
 
 
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+def timed(command: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
+          ) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO, timeout=3600)
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=cwd, timeout=3600)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -82,7 +83,8 @@ def whaled_detect(repo: Path, path: Path, out: Path, threads: int, model: Path
     env = dict(os.environ, PYTHONPATH=str(repo))
     shutil.rmtree(out, ignore_errors=True)  # a rerun over the same folder would skip the file
     return timed([sys.executable, "-m", "detector.cli", "detect", str(path), "--out", str(out),
-                  "--no-progress", "--threads", str(threads), "--model", str(model)], env)
+                  "--no-progress", "--threads", str(threads), "--model", str(model)], env,
+                 cwd=repo)  # -m puts the working directory first on sys.path
 
 
 def steady_state(paths: dict[str, Path], warm: Path, model: Path, threads: int,
