@@ -13,7 +13,13 @@ interference vary far beyond one day's:
 - hard negatives: negatives with a flat or slowly falling tone at 80-200 Hz, a sweep above
   200 Hz, a downsweep, an impulse or a ship tone laid in: the sounds the old model mistook
   for calls;
+- colour: a random first-order tilt (up to about +-10 dB across the band), so one day's
+  noise colour is not learned as part of a call;
 - gain: the whole window scaled by +-20 dB.
+
+The synthetic upcalls' ranges are the published ones (Parks & Tyack 2005; the simulated
+hydrophone's, :mod:`detector.synthetic`), widened to 40-290 Hz: never statistics of the
+annotated recordings, so a cross-validation fold learns nothing of the day it holds out.
 """
 
 from __future__ import annotations
@@ -28,11 +34,7 @@ from detector import synthetic
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.upcall import band_rms
 
-# Synthetic upcall contours, from the 53 boxes of the 2009-03-28 tables (low 38-90 Hz,
-# high 180-292 Hz, 0.9-2.1 s) and the 2009-03-29 durations (0.9-1.7 s).
-UPCALL_SECONDS = (0.7, 1.8)
-UPCALL_START_HZ = (40.0, 100.0)
-UPCALL_END_HZ = (150.0, 290.0)
+UPCALL_MIN_SWEEP_HZ = 40.0  # a synthetic upcall rises at least this much
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Augmentation:
     hard_negative_snr_db: tuple[float, float] = (0.0, 24.0)  # that sound over the window
     synthetic_snr_db: tuple[float, float] = (-3.0, 15.0)  # synthetic calls over the noise
     gain_db: tuple[float, float] = (-20.0, 20.0)
+    tilt_probability: float = 0.0  # chance of a colour tilt y[n] = x[n] - a x[n-1]
+    tilt_coefficient: tuple[float, float] = (-0.7, 0.7)  # a: >0 tilts up, <0 tilts down
+    upcall_seconds: tuple[float, float] = (0.7, 1.8)  # synthetic upcall duration
+    upcall_start_hz: tuple[float, float] = (40.0, 100.0)  # its start frequency
+    upcall_end_hz: tuple[float, float] = (150.0, 290.0)  # its end frequency
 
 
 def crop(audio: np.ndarray, samples: int, call: tuple[int, int] | None,
@@ -155,10 +162,10 @@ def mixed_with(window: np.ndarray, other: np.ndarray, rng: np.random.Generator,
     return window + other * (rms / other_rms) * 10 ** (rng.uniform(*level_db) / 20)
 
 
-def synthetic_upcall(rng: np.random.Generator) -> np.ndarray:
-    start_hz = rng.uniform(*UPCALL_START_HZ)
-    return synthetic.upcall(SAMPLE_RATE_HZ, rng, rng.uniform(*UPCALL_SECONDS), start_hz,
-                            max(rng.uniform(*UPCALL_END_HZ), start_hz + 60.0))
+def synthetic_upcall(aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    start_hz = rng.uniform(*aug.upcall_start_hz)
+    return synthetic.upcall(SAMPLE_RATE_HZ, rng, rng.uniform(*aug.upcall_seconds), start_hz,
+                            max(rng.uniform(*aug.upcall_end_hz), start_hz + UPCALL_MIN_SWEEP_HZ))
 
 
 def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
@@ -167,7 +174,7 @@ def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
     """A real call window (``audio`` given) or a synthetic call in a random noise window."""
     if audio is None:
         window = window_from(noise[int(rng.integers(len(noise)))], None, aug, rng)
-        call_wave = synthetic_upcall(rng)
+        call_wave = synthetic_upcall(aug, rng)
         level = band_rms(window, SAMPLE_RATE_HZ) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
         window = with_call(window, call_wave, level, rng)
     else:
@@ -191,5 +198,8 @@ def finish(window: np.ndarray, noise: Sequence[np.ndarray], aug: Augmentation,
     if rng.random() < aug.noise_probability:
         other = crop(noise[int(rng.integers(len(noise)))], WINDOW_SAMPLES, None, rng)
         window = mix_at_snr(window, other, rng.uniform(*aug.noise_snr_db))
+    if rng.random() < aug.tilt_probability:
+        a = rng.uniform(*aug.tilt_coefficient)
+        window = signal.lfilter([1.0, -a], [1.0], window)
     gain = 10 ** (rng.uniform(*aug.gain_db) / 20)
     return (window * gain).astype(np.float32)

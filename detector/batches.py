@@ -55,10 +55,9 @@ def augmented_items(train: Sequence[Example], config: TrainConfig,
 
 
 def make_augmented_batch(items: np.ndarray, train: Sequence[Example],
-                         noise: Sequence[np.ndarray], rng: np.random.Generator
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                         noise: Sequence[np.ndarray], aug: augment.Augmentation,
+                         rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows drawn through :mod:`detector.augment`; ``noise`` is every negative's audio."""
-    aug = augment.Augmentation()
     windows, labels = [], []
     for item in items:
         example = None if item == SYNTHETIC else train[item]
@@ -78,7 +77,8 @@ def make_batch(items: np.ndarray, train: Sequence[Example], negatives: Sequence[
                config: TrainConfig, rng: np.random.Generator
                ) -> tuple[torch.Tensor, torch.Tensor]:
     if config.augment:
-        return make_augmented_batch(items, train, [train[i].audio for i in negatives], rng)
+        return make_augmented_batch(items, train, [train[i].audio for i in negatives],
+                                    config.augmentation, rng)
     windows, labels = [], []
     for item in items:
         noise = random_crop(train[negatives[int(rng.integers(len(negatives)))]], rng)

@@ -26,7 +26,7 @@ from detector.evaluation import (
     event_curve,
     threshold_for_false_positive_rate,
 )
-from detector.events import Thresholds
+from detector.events import OFF_THRESHOLD_FRACTION, Thresholds
 from detector.examples import Recording, fold_blocks, fold_dataset
 from detector.model import pick_torch_device
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
@@ -35,7 +35,6 @@ from detector.scoring import score_windows
 if TYPE_CHECKING:
     from detector.training import TrainConfig
 
-OFF_THRESHOLD_FRACTION = 0.8  # off-threshold = this x on-threshold (hysteresis)
 NO_VALIDATION_ON_THRESHOLD = 0.5  # no validation windows: the caller sets the thresholds
 
 

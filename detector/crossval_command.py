@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from detector.crossval import CrossValidation, FoldResult
     from detector.datasets import LoadOptions
     from detector.model import ModelMetadata
+    from detector.recipe import Recipe
     from detector.training import TrainConfig
 
 
@@ -65,8 +67,9 @@ def save_fold_model(fold: FoldResult, shipped: ModelMetadata, by: str, out: Path
 def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
                           options: LoadOptions, config: TrainConfig, by: str,
                           max_false_alarms_per_hour: float, threads: int, progress: bool,
-                          command: str) -> None:
-    from detector import crossval, datasets, layouts, training
+                          command: str, nested: bool = False, recipe: Recipe | None = None,
+                          force: bool = False, jobs: int = 1) -> None:
+    from detector import crossval, datasets, layouts, selection, training
     from detector.config import Settings
     from detector.events import Thresholds
     from detector.model import pick_torch_device
@@ -99,21 +102,41 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
         torch.set_num_threads(threads)
     settings = Settings()
     started = time.monotonic()
-    def fold_log(group: str) -> training.EpochLog:
-        return training.EpochLog(fold_model_path(out, group).with_suffix(".log.jsonl"),
-                                 config.epochs, typer.echo, f"{by} {group} held out: ")
+    def fold_log(name: str) -> Callable[[training.EpochRecord], None]:
+        if name not in groups:  # an inner split of a nested fold: printed, not kept
+            return lambda record: typer.echo(training.epoch_line(record, config.epochs,
+                                                                 f"{by} {name}: "))
+        return training.EpochLog(fold_model_path(out, name).with_suffix(".log.jsonl"),
+                                 config.epochs, typer.echo, f"{by} {name} held out: ")
 
     cv = crossval.cross_validate(recordings, noise_recordings, config, by,
                                  max_false_alarms_per_hour, settings.hop_seconds,
                                  settings.merge_gap_seconds, settings.max_duration_seconds,
-                                 progress, say=typer.echo, on_epoch=fold_log)
+                                 progress, say=typer.echo, on_epoch=fold_log, nested=nested,
+                                 workers=jobs)
     pooled = cv.chosen
     typer.echo(f"out of fold, by {by}: on-threshold {cv.on:.3f}; pooled recall "
                f"{pooled.recall:.3f} ({pooled.n_found}/{pooled.n_annotations}), false alarms "
                f"{pooled.n_false_alarms} in {pooled.hours:.2f} h")
     for fold in cv.folds:
         typer.echo(format_fold(fold, cv.on))
-    dataset = crossval.training_set(recordings, noise_recordings, "every recording")
+    nested_pooled = cv.nested_pooled()
+    interval = cv.nested_interval(settings.hop_seconds, settings.merge_gap_seconds,
+                                  settings.max_duration_seconds)
+    if nested_pooled is not None and interval is not None:
+        typer.echo(f"nested (each {by} at the threshold its training data chose): pooled "
+                   f"recall {nested_pooled.recall:.3f} ({nested_pooled.n_found}/"
+                   f"{nested_pooled.n_annotations}; 95 % block bootstrap {interval[0]:.3f}-"
+                   f"{interval[1]:.3f}), false alarms {nested_pooled.n_false_alarms} in "
+                   f"{nested_pooled.hours:.2f} h")
+    found = nested_pooled.n_found if nested_pooled is not None else pooled.n_found
+    if found == 0:
+        message = (f"out of fold the chosen threshold finds no call at all (0/"
+                   f"{pooled.n_annotations}): this model would detect nothing")
+        if not force:
+            fail(message + "; not written (--force writes it anyway)")
+        typer.echo(f"whaled: warning: {message}; written because of --force", err=True)
+    dataset = selection.training_set(recordings, noise_recordings, "every recording")
     report_data(dataset)
     result = training.train(dataset, replace(config, select_best=False),
                             checkpoint_path=out.with_suffix(".ckpt"), progress=progress,
@@ -125,7 +148,8 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
              "training_seconds": round(seconds, 1), "noise": [str(p) for p in noise],
              "recordings": [Path(r.source).name for r in recordings],
              "validation": {"threshold_rule": cv.rule},
-             "cross_validation": cv.as_dict()}
+             "cross_validation": {**cv.as_dict(), "nested_recall_interval": interval},
+             "recipe": None if recipe is None else recipe.as_dict()}
     metadata = replace(metadata, thresholds=Thresholds(on=cv.on, off=cv.off), extra=extra)
     written = training.write_artefacts(replace(result, metadata=metadata), out)
     for fold in cv.folds:

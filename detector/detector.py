@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from detector.config import Settings
-from detector.events import Event, EventTracker, Thresholds, TrackerSettings
+from detector.events import Event, EventTracker, Thresholds, TrackerSettings, hysteresis
 from detector.metrics import Metrics
 from detector.model import LoadedModel
 from detector.scoring import Scorer
@@ -24,10 +24,14 @@ ScoreTap = Callable[[np.ndarray, np.ndarray], None]  # (centres s, scores (n, ch
 
 
 def thresholds_for(settings: Settings, loaded: LoadedModel) -> Thresholds:
+    """The operating thresholds: the flags' (or config's), else the model's; an on-threshold
+    alone gets its off-threshold by :func:`detector.events.hysteresis`."""
     default = loaded.metadata.thresholds
+    if settings.on_threshold < 0 and settings.off_threshold < 0:
+        return default
     on = settings.on_threshold if settings.on_threshold >= 0 else default.on
-    off = settings.off_threshold if settings.off_threshold >= 0 else min(default.off, on)
-    return Thresholds(on=on, off=min(off, on))
+    return hysteresis(on, default, settings.off_threshold if settings.off_threshold >= 0
+                      else None)
 
 
 def tracker_settings(settings: Settings, thresholds: Thresholds,

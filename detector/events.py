@@ -25,6 +25,18 @@ class Thresholds:
     off: float = 0.35
 
 
+OFF_THRESHOLD_FRACTION = 0.8  # a trained model's off-threshold: this x its on-threshold
+
+
+def hysteresis(on: float, model: Thresholds, off: float | None = None) -> Thresholds:
+    """The one rule for the off-threshold: given, it is used (never above ``on``); not given,
+    it keeps the model's own ratio off/on (0.8 for every model whaled trains), so ``evaluate``,
+    ``detect``, ``listen`` and ``events`` run the same tracker at any ``--on-threshold``."""
+    if off is None:
+        off = on * (model.off / model.on if model.on > 0 else OFF_THRESHOLD_FRACTION)
+    return Thresholds(on=on, off=min(off, on))
+
+
 @dataclass(frozen=True)
 class TrackerSettings:
     thresholds: Thresholds

@@ -47,30 +47,44 @@ class Spectrogram(nn.Module):
         return whitened.unsqueeze(1)
 
 
-def conv_trunk(width: int) -> nn.Sequential:
+def conv_trunk(width: int, in_channels: int = 1) -> nn.Sequential:
     """Three unpadded 3x3 convolutions with batch norm and ReLU, two 2x2 max pools between."""
     return nn.Sequential(
-        nn.Conv2d(1, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
     )
 
 
+def mask_frequencies(image: torch.Tensor, max_bins: int) -> torch.Tensor:
+    """SpecAugment's frequency mask: each example loses a random band of up to ``max_bins``
+    rows (set to zero), so no single band (a harmonic, one day's noise line) is relied on."""
+    batch, rows = image.shape[0], image.shape[2]
+    widths = torch.randint(0, max_bins + 1, (batch, 1), device=image.device)
+    starts = (torch.rand(batch, 1, device=image.device) * (rows - widths + 1)).long()
+    row = torch.arange(rows, device=image.device).unsqueeze(0)
+    hidden = (row >= starts) & (row < starts + widths)
+    return image.masked_fill(hidden[:, None, :, None], 0.0)
+
+
 class UpcallNet(nn.Module):
     """Spectrogram -> three 3x3 conv layers -> global pooling -> dropout -> linear -> sigmoid."""
 
     def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
-                 input_dropout: float = 0.1) -> None:
+                 input_dropout: float = 0.1, in_channels: int = 1) -> None:
         super().__init__()
         self.spectrogram: nn.Module = Spectrogram()
         self.input_dropout = nn.Dropout(input_dropout)
-        self.features = conv_trunk(width)
+        self.features = conv_trunk(width, in_channels)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(4 * width, n_labels)
+        self.mask_bins = 0  # training only: a random band of this many bins at most is hidden
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         image = self.input_dropout(self.spectrogram(audio))
+        if self.training and self.mask_bins > 0:
+            image = mask_frequencies(image, self.mask_bins)
         maps = self.features(image)
         pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
         return self.classifier(self.dropout(pooled))
@@ -220,7 +234,53 @@ class FloorNet(SharedTrunkNet):
         self.window_map_frames = trunk_frames(frames - front.shrink_frames)
 
 
-ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNet}
+# ---- two views of each frame: its shape across frequency, and each bin against its past ----
+
+CONTRAST_SPAN_FRAMES = 33  # 0.4 s: each bin's background is its mean log power over this span
+
+
+class ContrastSpectrogram(FrameSpectrogram):
+    """Two channels, both frame-local to a fixed span so the trunk can still be shared:
+
+    0. log power minus the frame's mean over frequency (:class:`FrameSpectrogram`);
+    1. log power minus the bin's own mean over the ``span_frames`` frames centred on the frame:
+       a log-domain automatic gain control per frequency, in the spirit of PCEN (Lostanlen
+       et al. 2019). A ship's line or one day's noise colour becomes flat; a faint call,
+       which crosses a 7.8-Hz bin in a few frames, stands out of its bin's background.
+
+    ``shrink_frames`` frames are lost at the two edges together.
+    """
+
+    def __init__(self, span_frames: int = CONTRAST_SPAN_FRAMES) -> None:
+        super().__init__()
+        self.span_frames = span_frames
+        self.shrink_frames = span_frames - 1
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        # audio: (batch, samples) -> (batch, 2, n_bins, frames - shrink_frames)
+        log_power = self.log_power(audio)
+        background = nn.functional.avg_pool1d(log_power, self.span_frames, 1)
+        first = self.shrink_frames // 2
+        centre = log_power[:, :, first:first + background.shape[2]]
+        shape = centre - centre.mean(dim=1, keepdim=True)
+        return torch.stack([shape, centre - background], dim=1)
+
+
+class ContrastNet(SharedTrunkNet):
+    """:class:`SharedTrunkNet` on the two-channel :class:`ContrastSpectrogram`."""
+
+    def __init__(self, n_labels: int = 1, width: int = 16, dropout: float = 0.5,
+                 input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
+        super().__init__(n_labels, width, dropout, input_dropout, window_samples)
+        front = ContrastSpectrogram()
+        self.spectrogram = front
+        self.features = conv_trunk(width, in_channels=2)
+        frames = (window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
+        self.window_map_frames = trunk_frames(frames - front.shrink_frames)
+
+
+ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNet,
+                 "contrast": ContrastNet}
 Network = UpcallNet | SharedTrunkNet
 
 

@@ -158,13 +158,27 @@ def write_plots(scores: np.ndarray, labels: np.ndarray, curve: Sequence[EventRep
 # ---- training ----
 
 def plot_learning_curve(history: Sequence[EpochRecord], best_epoch: int, path: Path) -> None:
+    """Loss per epoch, and validation AUC beside it when the run had a validation split (a
+    cross-validated model has none: it is judged out of fold, and gets the loss alone)."""
     plt = pyplot()
     epochs = [r.epoch + 1 for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=LEARNING_CURVE_INCHES)
+    validated = any(math.isfinite(r.validation_auc) for r in history)
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=LEARNING_CURVE_INCHES,
+                             squeeze=False)
+    left = axes[0, 0]
     left.plot(epochs, [r.train_loss for r in history], label="train")
-    left.plot(epochs, [r.validation_loss for r in history], label="validation")
-    left.set(xlabel="epoch", ylabel="binary cross-entropy", title="loss")
+    if validated:
+        left.plot(epochs, [r.validation_loss for r in history], label="validation")
+    left.set(xlabel="epoch", ylabel="binary cross-entropy",
+             title="loss" if validated else "training loss (no validation split: judged "
+             "out of fold)")
     left.legend()
+    if not validated:
+        fig.tight_layout()
+        fig.savefig(path, dpi=LEARNING_CURVE_DPI)
+        plt.close(fig)
+        return
+    right = axes[0, 1]
     right.plot(epochs, [r.validation_auc for r in history], color="C2")
     right.axvline(best_epoch + 1, color="grey", linestyle=":", label="kept")
     right.set(xlabel="epoch", ylabel="ROC AUC", title="validation AUC")

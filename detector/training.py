@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.augment import Augmentation
 from detector.batches import augmented_items, epoch_items, make_batch
 from detector.calibration import validation_thresholds
 from detector.durable import publish
@@ -58,6 +60,8 @@ class TrainConfig:
     augment: bool = False  # draw windows through detector.augment (speed, noise, hard negatives)
     batches_per_epoch: int = 0  # with augment: fixed batches per epoch, half positives; 0: by data
     synthetic_share: float = 0.3  # with augment: of the positives, synthetic upcalls
+    augmentation: Augmentation = field(default_factory=Augmentation)  # with augment: the draws
+    mask_bins: int = 0  # SpecAugment: each training image hides a random band of up to this many
     seed: int = 0
     device: str = "auto"
 
@@ -135,6 +139,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
     model = build_network(config.architecture, config.width).to(device)
+    model.mask_bins = config.mask_bins
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
     negatives = [i for i, e in enumerate(train_set) if e.label == 0]
@@ -177,7 +182,8 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
         auc, val_loss, _ = validate(model, val_windows, val_labels, device)
         record = EpochRecord(epoch, lr, float(np.mean(losses)), val_loss, auc,
                              time.monotonic() - started)
-        bar.set_postfix(loss=f"{record.train_loss:.3f}", val_auc=f"{auc:.4f}")
+        bar.set_postfix(loss=f"{record.train_loss:.3f}",
+                        **({} if math.isnan(auc) else {"val_auc": f"{auc:.4f}"}))
         bar.close()
         since_best += 1
         if not config.select_best or (auc, -val_loss) > state.best_key:
@@ -204,7 +210,8 @@ class NoBar:
 
 
 def progress_bar(total_batches: int, epoch: int, epochs: int, enabled: bool) -> Any:
-    if not enabled:
+    """A tqdm bar on a terminal; none in a log file or pipe (the epoch lines say it all)."""
+    if not enabled or not sys.stderr.isatty():
         return NoBar()
     from tqdm import tqdm
 
@@ -253,12 +260,29 @@ class CheckpointError(WhaledError):
 NETWORK_SETTINGS = ("architecture", "width")
 
 
+def is_model_archive(path: Path) -> bool:
+    """Whether ``path`` is a whaled TorchScript archive (a zip holding its metadata)."""
+    import zipfile
+
+    from detector.model import METADATA_NAME
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith(f"/extra/{METADATA_NAME}") for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint:
     """Read a checkpoint with ``weights_only=True`` (tensors and plain data, never code).
 
     Given the run's ``config``, refuse a checkpoint written by a different network
     (``--architecture``, ``--width``): its weights would load into the wrong layers.
     """
+    if is_model_archive(path):
+        raise CheckpointError(
+            f"{path} is a model archive, not a training checkpoint: --resume takes the "
+            f"NAME.ckpt that training writes beside NAME.pt")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
         doc["best_key"] = tuple(doc["best_key"])
