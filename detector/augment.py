@@ -49,6 +49,9 @@ class Augmentation:
     gain_db: tuple[float, float] = (-20.0, 20.0)
     tilt_probability: float = 0.0  # chance of a colour tilt y[n] = x[n] - a x[n-1]
     tilt_coefficient: tuple[float, float] = (-0.7, 0.7)  # a: >0 tilts up, <0 tilts down
+    simulated_probability: float = 0.0  # chance that a negative, or a synthetic call's
+    # background, is the simulated hydrophone's ocean noise (its own draws, never the seeds
+    # of a `listen --device synthetic` run) instead of a real recording's window
     upcall_seconds: tuple[float, float] = (0.7, 1.8)  # synthetic upcall duration
     upcall_start_hz: tuple[float, float] = (40.0, 100.0)  # its start frequency
     upcall_end_hz: tuple[float, float] = (150.0, 290.0)  # its end frequency
@@ -168,12 +171,24 @@ def synthetic_upcall(aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
                             max(rng.uniform(*aug.upcall_end_hz), start_hz + UPCALL_MIN_SWEEP_HZ))
 
 
+def chance(probability: float, rng: np.random.Generator) -> bool:
+    """True with ``probability``; draws nothing when it is 0, so a recipe that leaves a step
+    out keeps the random stream (and the model) of the recipes before that step existed."""
+    return probability > 0 and rng.random() < probability
+
+
+def simulated_window(rng: np.random.Generator) -> np.ndarray:
+    """One window of the simulated hydrophone's red-tilted ocean noise."""
+    return synthetic.ocean_noise(WINDOW_SAMPLES, SAMPLE_RATE_HZ, rng)
+
+
 def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
                     noise: Sequence[np.ndarray], aug: Augmentation,
                     rng: np.random.Generator) -> np.ndarray:
     """A real call window (``audio`` given) or a synthetic call in a random noise window."""
     if audio is None:
-        window = window_from(noise[int(rng.integers(len(noise)))], None, aug, rng)
+        window = (simulated_window(rng) if chance(aug.simulated_probability, rng)
+                  else window_from(noise[int(rng.integers(len(noise)))], None, aug, rng))
         call_wave = synthetic_upcall(aug, rng)
         level = band_rms(window, SAMPLE_RATE_HZ) * 10 ** (rng.uniform(*aug.synthetic_snr_db) / 20)
         window = with_call(window, call_wave, level, rng)
@@ -184,7 +199,8 @@ def positive_window(audio: np.ndarray | None, call: tuple[int, int] | None,
 
 def negative_window(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augmentation,
                     rng: np.random.Generator) -> np.ndarray:
-    window = window_from(audio, None, aug, rng)
+    window = (simulated_window(rng) if chance(aug.simulated_probability, rng)
+              else window_from(audio, None, aug, rng))
     if rng.random() < aug.hard_negative_probability:
         make = HARD_NEGATIVES[int(rng.integers(len(HARD_NEGATIVES)))]
         snr_db = rng.uniform(*aug.hard_negative_snr_db)
@@ -198,7 +214,7 @@ def finish(window: np.ndarray, noise: Sequence[np.ndarray], aug: Augmentation,
     if rng.random() < aug.noise_probability:
         other = crop(noise[int(rng.integers(len(noise)))], WINDOW_SAMPLES, None, rng)
         window = mix_at_snr(window, other, rng.uniform(*aug.noise_snr_db))
-    if rng.random() < aug.tilt_probability:
+    if chance(aug.tilt_probability, rng):
         a = rng.uniform(*aug.tilt_coefficient)
         window = signal.lfilter([1.0, -a], [1.0], window)
     gain = 10 ** (rng.uniform(*aug.gain_db) / 20)

@@ -72,6 +72,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         if key in extra:
             value = extra[key]
             lines.append(f"{key:11} {value if isinstance(value, str) else json.dumps(value)}")
+    lines += out_of_fold_lines(extra)
+    if "recipe" in extra and extra["recipe"]:
+        lines.append(f"recipe      {extra['recipe']['file']} (sha256 "
+                     f"{extra['recipe']['sha256'][:12]})")
     if "filters_png" in summary:
         lines.append(f"filters     {summary['filters_png']}")
     if "saliency" in summary:
@@ -81,6 +85,35 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"it rests most on {t0:g}-{t1:g} s, {f0:g}-{f1:g} Hz "
                      f"({sal['top_tile_log_odds']:.2f} log-odds lost without it)")
     return "\n".join(lines)
+
+
+def out_of_fold_lines(extra: dict[str, Any]) -> list[str]:
+    """The cross-validation figures a model carries, one line per held-out group: what it
+    found on data it never trained on (nested: at the threshold its training data chose)."""
+    cv = extra.get("cross_validation")
+    if not isinstance(cv, dict):
+        return []
+
+    def figures(at: dict[str, Any]) -> str:
+        return (f"recall {at['recall']:.3f} ({at['n_found']}/{at['n_annotations']}), "
+                f"{at['n_false_alarms']} false alarms in {at['hours']:.2f} h")
+
+    lines = [f"out of fold by {cv['by']}, at on {cv['on']:.3f}: "
+             + figures(cv["pooled"]["at_threshold"])]
+    nested = cv["pooled"].get("nested")
+    if nested:
+        interval = cv.get("nested_recall_interval") or [float("nan")] * 2
+        lines.append(f"  nested (each {cv['by']} at its own training data's threshold): "
+                     + figures(nested) + f"; recall 95 % interval {interval[0]:.3f}-"
+                     f"{interval[1]:.3f}")
+    for held in cv["held_out"]:
+        text = (f"  {held['group']}: clip ROC AUC {held['clip_roc_auc']:.4f}; at "
+                f"{cv['on']:.3f}: " + figures(held["at_threshold"]))
+        if held.get("nested"):
+            text += (f"; nested on {held['nested']['on']:.3f}: "
+                     + figures(held["nested"]["held_out_at_on"]))
+        lines.append(text)
+    return lines
 
 
 # ---- saliency: which parts of a call the model relies on ----
