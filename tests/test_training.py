@@ -254,3 +254,66 @@ def test_a_resumed_run_keeps_the_epochs_already_logged(tmp_path: Path) -> None:
     fresh(training.EpochRecord(0, 1e-3, 0.6, 0.5, 0.85, 1.0))
     assert [json.loads(line)["train_loss"] for line in path.read_text().splitlines()] == [0.6]
     assert len(said) == 3
+
+
+def test_resume_from_a_model_archive_is_one_line_saying_so(tmp_path: Path) -> None:
+    """`--resume models/upcall.pt` used to print torch's 'arbitrary code execution' text."""
+    model = Path(__file__).resolve().parents[1] / "models" / "upcall.pt"
+    with pytest.raises(training.CheckpointError, match="is a model archive, not a training "
+                                                      "checkpoint"):
+        training.load_checkpoint(model)
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--resume", str(model),
+                                      "--out", str(tmp_path / "m.pt")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"whaled: error: {model} is a model archive, not a training checkpoint: --resume "
+        "takes the NAME.ckpt that training writes beside NAME.pt"]
+
+
+def test_no_progress_bar_in_a_log_file_and_no_empty_validation_panel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress bars wrote \\r bars into non-TTY logs and `val_auc=nan` under cross-validation;
+    a model with no validation split got an empty AUC panel."""
+    import matplotlib.figure
+
+    from detector.plots import plot_learning_curve
+
+    assert isinstance(training.progress_bar(10, 0, 1, True), training.NoBar)  # pytest: no TTY
+    drawn: list[list[str]] = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def counting_savefig(fig: matplotlib.figure.Figure, *args: object, **kw: object) -> None:
+        drawn.append([ax.get_title() for ax in fig.axes])
+        real_savefig(fig, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", counting_savefig)
+    history = [training.EpochRecord(e, 1e-3, 0.5 - 0.1 * e, float("nan"), float("nan"), 1.0)
+               for e in range(3)]
+    plot_learning_curve(history, 2, tmp_path / "curve.png")
+    validated = [replace(r, validation_auc=0.9, validation_loss=0.4) for r in history]
+    plot_learning_curve(validated, 2, tmp_path / "two.png")
+    assert drawn == [["training loss (no validation split: judged out of fold)"],
+                     ["loss", "validation AUC"]]
+    assert matplotlib.image.imread(str(tmp_path / "curve.png")).shape[0] > 100
+
+
+def test_an_on_threshold_alone_keeps_the_model_s_hysteresis_everywhere() -> None:
+    """evaluate used 0.8 x on, listen/detect/events min(model off, on): 40 against 41
+    detections at on 0.5. One rule now: the model's own off/on ratio."""
+    from detector.config import Settings
+    from detector.detector import thresholds_for
+    from detector.events import Thresholds, hysteresis
+
+    model = Thresholds(on=0.99, off=0.792)
+    assert hysteresis(0.5, model) == Thresholds(on=0.5, off=pytest.approx(0.4))
+    assert hysteresis(0.5, model, off=0.45) == Thresholds(on=0.5, off=0.45)
+    assert hysteresis(0.5, model, off=0.7) == Thresholds(on=0.5, off=0.5)  # never above on
+
+    class Loaded:  # what thresholds_for reads of a loaded model
+        class metadata:
+            thresholds = model
+
+    shipped = thresholds_for(Settings(), Loaded)  # type: ignore[arg-type]
+    assert shipped == model
+    at_half = thresholds_for(Settings(on_threshold=0.5), Loaded)  # type: ignore[arg-type]
+    assert at_half.off == pytest.approx(0.5 * OFF_THRESHOLD_FRACTION)  # evaluate's rule too
