@@ -73,7 +73,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             value = extra[key]
             lines.append(f"{key:11} {value if isinstance(value, str) else json.dumps(value)}")
     lines += out_of_fold_lines(extra)
-    if "recipe" in extra and extra["recipe"]:
+    if extra.get("recipe"):
         lines.append(f"recipe      {extra['recipe']['file']} (sha256 "
                      f"{extra['recipe']['sha256'][:12]})")
     if "filters_png" in summary:

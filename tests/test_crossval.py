@@ -4,8 +4,8 @@ and the shipped model trained on every day, stamped with the out-of-fold figures
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import REPO
+from test_crossval import CALLS, recording
 from typer.testing import CliRunner
 
 from detector import evaluate_command, train_command
 from detector.model import read_metadata
 from detector.recipe import RecipeError, load_recipe
-from conftest import REPO
-from test_crossval import CALLS, recording
 
 app = typer.Typer()
 app.command("train")(train_command.train)
