@@ -180,8 +180,9 @@ def test_the_readme_demo_finds_most_upcalls_and_no_false_alarm(
         tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     """`whaled listen --device synthetic --speed 0 --duration 1800`, the shipped model at its
     own thresholds: most of the simulated upcalls at 5 dB SNR or more are found (the figure
-    the README states), and nothing else is reported. Seed 1 is the README's default; training never draws from the
-    simulator's seeds (its randomness is its own (seed, epoch) streams)."""
+    the README states), and nothing else is reported. Seed 1 is the README's default;
+    training never draws from the simulator's seeds (its randomness is its own (seed, epoch)
+    streams)."""
     import subprocess
 
     from conftest import WHALED
