@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from detector.errors import WhaledError
-from detector.events import Detection, EventTracker, Thresholds, TrackerSettings
+from detector.events import Detection, EventTracker, Thresholds, TrackerSettings, hysteresis
 from detector.sinks import GapRecord, HoldsNothing, Record
 
 if TYPE_CHECKING:
@@ -195,9 +195,9 @@ def read_scores(path: Path) -> SavedScores:
 
 
 def thresholds_from(saved: SavedScores, on: float, off: float | None) -> Thresholds:
-    """As ``detect --on-threshold ON [--off-threshold OFF]`` resolves them for this model."""
-    off_value = min(saved.model_thresholds.off, on) if off is None else off
-    return Thresholds(on=on, off=min(off_value, on))
+    """As ``detect --on-threshold ON [--off-threshold OFF]`` resolves them for this model
+    (:func:`detector.events.hysteresis`, the one rule)."""
+    return hysteresis(on, saved.model_thresholds, off)
 
 
 def redo(saved: SavedScores, thresholds: Thresholds) -> list[Record]:

@@ -329,7 +329,7 @@ def test_evaluate_command_events_on_a_long_recording(tmp_path: Path, tiny_model:
     assert events["n_annotations"] == 2 and events["hours"] == pytest.approx(30 / 3600)
     assert set(events) == {"recall", "precision", "false_alarms_per_hour", "hours", "threshold",
                            "n_annotations", "n_found", "n_detections", "n_false_alarms",
-                           "n_ignored", "n_duplicates", "curve"}
+                           "n_ignored", "n_duplicates", "curve", "average_precision"}
     assert events["recall"] == events["n_found"] / 2
     assert events["n_detections"] == events["n_found"] + events["n_false_alarms"] + \
         events["n_ignored"]

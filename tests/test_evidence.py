@@ -178,7 +178,10 @@ def test_a_full_evidence_disk_is_counted_logged_and_survived(
                for r in caplog.records)
     saved = metrics.registry.get_sample_value("whaled_evidence_clips_total")
     files = sorted(p.name for p in small_disk.rglob("*") if p.is_file())
-    assert saved == 1 and len(files) == 3, files  # one whole clip, no torn or .tmp files
+    # the disk holds one or two clips (their size depends on the PNG and audio encoders): at
+    # least one clip is lost, and each one kept is whole (wav, json, png), no torn or .tmp file
+    assert saved is not None and 1 <= saved < 3 and len(files) == 3 * saved, files
+    assert not [name for name in files if name.endswith(".tmp")]
     audio, rate = soundfile.read(str(next(small_disk.rglob("*.wav"))), dtype="float32")
     assert rate == CAPTURE_RATE_HZ and len(audio) > 3 * CAPTURE_RATE_HZ
 
