@@ -158,6 +158,12 @@ class SharedTrunkNet(UpcallNet):
         self.window_map_frames = trunk_frames((window_samples - N_FFT)
                                               // SHARED_STFT_HOP_SAMPLES + 1)
 
+    def use_front(self, front: nn.Module, shrink_frames: int) -> None:
+        """Put ``front`` before the trunk; it loses ``shrink_frames`` frames of each window."""
+        self.spectrogram = front
+        frames = (self.window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
+        self.window_map_frames = trunk_frames(frames - shrink_frames)
+
     @torch.jit.export
     def score_span(self, audio: torch.Tensor, hop_samples: int) -> torch.Tensor:
         """(channels, span samples) -> (channels, windows, labels): windows at 0, hop, 2 hop...
@@ -229,9 +235,7 @@ class FloorNet(SharedTrunkNet):
                  input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
         super().__init__(n_labels, width, dropout, input_dropout, window_samples)
         front = FloorSpectrogram()
-        self.spectrogram = front
-        frames = (window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
-        self.window_map_frames = trunk_frames(frames - front.shrink_frames)
+        self.use_front(front, front.shrink_frames)
 
 
 # ---- two views of each frame: its shape across frequency, and each bin against its past ----
@@ -273,10 +277,8 @@ class ContrastNet(SharedTrunkNet):
                  input_dropout: float = 0.1, window_samples: int = WINDOW_SAMPLES) -> None:
         super().__init__(n_labels, width, dropout, input_dropout, window_samples)
         front = ContrastSpectrogram()
-        self.spectrogram = front
+        self.use_front(front, front.shrink_frames)
         self.features = conv_trunk(width, in_channels=2)
-        frames = (window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
-        self.window_map_frames = trunk_frames(frames - front.shrink_frames)
 
 
 ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNet,

@@ -21,14 +21,14 @@ so whole minutes of held-out audio are resampled, not single calls).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from detector.evaluation import RecordingScores, in_span, match_pairs, tracker_events
 from detector.events import Thresholds, TrackerSettings
-from detector.examples import Dataset, Recording, cut, fold_blocks
+from detector.examples import Dataset, Recording, cut, fold_blocks, fold_dataset
 from detector.layouts import Interval, Layout
 
 INNER_BLOCKS = 2  # a single training recording is split into this many time blocks
@@ -75,20 +75,16 @@ def group_splits(recordings: Sequence[Recording], noise: Sequence[Recording],
 
 def block_splits(recordings: Sequence[Recording], noise: Sequence[Recording],
                  blocks: int = INNER_BLOCKS) -> list[Split]:
-    """Contiguous time blocks: block k of every recording held out, the rest trained on."""
+    """Contiguous time blocks: block k of every recording held out, the rest trained on
+    (:func:`detector.examples.fold_dataset`), the noise trained on whole."""
+    noise_examples = tuple(e for rec in noise for e in cut(rec, (0.0, rec.end_seconds), True))
     splits = []
     for k in range(blocks):
-        train = [e for rec in noise for e in cut(rec, (0.0, rec.end_seconds), True)]
-        held = []
-        for rec in recordings:
-            lo, hi = fold_blocks(rec.end_seconds, blocks)[k]
-            for span in ((0.0, lo), (hi, rec.end_seconds)):
-                if span[1] > span[0]:
-                    train += cut(rec, span, True)
-            held.append((rec, (lo, hi)))
+        fold = fold_dataset(recordings, blocks, k)
         name = f"block {k + 1} of {blocks}"
-        splits.append(Split(name, Dataset(str(Layout.RAVEN), tuple(train), (), (),
-                                          f"{name} held out"), tuple(held)))
+        held = tuple((rec, fold_blocks(rec.end_seconds, blocks)[k]) for rec in recordings)
+        splits.append(Split(name, replace(fold, train=noise_examples + fold.train,
+                                          validation=(), split=f"{name} held out"), held))
     return splits
 
 

@@ -261,16 +261,14 @@ NETWORK_SETTINGS = ("architecture", "width")
 
 
 def is_model_archive(path: Path) -> bool:
-    """Whether ``path`` is a whaled TorchScript archive (a zip holding its metadata)."""
-    import zipfile
-
-    from detector.model import METADATA_NAME
+    """Whether ``path`` is a whaled TorchScript archive (its metadata reads)."""
+    from detector.model import ModelError, read_metadata
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            return any(n.endswith(f"/extra/{METADATA_NAME}") for n in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
+        read_metadata(path)
+    except (ModelError, OSError):
         return False
+    return True
 
 
 def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint:
