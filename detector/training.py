@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector import mining
 from detector.augment import Augmentation
 from detector.batches import augmented_items, epoch_items, make_batch
 from detector.calibration import validation_thresholds
@@ -61,6 +62,9 @@ class TrainConfig:
     batches_per_epoch: int = 0  # with augment: fixed batches per epoch, half positives; 0: by data
     synthetic_share: float = 0.3  # with augment: of the positives, synthetic upcalls
     augmentation: Augmentation = field(default_factory=Augmentation)  # with augment: the draws
+    mine_from_epoch: int = -1  # from this epoch on, hard negatives mined (detector.mining)
+    mined_windows: int = 256  # the highest-scoring training negative windows kept each epoch
+    mined_share: float = 0.25  # of an epoch's negative draws, taken from the mined windows
     mask_bins: int = 0  # SpecAugment: each training image hides a random band of up to this many
     seed: int = 0
     device: str = "auto"
@@ -165,12 +169,16 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
             group["lr"] = lr
         items = (augmented_items(train_set, config, rng) if config.augment
                  else epoch_items(train_set, config, rng))
+        mined = (mining.mine(model, [train_set[i] for i in negatives], config.mined_windows,
+                             device) if 0 <= config.mine_from_epoch <= epoch else [])
+        items = mining.with_mined(items, train_set, len(mined), config.mined_share, rng)
+        epoch_set = [*train_set, *mined]
         bar = progress_bar(math.ceil(len(items) / config.batch_size), epoch, config.epochs,
                            progress)
         model.train()
         losses = []
         for lo in range(0, len(items), config.batch_size):
-            x, y = make_batch(items[lo:lo + config.batch_size], train_set, negatives, config, rng)
+            x, y = make_batch(items[lo:lo + config.batch_size], epoch_set, negatives, config, rng)
             with autocast:
                 loss = loss_fn(model.logits(x.to(device)).float(), y.to(device))
             optimizer.zero_grad(set_to_none=True)
