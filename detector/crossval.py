@@ -157,14 +157,14 @@ def points(curve: Sequence[EventReport]) -> list[dict[str, object]]:
     return [p.as_dict() for p in operating_points(curve)]
 
 
+def pooled_windows(folds: Sequence[FoldResult]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels) of every held-out clip window, each scored by its fold's model."""
+    pairs = [clip_windows(rec, GUARD_SECONDS) for fold in folds for rec in fold.scored]
+    return np.concatenate([s for s, _ in pairs]), np.concatenate([lab for _, lab in pairs])
+
+
 def pooled_auc(folds: Sequence[FoldResult]) -> float:
-    scores, labels = [], []
-    for fold in folds:
-        for rec in fold.scored:
-            s, lab = clip_windows(rec, GUARD_SECONDS)
-            scores.append(s)
-            labels.append(lab)
-    return roc_auc(np.concatenate(scores), np.concatenate(labels))
+    return roc_auc(*pooled_windows(folds))
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
                           max_false_alarms_per_hour: float, threads: int, progress: bool,
                           command: str, nested: bool = False, recipe: Recipe | None = None,
                           force: bool = False, jobs: int = 1) -> None:
-    from detector import crossval, datasets, layouts, selection, training
+    from detector import crossval, datasets, layouts, platt, selection, training
     from detector.config import Settings
     from detector.events import Thresholds
     from detector.model import pick_torch_device
@@ -150,14 +150,23 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
              "validation": {"threshold_rule": cv.rule},
              "cross_validation": {**cv.as_dict(), "nested_recall_interval": interval},
              "recipe": None if recipe is None else recipe.as_dict()}
-    metadata = replace(metadata, thresholds=Thresholds(on=cv.on, off=cv.off), extra=extra)
+    raw = Thresholds(on=cv.on, off=cv.off)
+    calibration = platt.fit_platt(*crossval.pooled_windows(cv.folds))
+    for network in (result.model, *(fold.model for fold in cv.folds)):  # all score alike
+        platt.fold_into(network, calibration)
+    extra["calibration"] = {**calibration.as_dict(), "method": "platt", "raw_thresholds": {
+        "on": raw.on, "off": raw.off}, "fitted_on": "the pooled out-of-fold clip windows"}
+    metadata = replace(metadata, thresholds=calibration.thresholds(raw), extra=extra)
     written = training.write_artefacts(replace(result, metadata=metadata), out)
     for fold in cv.folds:
         written.append(save_fold_model(fold, metadata, by, out))
     cv_path = out.with_suffix(".cv.json")
-    cv_path.write_text(json.dumps(scores_doc(cv)) + "\n")
+    cv_path.write_text(json.dumps({**scores_doc(cv), "calibration": calibration.as_dict()})
+                       + "\n")
     written.append(cv_path)
-    typer.echo(f"threshold on {cv.on:.3f} off {cv.off:.3f} (out of fold); shipped model "
+    typer.echo(f"threshold on {cv.on:.3f} off {cv.off:.3f} (out of fold), calibrated "
+               f"(Platt, on the out-of-fold windows) to on {metadata.thresholds.on:.3f} off "
+               f"{metadata.thresholds.off:.3f}; shipped model "
                f"trained on all {len(recordings)} recordings for {len(result.history)} epochs; "
                f"{seconds:.0f} s in all")
     typer.echo("wrote " + ", ".join(str(p) for p in written))

@@ -57,6 +57,16 @@ def summarise(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
+def calibration_note(fit: dict[str, Any] | None) -> str:
+    """What the thresholds mean when the scores are Platt-calibrated probabilities."""
+    if not fit:
+        return ""
+    raw = fit["raw_thresholds"]
+    return (f" (calibrated probabilities, Platt scale {fit['scale']:.3f} bias "
+            f"{fit['bias']:.3f} fitted on {fit['fitted_on']}; raw on {raw['on']:.3f}, "
+            f"off {raw['off']:.3f})")
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     extra = summary["extra"]
     lines = [
@@ -64,7 +74,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"input       {summary['window_samples']} samples = {summary['window_seconds']:g} s "
         f"at {summary['sample_rate_hz']} Hz",
         f"labels      {', '.join(summary['labels'])}",
-        f"thresholds  on {summary['thresholds']['on']:.3f}, off {summary['thresholds']['off']:.3f}",
+        f"thresholds  on {summary['thresholds']['on']:.3f}, off {summary['thresholds']['off']:.3f}"
+        + calibration_note(extra.get("calibration")),
         f"parameters  {summary['parameters']:,}",
         f"FLOPs       {summary['flops_per_window'] / 1e6:.1f} M per window",
     ]

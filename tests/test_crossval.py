@@ -23,7 +23,9 @@ from detector import (
     train_command,
     training,
 )
-from detector.model import read_metadata
+from detector.inspection import format_summary, summarise
+from detector.model import load_model, read_metadata
+from detector.platt import Platt
 from detector.training import TrainConfig
 
 RATE_HZ = 2000
@@ -134,12 +136,19 @@ def test_train_cross_validate_ships_a_model_trained_on_both_days(two_days: Path,
     assert sorted(meta.extra["recordings"]) == ["SITE_20090328_000000.wav",
                                                 "SITE_20090328_001500.wav",
                                                 "SITE_20090329_121500.wav"]
-    assert meta.thresholds.on == pytest.approx(cv["on"])
+    fit = meta.extra["calibration"]  # Platt, on the pooled out-of-fold windows
+    platt = Platt(fit["scale"], fit["bias"])
+    assert fit["raw_thresholds"] == {"on": cv["on"], "off": pytest.approx(cv["on"] * 0.8)}
+    assert meta.thresholds.on == pytest.approx(platt.probability(cv["on"]))
+    assert meta.thresholds.off == pytest.approx(platt.probability(fit["raw_thresholds"]["off"]))
     assert [p["max_false_alarms_per_hour"] for p in cv["pooled"]["operating_points"]] == \
         [1.0, 2.0, 5.0]
     scores = json.loads(out.with_suffix(".cv.json").read_text())
     assert {b["recording"] for b in scores["held_out"]} == {
         "SITE_20090328_000000.wav", "SITE_20090328_001500.wav", "SITE_20090329_121500.wav"}
+    assert scores["calibration"] == {"scale": fit["scale"], "bias": fit["bias"]}
+    assert f"on {meta.thresholds.on:.3f}" in format_summary(summarise(load_model(out)))
+    assert "(calibrated probabilities, Platt scale" in format_summary(summarise(load_model(out)))
     assert zipfile.is_zipfile(out)
     for held in cv["held_out"]:  # each fold's model ships beside it, with its own record
         fold = read_metadata(tmp_path / f"m.fold-{held['group']}.pt")

@@ -1,0 +1,53 @@
+"""Platt scaling: the fit recovers a known map, folding it into the network makes every score
+the calibrated one, and the calibrated thresholds pass exactly the windows the raw ones did."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detector.events import Thresholds
+from detector.network import WINDOW_SAMPLES, build_network
+from detector.platt import Platt, fit_platt, fold_into, logit
+
+
+def test_fit_recovers_the_map_that_drew_the_labels() -> None:
+    rng = np.random.default_rng(0)
+    raw_logits = rng.normal(3.0, 3.0, 200_000)  # scores squeezed towards 1, as shipped
+    truth = Platt(0.4, -2.0)
+    labels = rng.random(len(raw_logits)) < 1 / (1 + np.exp(-(0.4 * raw_logits - 2.0)))
+    fit = fit_platt(1 / (1 + np.exp(-raw_logits)), labels.astype(np.int64))
+    assert fit.scale == pytest.approx(truth.scale, abs=0.02)
+    assert fit.bias == pytest.approx(truth.bias, abs=0.05)
+
+
+def test_one_class_is_refused() -> None:
+    with pytest.raises(ValueError, match="both positive and negative"):
+        fit_platt(np.array([0.2, 0.9]), np.array([0, 0]))
+
+
+def test_folded_network_scores_calibrated_everywhere_and_thresholds_pick_the_same() -> None:
+    torch.manual_seed(0)
+    net = build_network("contrast", 4).eval()
+    audio = torch.randn(1, WINDOW_SAMPLES * 6)
+    windows = audio[0].unfold(0, WINDOW_SAMPLES, 500)
+    with torch.no_grad():
+        raw = net(windows)[:, 0].double().numpy()
+        raw_span = net.score_span(audio, 500)[0, :, 0].double().numpy()
+    platt = Platt(0.5, -1.5)
+    fold_into(net, platt)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        cooked = scripted(windows)[:, 0].double().numpy()
+        cooked_span = scripted.score_span(audio, 500)[0, :, 0].double().numpy()
+    expected = np.array([platt.probability(float(r)) for r in raw])
+    np.testing.assert_allclose(cooked, expected, atol=2e-6)
+    np.testing.assert_allclose(cooked_span, [platt.probability(float(r)) for r in raw_span],
+                               atol=2e-6)
+    ranked = np.sort(raw)  # thresholds between two windows' scores, as a grid's would be
+    raw_thresholds = Thresholds(on=float(ranked[5:7].mean()), off=float(ranked[2:4].mean()))
+    mapped = platt.thresholds(raw_thresholds)
+    assert mapped.on == pytest.approx(platt.probability(raw_thresholds.on))
+    assert ((raw >= raw_thresholds.on) == (cooked >= mapped.on)).all()
+    assert logit(mapped.on) == pytest.approx(0.5 * logit(raw_thresholds.on) - 1.5)
