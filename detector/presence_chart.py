@@ -6,7 +6,7 @@ up, colour = detections in the hour; longer, a calendar, days of the year across
 per year, colour = hours with a detection that day; beyond :data:`DAILY_MAX_YEARS` years, the
 same by week. Grey hatch = no audio. Each panel has its own colour bar beside it. With the
 verdicts (:mod:`detector.validated`), a blue dot marks each hour (on a calendar, each day or
-week) with a call confirmed by review, and on the hourly grid a grey cross each hour whose
+week) with a call confirmed by review, and on the hourly grid a white cross each hour whose
 detections were all reviewed and none confirmed. Needs
 matplotlib (the ``review`` extra), imported on first use; the grid itself needs only numpy.
 """
@@ -42,8 +42,9 @@ MAX_DATE_TICKS = 16
 MONTH_STARTS = [date(2000, m, 1) for m in range(1, 13)]  # a leap year: 366 columns
 CONFIRMED_STYLE: dict[str, Any] = {"marker": "o", "c": "#1f3fbf", "edgecolors": "white",
                                    "linewidths": 0.6}  # blue: apart from the yellow-red scale
-REJECTED_STYLE: dict[str, Any] = {"marker": "x", "c": "0.35", "linewidths": 1.0}
-MARK_AREA = {"hour": 22.0, "day": 9.0, "week": 16.0}  # points^2: inside a cell at each grid
+REJECTED_STYLE: dict[str, Any] = {"marker": "X", "c": "white", "edgecolors": "0.2",
+                                  "linewidths": 0.7}  # seen on white and on dark red
+MARK_AREA = {"hour": 22.0, "day": 16.0, "week": 20.0}  # points^2: inside a cell at each grid
 COLOUR_LABELS = {"hour": "detections in the hour", "day": "hours with a detection that day",
                  "week": "hours with a detection that week"}
 
@@ -181,11 +182,12 @@ def draw_presence(table: Presence, confirmed: Presence | None = None,
     handles: list[Any] = [Patch(facecolor="0.82", edgecolor="0.6", hatch="///", label="no audio"),
                           Patch(facecolor="white", edgecolor="0.6",
                                 label="audio, no detection")]
+    hourly = any(grid.resolution == "hour" for _, grid in panels)  # crosses: hourly only
     if confirmed is not None:
         handles += [Line2D([], [], linestyle="none", label="upcall confirmed by review",
                            **legend_style(CONFIRMED_STYLE)),
                     Line2D([], [], linestyle="none", label="all reviewed, none confirmed",
-                           **legend_style(REJECTED_STYLE))]
+                           **legend_style(REJECTED_STYLE))][:None if hourly else 1]
     figure.legend(handles=handles, loc="outside upper left", ncol=len(handles), fontsize=9,
                   frameon=False)
     return figure
