@@ -249,3 +249,21 @@ def test_presence_command_prints_the_guidance(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == [
         "whaled: error: --target-precision 2 is not above 0 and at most 1"]
+
+
+def test_review_rewrites_the_tables_when_it_stops(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from detector.review import ReviewState, refresh_season
+
+    two_calls(tmp_path)
+    write_season(tmp_path)
+    state = ReviewState(tmp_path, [], "analyst")
+    state.save(1, ("north/a_20090329_120000", 1, 3900.0, 3901.5), "upcall", "")
+    refresh_season(tmp_path)  # what whaled review runs once its server has stopped
+    assert [r["confirmed"] for r in rows(tmp_path / VALIDATED_HOURLY_NAME)] == ["0", "1"]
+    assert "rewritten with 1 of 2 detections reviewed" in capsys.readouterr().err
+
+    listen = tmp_path / "listen"  # detections tied to a stream, no recording lines: untouched
+    write_lines(listen, [detection(600, "")])
+    refresh_season(listen)
+    assert not (listen / CSV_NAME).exists()
