@@ -248,8 +248,12 @@ def guidance_lines(g: Guidance) -> list[str]:
                      f"{e.upcall:>6} {e.not_upcall:>4} {e.unsure:>6}  {interval(e):<19} "
                      f"{b.detections_at_or_above:>20}  {interval(b.at_or_above)}")
     if g.threshold is None:
+        known = [b for b in g.bins if b.at_or_above.precision is not None]
+        best = max(known, key=lambda b: b.at_or_above.precision or 0.0, default=None)
         lines.append(f"threshold guidance: no threshold reaches an estimated precision of "
-                     f"{g.target:g} with at least {MIN_REVIEWS} decided reviews above it")
+                     f"{g.target:g} with at least {MIN_REVIEWS} decided reviews above it"
+                     + (f"; the highest is {interval(best.at_or_above)} at "
+                        f">= {best.score_from:g}" if best else ""))
     else:
         t = g.threshold
         lines.append(f"threshold guidance: lowest threshold with estimated precision >= "
