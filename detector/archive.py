@@ -30,9 +30,10 @@ from detector.archive_plan import Plan, plan
 from detector.config import Settings
 from detector.executors import Executor, local_executor
 from detector.model import LoadedModel
-from detector.presence import Totals, write_season
+from detector.presence import Totals
 from detector.progress import Progress
 from detector.saved_scores import scores_name, write_scores
+from detector.season import write_season
 
 log = logging.getLogger("whaled.detect")
 
@@ -123,7 +124,7 @@ def detect(inputs: Iterable[Path] | Plan, loaded: LoadedModel, settings: Setting
     if output.superseded:
         log.info("%d earlier results moved to %s", output.superseded, out_dir / SUPERSEDED_NAME)
     try:
-        summary.totals = write_season(out_dir)
+        summary.totals = write_season(out_dir).totals
     except OSError as error:
         log.error("could not write the CSV and presence tables in %s: %s", out_dir, error)
     summary.wall_seconds = time.perf_counter() - started

@@ -176,32 +176,49 @@ def run_events_command(paths: list[Path], on: float | None, off: float | None,
     return 0
 
 
-def run_presence_command(out_dir: Path) -> int:
-    """``whaled presence OUT``: 0 when written, 2 with one line when there is nothing to read."""
-    from detector.presence import (
-        CSV_NAME,
-        DAILY_NAME,
-        HOURLY_NAME,
-        PNG_NAME,
-        SECONDS_PER_HOUR,
-        write_season,
-    )
+def run_presence_command(out_dir: Path, target_precision: float | None = None) -> int:
+    """``whaled presence OUT``: the season's tables with the verdicts so far, and the threshold
+    guidance; 0 when written, 2 with one line when there is nothing to read."""
+    from detector.presence import SECONDS_PER_HOUR
+    from detector.season import write_season
+    from detector.season_raven import SEASON_TABLE_NAME
     from detector.sinks import JSONL_NAME
+    from detector.threshold_guidance import DEFAULT_TARGET_PRECISION, guidance_lines
 
+    if target_precision is None:
+        target_precision = DEFAULT_TARGET_PRECISION
+
+    if not 0.0 < target_precision <= 1.0:
+        print_error(f"--target-precision {target_precision:g} is not above 0 and at most 1")
+        return EXIT_BAD_INPUT
     if not (out_dir / JSONL_NAME).is_file():
         print_error(f"{out_dir / JSONL_NAME} not found: give a whaled detect output folder")
         return EXIT_BAD_INPUT
     try:
-        t = write_season(out_dir)
+        season = write_season(out_dir, target_precision)
     except OSError as error:
         print_error(f"cannot write the tables in {out_dir}: {error}")
         return EXIT_BAD_INPUT
+    t = season.totals
     print(f"presence: {counted(t.recordings, 'recording')} ({t.complete} complete, {t.failed} "
           f"failed, {t.unstamped} without a start time), "
           f"{t.audio_seconds / SECONDS_PER_HOUR:.3f} h of audio, "
-          f"{counted(t.detections, 'detection')}: {CSV_NAME}, {HOURLY_NAME}, {DAILY_NAME}, "
-          f"{PNG_NAME} in {out_dir}", file=sys.stderr)
+          f"{counted(t.detections, 'detection')}, {verdict_text(season.verdicts)}; tables, "
+          f"figure and {SEASON_TABLE_NAME} written in {out_dir}", file=sys.stderr)
+    if season.guidance is None:
+        print("threshold guidance: no random sample drawn (whaled detect --evidence N, then "
+              "review the sample with whaled review)", file=sys.stderr)
+    else:
+        for line in guidance_lines(season.guidance):
+            print(line, file=sys.stderr)
     return 0
+
+
+def verdict_text(verdicts: dict[str, int]) -> str:
+    """``3 reviewed (2 upcall, 1 not-upcall, 0 unsure)``."""
+    reviewed = sum(n for v, n in verdicts.items() if v != "unreviewed")
+    return (f"{reviewed} reviewed (" + ", ".join(f"{n} {v}" for v, n in verdicts.items()
+                                                  if v != "unreviewed") + ")")
 
 
 def error_line(error: Exception) -> int:

@@ -228,12 +228,15 @@ def events(
 def presence(
     out_dir: Annotated[Path, typer.Argument(
         help="A detect output folder, or one holding shards' detections.jsonl merged.")],
+    target_precision: Annotated[float | None, typer.Option(
+        help="Precision the threshold guidance aims for. (default: 0.9)")] = None,
 ) -> None:
-    """Rewrite detections.csv and the presence tables and figure from detections.jsonl."""
+    """Rewrite detections.csv, the presence tables (validated ones too), the figure and the
+    season's Raven table with the verdicts so far; print the threshold guidance."""
     from detector.archive_commands import run_presence_command
 
     setup_logging("INFO")
-    raise typer.Exit(run_presence_command(out_dir))
+    raise typer.Exit(run_presence_command(out_dir, target_precision))
 
 
 @app.command()

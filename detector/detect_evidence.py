@@ -8,10 +8,15 @@ as ``listen`` (WAV at the file's rate with the padding, spectrogram PNG, ``.json
 estimates precision below the top: the top N alone are the easy calls. Audio is read back from
 the recording, so a Dask run needs nothing more from its workers. Recordings with no known
 start get no clips (a clip is named and matched by its UTC).
+
+Each draw is also appended to ``OUT/evidence_sample.jsonl`` (one line per recording and run,
+the latest counting): the detections taken as the top and as the random part, so the
+threshold guidance (:mod:`detector.threshold_guidance`) can weigh the reviewed ones.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import zlib
@@ -32,18 +37,33 @@ from detector.metrics import Metrics
 log = logging.getLogger("whaled.detect")
 EVIDENCE_DIR = "evidence"
 SAMPLE_SEED = 2013  # with the recording's path: the same sample on every rerun
+SAMPLE_NAME = "evidence_sample.jsonl"  # in OUT: which detections each recording's draw took
 
 
-def choose(detections: list[Detection], n: int, key: str) -> list[Detection]:
-    """The ``n`` best by peak score (earlier first on a tie) and ``n`` of the rest at random,
-    in time order."""
+def draw(detections: list[Detection], n: int, key: str) -> tuple[list[Detection],
+                                                                 list[Detection]]:
+    """The ``n`` best by peak score (earlier first on a tie), and ``n`` of the rest at random."""
     ranked = sorted(detections, key=lambda d: (-d.peak_score, d.start_seconds, d.channel))
     top, rest = ranked[:n], ranked[n:]
     rng = np.random.default_rng([SAMPLE_SEED, zlib.crc32(key.encode())])
     picked = rng.choice(len(rest), size=min(n, len(rest)), replace=False).tolist() \
         if rest else []
-    chosen = top + [rest[int(i)] for i in picked]
-    return sorted(chosen, key=lambda d: (d.start_seconds, d.channel))
+    return top, [rest[int(i)] for i in picked]
+
+
+def sample_line(result: RecordingResult, n: int, top: list[Detection],
+                random: list[Detection]) -> str:
+    """One line of ``evidence_sample.jsonl``: which detections of the recording's result were
+    drawn, as (channel, start, end seconds) rounded as ``detections.jsonl`` has them."""
+    def spans(chosen: list[Detection]) -> list[list[float]]:
+        return [[d.channel, round(d.start_seconds, 3), round(d.end_seconds, 3)]
+                for d in sorted(chosen, key=lambda d: (d.start_seconds, d.channel))]
+
+    models = sorted({d.model_hash for d in result.detections})
+    return json.dumps({"recording": result.key, "path": str(Path(result.path).resolve()),
+                       "model": models[0] if len(models) == 1 else "", "per_recording": n,
+                       "detections": len(result.detections), "top": spans(top),
+                       "random": spans(random)}, separators=(",", ":")) + "\n"
 
 
 def save_evidence(result: RecordingResult, out_dir: Path, n: int, settings: Settings,
@@ -51,9 +71,12 @@ def save_evidence(result: RecordingResult, out_dir: Path, n: int, settings: Sett
     """Clips for ``result``'s chosen detections; how many were written."""
     if n <= 0 or result.origin_utc is None or result.origin_from == "none":
         return 0
-    chosen = choose(result.detections, n, result.key or result.path)
-    if not chosen:
+    top, random = draw(result.detections, n, result.key or result.path)
+    if not top:
         return 0
+    with (out_dir / SAMPLE_NAME).open("a") as handle:  # the draw, whatever becomes of clips
+        handle.write(sample_line(result, n, top, random))
+    chosen = sorted(top + random, key=lambda d: (d.start_seconds, d.channel))
     rate = soundfile.info(result.path).samplerate
     info = StreamInfo(rate, result.channels, result.origin_utc, result.origin_from,
                       result.source)

@@ -1,11 +1,12 @@
 """What a season of ``detect`` output adds up to: a CSV of detections and presence tables.
 
 Read from ``detections.jsonl`` (each recording's latest result), rewritten whole at the end of
-every ``whaled detect`` and ``whaled events`` run, so they always agree with it:
+every ``whaled detect`` and ``whaled events`` run (:func:`detector.season.write_season`), so
+they always agree with it:
 
 - ``detections.csv``: one row per detection, with a header: recording, its path, site,
   channel, label, UTC start/end/peak, seconds from the recording's start, peak score, model,
-  thresholds. Spreadsheets and R/pandas read it as is.
+  thresholds, the analyst's verdict. Spreadsheets and R/pandas read it as is.
 - ``presence_hourly.csv``: per site, channel and UTC hour with audio: minutes of audio
   analysed and detections (counted in the hour their start falls in). An hour with audio and no
   detection is a row with 0; an hour without audio has no row.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -39,7 +39,6 @@ from typing import Any
 from detector.progress import counted
 from detector.sinks import JSONL_NAME
 
-log = logging.getLogger("whaled.presence")
 CSV_NAME = "detections.csv"
 HOURLY_NAME = "presence_hourly.csv"
 DAILY_NAME = "presence_daily.csv"
@@ -47,9 +46,6 @@ PNG_NAME = "presence_daily.png"
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_MINUTE = 60
 OVERLAPS_SHOWN = 3  # pairs of overlapping recordings named in the warning
-CSV_COLUMNS = ("recording", "path", "site", "channel", "label", "start_utc", "end_utc",
-               "peak_utc", "start_seconds", "end_seconds", "peak_score", "model",
-               "on_threshold", "off_threshold")
 HOURLY_COLUMNS = ("site", "channel", "hour_utc", "audio_minutes", "detections")
 DAILY_COLUMNS = ("site", "channel", "date_utc", "audio_minutes", "hours_with_audio",
                  "detections", "hours_with_detections")
@@ -292,18 +288,6 @@ def daily_rows(table: Presence) -> list[tuple[object, ...]]:
     return rows
 
 
-def detection_rows(results: Iterable[Result]) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = []
-    for r in results:
-        for d in r.detections:
-            rows.append((r.doc.get("recording", ""), r.doc.get("path", ""), r.site,
-                         d.get("channel"), d.get("label"), d.get("start_utc") or "",
-                         d.get("end_utc") or "", d.get("peak_utc") or "",
-                         d.get("start_seconds"), d.get("end_seconds"), d.get("peak_score"),
-                         d.get("model"), d.get("on_threshold"), d.get("off_threshold")))
-    return rows
-
-
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
     """Staged then renamed: a reader sees the old table or the new one, never half."""
     staged = path.with_name(path.name + ".tmp")
@@ -312,26 +296,6 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...
         writer.writerow(columns)
         writer.writerows(rows)
     os.replace(staged, path)
-
-
-def write_season(out_dir: Path) -> Totals:
-    """detections.csv, the presence tables and figure, from ``detections.jsonl``; the totals."""
-    results = read_results(out_dir)
-    table = presence(results)
-    write_csv(out_dir / CSV_NAME, CSV_COLUMNS, detection_rows(results))
-    write_csv(out_dir / HOURLY_NAME, HOURLY_COLUMNS, hourly_rows(table))
-    write_csv(out_dir / DAILY_NAME, DAILY_COLUMNS, daily_rows(table))
-    if table.overlaps:
-        log.warning("%s", overlap_line(table.overlaps))
-    try:
-        from detector.presence_chart import plot_presence
-    except ImportError:  # matplotlib is an extra
-        log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
-                    out_dir / PNG_NAME)
-    else:
-        if table.hours:
-            plot_presence(table, out_dir / PNG_NAME)
-    return totals(results)
 
 
 def totals_lines(t: Totals | None, scanned: int) -> list[str]:

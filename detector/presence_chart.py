@@ -4,7 +4,10 @@ Each panel spans its own dates and picks the finest grid whose cells stay readab
 (:func:`presence_grid`): up to :data:`HOURLY_MAX_DAYS` days, days across and hours of the day
 up, colour = detections in the hour; longer, a calendar, days of the year across and one row
 per year, colour = hours with a detection that day; beyond :data:`DAILY_MAX_YEARS` years, the
-same by week. Grey hatch = no audio. Each panel has its own colour bar beside it. Needs
+same by week. Grey hatch = no audio. Each panel has its own colour bar beside it. With the
+verdicts (:mod:`detector.validated`), a blue dot marks each hour (on a calendar, each day or
+week) with a call confirmed by review, and on the hourly grid a white cross each hour whose
+detections were all reviewed and none confirmed. Needs
 matplotlib (the ``review`` extra), imported on first use; the grid itself needs only numpy.
 """
 
@@ -37,6 +40,11 @@ CALENDAR_PANEL_MIN_INCHES = 1.6
 DPI = 110
 MAX_DATE_TICKS = 16
 MONTH_STARTS = [date(2000, m, 1) for m in range(1, 13)]  # a leap year: 366 columns
+CONFIRMED_STYLE: dict[str, Any] = {"marker": "o", "c": "#1f3fbf", "edgecolors": "white",
+                                   "linewidths": 0.6}  # blue: apart from the yellow-red scale
+REJECTED_STYLE: dict[str, Any] = {"marker": "X", "c": "white", "edgecolors": "0.2",
+                                  "linewidths": 0.7}  # seen on white and on dark red
+MARK_AREA = {"hour": 22.0, "day": 16.0, "week": 20.0}  # points^2: inside a cell at each grid
 COLOUR_LABELS = {"hour": "detections in the hour", "day": "hours with a detection that day",
                  "week": "hours with a detection that week"}
 
@@ -105,11 +113,30 @@ def colour_scale(top: float) -> tuple[list[int], Any, Any]:
     return bounds, cmap, BoundaryNorm(bounds, cmap.N)
 
 
-def draw_presence(table: Presence) -> Any:
+def marked_cells(hours: dict[datetime, Cell], grid: PresenceGrid) -> list[tuple[float, float]]:
+    """The centres (column, row) of the grid cells holding any of ``hours`` with a detection:
+    an hour on the hourly grid, its day or week on a calendar."""
+    centres = set()
+    for hour, cell in hours.items():
+        if cell.detections <= 0:
+            continue
+        if grid.resolution == "hour":
+            centres.add(((hour.date() - grid.first).days + 0.5, hour.hour + 0.5))
+        else:
+            centres.add((calendar_column(hour.date(), grid.resolution) + 0.5,
+                         hour.year - grid.first.year + 0.5))
+    return sorted(centres)
+
+
+def draw_presence(table: Presence, confirmed: Presence | None = None,
+                  reviewed: Presence | None = None) -> Any:
     """The chart as a matplotlib Figure on an Agg canvas (no pyplot state); panels in (site,
-    channel) order."""
+    channel) order. ``confirmed``: the detections with an ``upcall`` verdict, marked with a
+    dot; ``reviewed``: those with any verdict, so an hour whose detections were all reviewed
+    and none confirmed is marked with a cross."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
 
     panels = [(key, presence_grid(hours)) for key, hours in sorted(table.hours.items())]
@@ -133,19 +160,52 @@ def draw_presence(table: Presence) -> Any:
         ax.set_xlim(0, columns)
         ax.set_ylim((0, rows) if fine else (rows, 0))  # a calendar reads down: first year on top
         label_axes(ax, grid)
-        ax.set_title(f"site {site}, channel {channel}, {grid.first} to {grid.last}: "
-                     f"{grid.hours_with_calls} of {grid.hours_with_audio} h with audio had a "
-                     "detection", fontsize=10)
+        title = (f"site {site}, channel {channel}, {grid.first} to {grid.last}: "
+                 f"{grid.hours_with_calls} of {grid.hours_with_audio} h with audio had a "
+                 "detection")
+        if confirmed is not None:
+            mine = confirmed.hours.get((site, channel), {})
+            dots = marked_cells(mine, grid)
+            crosses = marked_cells(rejected_hours(table.hours[(site, channel)], mine, reviewed,
+                                                  (site, channel)), grid) if fine else []
+            for places, style in ((dots, CONFIRMED_STYLE), (crosses, REJECTED_STYLE)):
+                if places:
+                    ax.scatter(*zip(*places, strict=True), zorder=3, **style,
+                               s=MARK_AREA[grid.resolution])
+            title += f", {sum(c.detections > 0 for c in mine.values())} h confirmed by review"
+        ax.set_title(title, fontsize=10)
         bar = figure.colorbar(mesh, ax=ax, fraction=0.025, pad=0.01, aspect=12,
                               ticks=[(a + b) / 2 for a, b in itertools.pairwise(bounds)])
         bar.ax.set_yticklabels([str(a) if b - a == 1 else f"{a}-{b - 1}"
                                 for a, b in itertools.pairwise(bounds)], fontsize=8)
         bar.set_label(COLOUR_LABELS[grid.resolution], fontsize=8)
-    figure.legend(handles=[Patch(facecolor="0.82", edgecolor="0.6", hatch="///",
-                                 label="no audio"),
-                           Patch(facecolor="white", edgecolor="0.6", label="audio, no detection")],
-                  loc="outside upper left", ncol=2, fontsize=9, frameon=False)
+    handles: list[Any] = [Patch(facecolor="0.82", edgecolor="0.6", hatch="///", label="no audio"),
+                          Patch(facecolor="white", edgecolor="0.6",
+                                label="audio, no detection")]
+    hourly = any(grid.resolution == "hour" for _, grid in panels)  # crosses: hourly only
+    if confirmed is not None:
+        handles += [Line2D([], [], linestyle="none", label="upcall confirmed by review",
+                           **legend_style(CONFIRMED_STYLE)),
+                    Line2D([], [], linestyle="none", label="all reviewed, none confirmed",
+                           **legend_style(REJECTED_STYLE))][:None if hourly else 1]
+    figure.legend(handles=handles, loc="outside upper left", ncol=len(handles), fontsize=9,
+                  frameon=False)
     return figure
+
+
+def rejected_hours(hours: dict[datetime, Cell], confirmed: dict[datetime, Cell],
+                   reviewed: Presence | None, key: tuple[str, int]) -> dict[datetime, Cell]:
+    """Hours whose detections all have a verdict and none is ``upcall``."""
+    if reviewed is None:
+        return {}
+    judged = reviewed.hours.get(key, {})
+    return {h: c for h, c in hours.items() if c.detections > 0 and h not in confirmed
+            and h in judged and judged[h].detections >= c.detections}
+
+
+def legend_style(style: dict[str, Any]) -> dict[str, Any]:
+    return {"marker": style["marker"], "markerfacecolor": style.get("c", "none"),
+            "markeredgecolor": style.get("edgecolors", style.get("c")), "markersize": 7}
 
 
 def label_axes(ax: Any, grid: PresenceGrid) -> None:
@@ -168,5 +228,6 @@ def label_axes(ax: Any, grid: PresenceGrid) -> None:
     ax.set_xlabel(f"{grid.resolution} of the year (UTC)")
 
 
-def plot_presence(table: Presence, path: Path) -> None:
-    draw_presence(table).savefig(path, dpi=DPI, bbox_inches="tight")
+def plot_presence(table: Presence, path: Path, confirmed: Presence | None = None,
+                  reviewed: Presence | None = None) -> None:
+    draw_presence(table, confirmed, reviewed).savefig(path, dpi=DPI, bbox_inches="tight")

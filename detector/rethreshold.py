@@ -17,8 +17,8 @@ from pathlib import Path
 from detector.archive_output import ArchiveOutput, RecordingResult, settings_fingerprint
 from detector.config import Settings
 from detector.events import Detection
-from detector.presence import write_season
 from detector.saved_scores import SavedScores, read_scores, redo, thresholds_from
+from detector.season import write_season
 
 log = logging.getLogger("whaled.events")
 

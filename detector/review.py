@@ -5,7 +5,10 @@ HTML file, no external assets) asks for the detections and their verdicts, shows
 spectrogram and plays its audio, and posts each verdict as it is given. The server appends it
 to the recording's reviewed table (:func:`detector.labels.append_reviewed`: flushed and
 fsynced) before it answers, so a verdict the page shows as saved is on disk; a changed verdict
-is a later row that supersedes the earlier one. Every page load reads the tables again.
+is a later row that supersedes the earlier one. Every page load reads the tables again. When
+it stops, a ``detect`` output's ``detections.csv``, presence tables and figure are rewritten
+with the verdicts (:func:`detector.season.write_season`; ``whaled presence OUT`` does the same
+at any time).
 
 Routes: ``GET /`` the page, ``GET /api/state`` detections and verdicts as JSON,
 ``GET /spectrogram/N.png``, ``GET /audio/N.wav?speed=S`` (S = 1 or 4), ``POST /api/verdict``
@@ -297,7 +300,27 @@ def run_review_command(out_dir: Path, audio: Sequence[Path], address: str, port:
         server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    refresh_season(out_dir)
     return 0
+
+
+def refresh_season(out_dir: Path) -> None:
+    """A detect output's tables rewritten with the verdicts given (:mod:`detector.season`);
+    a listen output has none."""
+    from detector.presence import read_results
+    from detector.season import write_season
+
+    if not read_results(out_dir):
+        return
+    try:
+        season = write_season(out_dir)
+    except (OSError, WhaledError) as error:
+        log.error("detections.csv and the presence tables not rewritten: %s", error)
+        return
+    print(f"whaled review: detections.csv, the presence tables and figure and the season's "
+          f"Raven table rewritten with {season.reviewed} of {season.totals.detections} "
+          f"detections reviewed (whaled presence {out_dir} prints the threshold guidance)",
+          file=sys.stderr)
 
 
 def _user() -> str:

@@ -12,6 +12,7 @@ from conftest import WHALED
 from helpers import calls_recording
 
 from detector.datasets import evidence_call
+from detector.detect_evidence import SAMPLE_NAME
 from detector.review_items import evidence_index
 from detector.sinks import JSONL_NAME
 
@@ -68,6 +69,12 @@ def test_top_n_and_a_seeded_sample_as_listen_clips(tmp_path: Path, centre_model:
                                                                d["start_seconds"])) < 0.01
         assert path.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     assert set(evidence_index(out)) == {(m["peak_utc"], 1) for m in metas}  # review finds them
+    draw = json.loads((out / SAMPLE_NAME).read_text())  # what threshold guidance weighs
+    by_start = {d["start_seconds"]: d for d in detections}
+    assert (draw["recording"], draw["per_recording"], draw["detections"]) == \
+        ("site_20090329_120000.wav", 1, 6)
+    assert [by_start[s]["peak_utc"] for _, s, _ in draw["top"]] == [best["peak_utc"]]
+    assert {by_start[s]["peak_utc"] for _, s, _ in draw["top"] + draw["random"]} == peaks
 
     again = detect(archive, tmp_path / "again", centre_model, "--evidence", "1")
     assert again.returncode == 0

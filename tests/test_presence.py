@@ -18,9 +18,9 @@ from detector.presence import (
     HOURLY_NAME,
     PNG_NAME,
     Presence,
-    write_season,
 )
 from detector.presence_chart import DPI, draw_presence, panel_inches, presence_grid
+from detector.season import write_season
 from detector.sinks import JSONL_NAME
 
 
@@ -73,7 +73,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
     write_output(tmp_path)
-    totals = write_season(tmp_path)
+    totals = write_season(tmp_path).totals
     assert (totals.recordings, totals.complete, totals.detections, totals.unstamped) == \
         (4, 4, 6, 1)
     assert totals.audio_seconds == 5100 + 3600 + 1800 + 600
@@ -108,7 +108,7 @@ def test_presence_tables_count_hours_and_minutes(tmp_path: Path) -> None:
         "start_utc": "2009-03-29T13:05:00.000Z", "end_utc": "2009-03-29T13:05:00.000Z",
         "peak_utc": "2009-03-29T13:05:00.000Z", "start_seconds": "3900",
         "end_seconds": "3901", "peak_score": "0.61", "model": "m1", "on_threshold": "0.5",
-        "off_threshold": "0.4"}
+        "off_threshold": "0.4", "verdict": "unreviewed"}
     assert (table[5]["recording"], table[5]["site"], table[5]["start_utc"],
             table[5]["start_seconds"]) == ("glider.flac", "data", "", "12.5")
 
@@ -229,7 +229,7 @@ def test_presence_figure_panels_have_their_own_dates_and_clear_titles() -> None:
 
 
 def test_an_output_without_results_gives_header_only_tables(tmp_path: Path) -> None:
-    totals = write_season(tmp_path)
+    totals = write_season(tmp_path).totals
     assert (totals.recordings, totals.detections) == (0, 0)
     assert (tmp_path / HOURLY_NAME).read_text() == \
         "site,channel,hour_utc,audio_minutes,detections\n"
