@@ -314,8 +314,9 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...
     os.replace(staged, path)
 
 
-def write_season(out_dir: Path) -> Totals:
-    """detections.csv, the presence tables and figure, from ``detections.jsonl``; the totals."""
+def write_season(out_dir: Path, figure: bool = True) -> Totals:
+    """detections.csv, the presence tables and (``figure``) the chart, from
+    ``detections.jsonl``; the totals."""
     results = read_results(out_dir)
     table = presence(results)
     write_csv(out_dir / CSV_NAME, CSV_COLUMNS, detection_rows(results))
@@ -323,14 +324,14 @@ def write_season(out_dir: Path) -> Totals:
     write_csv(out_dir / DAILY_NAME, DAILY_COLUMNS, daily_rows(table))
     if table.overlaps:
         log.warning("%s", overlap_line(table.overlaps))
-    try:
+    if figure and table.hours:
         from detector.presence_chart import plot_presence
-    except ImportError:  # matplotlib is an extra
-        log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
-                    out_dir / PNG_NAME)
-    else:
-        if table.hours:
+
+        try:  # matplotlib (an extra) is imported here, by the drawing, not before
             plot_presence(table, out_dir / PNG_NAME)
+        except ImportError:
+            log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
+                        out_dir / PNG_NAME)
     return totals(results)
 
 
