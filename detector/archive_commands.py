@@ -32,8 +32,9 @@ SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits 128 + N (SIGINT: 130),
 
 def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
                        dask_address: str | None, show_progress: bool,
-                       save_scores: bool = False, evidence: int = 0) -> int:
-    """``whaled detect``: 0 when every recording was scanned, 1 when any failed, 2 at start."""
+                       save_scores: bool = False, evidence: int = 0, figure: bool = True) -> int:
+    """``whaled detect``: 0 when every recording was scanned, 1 when any failed, 2 at start.
+    ``figure``: redraw the presence chart at the end (the tables are always written)."""
     import torch
 
     from detector.archive import detect
@@ -75,7 +76,7 @@ def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, sha
              settings.hop_seconds, *shard, out_dir)
     try:
         summary = detect(planned, loaded, settings, out_dir, shard, executor, progress,
-                         save_scores, evidence, stop)
+                         save_scores, evidence, stop, figure)
     except WhaledError as error:
         return error_line(error)
     finally:

@@ -181,6 +181,10 @@ def detect(
         help="Evidence clips (WAV, spectrogram, JSON) in OUT/evidence/ for the N "
              "highest-scoring detections of each recording and N more drawn at random from "
              "the rest, for whaled review and whaled train.")] = 0,
+    figure: Annotated[bool, typer.Option(
+        help="Redraw OUT/presence_daily.png at the end (about a second, matplotlib's); "
+             "--no-figure leaves it to 'whaled presence OUT', e.g. for shards or one file "
+             "at a time.")] = True,
 ) -> None:
     """Scan recordings and archives offline with the listen pipeline; resumable."""
     from detector import config as config_module
@@ -200,7 +204,7 @@ def detect(
     from detector.archive_commands import run_detect_command
 
     raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress,
-                                        save_scores, evidence))
+                                        save_scores, evidence, figure))
 
 
 @app.command()
@@ -317,10 +321,10 @@ def help_width() -> int:
 
 
 def main() -> None:
-    from typer import rich_utils
-
+    # typer's rich_utils (0.1 s of imports) reads TERMINAL_WIDTH when help or a usage error
+    # first needs it; set here, a command that prints neither never imports it
     if not os.environ.get("TERMINAL_WIDTH"):  # typer's own setting wins
-        rich_utils.MAX_WIDTH = help_width()
+        os.environ["TERMINAL_WIDTH"] = str(help_width())
     app()
 
 

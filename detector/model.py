@@ -85,6 +85,9 @@ class LoadedModel:
     path: Path
     content_hash: str  # first hex digits of the file's SHA-256
     device: torch.device
+    # scoring.optimised's frozen module per span hop (samples), made at its first use, so a
+    # run over many recordings freezes and warms the model once
+    optimised_by_hop: dict[int, torch.jit.ScriptModule] = field(default_factory=dict, repr=False)
 
 
 def file_hash(path: Path) -> str:

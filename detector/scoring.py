@@ -36,9 +36,16 @@ TRAINING_BATCH_WINDOWS = 128  # windows per batch when a network in training is 
 
 
 def optimised(loaded: LoadedModel, span_hop_samples: int = 0) -> torch.jit.ScriptModule:
-    """The frozen, inference-optimised module; the plain one if freezing fails."""
+    """The frozen, inference-optimised module; the plain one if freezing fails. Made once
+    per model and span hop (kept in ``loaded.optimised_by_hop``), not once per recording."""
     if loaded.device.type != "cpu":
         return loaded.module
+    if span_hop_samples not in loaded.optimised_by_hop:
+        loaded.optimised_by_hop[span_hop_samples] = _freeze(loaded, span_hop_samples)
+    return loaded.optimised_by_hop[span_hop_samples]
+
+
+def _freeze(loaded: LoadedModel, span_hop_samples: int) -> torch.jit.ScriptModule:
     methods = ["score_span"] if span_hop_samples else []
     window = loaded.metadata.window_samples
     try:

@@ -92,8 +92,10 @@ def detection_rows(results: Sequence[Result], verdicts: Verdicts) -> list[tuple[
     return rows
 
 
-def write_season(out_dir: Path, target_precision: float = DEFAULT_TARGET_PRECISION) -> Season:
-    """Every table of the module docstring from ``detections.jsonl`` and ``OUT/review``."""
+def write_season(out_dir: Path, target_precision: float = DEFAULT_TARGET_PRECISION,
+                 figure: bool = True) -> Season:
+    """Every table of the module docstring from ``detections.jsonl`` and ``OUT/review``, and
+    (``figure``) the chart."""
     results = read_results(out_dir)
     table = presence(results)
     verdicts = read_verdicts(out_dir, results)
@@ -113,14 +115,14 @@ def write_season(out_dir: Path, target_precision: float = DEFAULT_TARGET_PRECISI
         write_guidance(out_dir, guided)
     if table.overlaps:
         log.warning("%s", overlap_line(table.overlaps))
-    try:
+    if figure and table.hours:
         from detector.presence_chart import plot_presence
-    except ImportError:  # matplotlib is an extra
-        log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
-                    out_dir / PNG_NAME)
-    else:
-        if table.hours:
+
+        try:  # matplotlib (an extra) is imported here, by the drawing, not before
             plot_presence(table, out_dir / PNG_NAME, validated.by_verdict[UPCALL],
                           validated.by_verdict[REVIEWED])
+        except ImportError:
+            log.warning("%s not drawn: it needs matplotlib (pip install 'whaled[review]')",
+                        out_dir / PNG_NAME)
     return Season(totals(results), verdicts.counts(results), guided)
 

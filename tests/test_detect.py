@@ -130,6 +130,39 @@ def test_finding_reading_and_resampling_import_no_scipy_or_matplotlib() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_detect_without_the_figure_imports_no_matplotlib_rich_or_scipy(
+        tmp_path: Path, centre_model: Path) -> None:
+    """--no-figure: the presence tables are written, the chart is not, and the process never
+    imports matplotlib (a second with its first draw), typer's rich help or scipy."""
+    wav = calls_recording(tmp_path / "a_20090329_120000.wav", 2000, 30, CALLS[:1], seed=3)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-X", "importtime", *WHALED[1:], "detect", str(wav),
+                          "--model", str(centre_model), "--out", str(out), "--no-progress",
+                          "--no-figure"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert {"torch", "soundfile"} <= imported  # the probe sees what detect does import
+    assert imported & {"matplotlib", "rich", "scipy"} == set()
+    assert (out / "presence_daily.csv").is_file()
+    assert not (out / "presence_daily.png").exists()
+
+
+def test_a_run_over_many_recordings_freezes_the_model_once(
+        tmp_path: Path, archive: Path, centre_model: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector import scoring
+
+    frozen: list[int] = []
+    freeze = scoring._freeze
+    monkeypatch.setattr(scoring, "_freeze", lambda loaded, hop: (frozen.append(hop),
+                                                                 freeze(loaded, hop))[1])
+    summary = detect([archive], load_model(centre_model), detect_settings(centre_model),
+                     tmp_path / "out", figure=False)
+    assert summary.completed == 5
+    assert len(frozen) == 1
+
+
 def test_folders_unreadable_files_exit_status_and_resume(
         tmp_path: Path, archive: Path, centre_model: Path) -> None:
     (archive / "broken.wav").write_bytes(b"RIFF\x00\x00not a wave file")
@@ -142,8 +175,8 @@ def test_folders_unreadable_files_exit_status_and_resume(
     records = [json.loads(line) for line in lines_of(out, "recording")]
     assert Counter(r["status"] for r in records) == {"complete": 5, "failed": 1}
     tables = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.selections.txt"))
-    assert tables == ["deep/glider.selections.txt"] + [
-        f"site{i}_2009032{i}_120000.selections.txt" for i in range(4)]
+    assert tables == ["deep/glider.selections.txt", "season.selections.txt"] + [
+        f"site{i}_2009032{i}_120000.selections.txt" for i in range(4)]  # and the season's
     first = lines_of(out, "detection")
     assert len(first) >= 10
     starts = {(json.loads(line)["start_utc"] or "")[:16] for line in first}
