@@ -30,7 +30,6 @@ from detector.examples import (
     reviewed_summary,
     split_clips,
 )
-from detector.labels import ReviewedMatch
 from detector.layouts import (
     DatasetError,
     Interval,
@@ -44,6 +43,7 @@ from detector.layouts import (
 )
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.resample import resample_signal
+from detector.reviewed_match import ReviewedMatch, match_reviewed
 
 PAD_EDGE_FRACTION = 0.1  # of a short clip at each end, whose level its padding takes
 
@@ -207,7 +207,7 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
     match = options.reviewed_match
     try:
         if match is None or any(p not in match.tables for p, _ in recordings):
-            match = labels.match_reviewed([p for p, _ in recordings], options.reviewed_dirs)
+            match = match_reviewed([p for p, _ in recordings], options.reviewed_dirs)
     except labels.LabelsError as error:
         raise DatasetError(str(error)) from None
     for path, tables in recordings:
