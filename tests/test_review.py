@@ -311,7 +311,8 @@ def serving(out: Path) -> ThreadingHTTPServer:
     """``whaled review``'s server over ``out`` on a free port of 127.0.0.1, in a thread."""
     import threading
 
-    from detector.review import ReviewServer, ReviewState, make_handler
+    from detector.review import ReviewServer, ReviewState
+    from detector.review_routes import make_handler
 
     server = ReviewServer(("127.0.0.1", 0), make_handler(ReviewState(out, [], "tester")))
     threading.Thread(target=server.serve_forever, daemon=True).start()
