@@ -87,6 +87,7 @@ def review_spectrogram_png(item: Item, clip: Clip, view: View) -> bytes:
     with _render_lock:
         figure = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI)
         axes = figure.add_axes(_fraction(AXES_PX))
+        axes.set_facecolor("black")  # the half frames at the edges: no white strips
         draw_contrast(figure, axes, clip.first_seconds + times, freqs, db,
                       peak if view.range_db is None else view.range_db,
                       (item.start_seconds, item.end_seconds), figure.add_axes(

@@ -258,3 +258,21 @@ def read_reviews(out_dir: Path, items: Sequence[Item]
             if not numbers:
                 added.append((recording, label))
     return verdicts, added
+
+
+def evidence_verdicts(evidence_dir: Path) -> dict[Path, tuple[ReviewedLabel, float]]:
+    """Evidence clip (resolved path) -> (its detection's latest verdict, the recording second
+    at the clip's first sample), for the clips of ``OUT_DIR/evidence`` that ``whaled review``
+    gave a verdict in ``OUT_DIR/review``; empty for any other folder."""
+    out_dir = evidence_dir.parent
+    if not ((out_dir / JSONL_NAME).is_file() and (out_dir / REVIEW_DIR).is_dir()):
+        return {}
+    try:
+        items = load_items(out_dir)
+    except ReviewInputError:
+        return {}
+    verdicts = read_verdicts(out_dir, items)
+    inside = evidence_dir.resolve()
+    return {i.audio.path.resolve(): (verdicts[i.number], i.audio.first_seconds)
+            for i in items if i.number in verdicts and i.audio is not None
+            and inside in i.audio.path.resolve().parents}

@@ -135,10 +135,17 @@ def test_a_view_reports_where_its_axes_are_and_bad_views_are_400(
         left, top, right, bottom = geo["axes_px"]  # type: ignore[misc]
         at_13_s = round(left + 13.0 / 14.0 * (right - left))
         expected_300_hz = top + (1 - 300 / 500) * (bottom - top)
-        assert abs(tone_row_px(png, at_13_s, (top, bottom)) - expected_300_hz) <= 3
+        bin_px = RATE_HZ / 256 / 500 * (bottom - top)  # one STFT bin (7.8 Hz) in pixels
+        row_300_hz = tone_row_px(png, at_13_s, (top, bottom))
+        assert abs(row_300_hz - expected_300_hz) <= bin_px + 1
         at_3_s = round(left + 3.0 / 14.0 * (right - left))
         expected_100_hz = top + (1 - 100 / 500) * (bottom - top)
-        assert abs(tone_row_px(png, at_3_s, (top, bottom)) - expected_100_hz) <= 3
+        assert abs(tone_row_px(png, at_3_s, (top, bottom)) - expected_100_hz) <= bin_px + 1
+        from matplotlib.image import imread
+
+        line = imread(io.BytesIO(png), format="png")[row_300_hz, left:right, :3].sum(axis=1)
+        onset_px = left + int(np.argmax(line > (line.max() + np.median(line)) / 2))
+        assert abs(onset_px - (left + 12.0 / 14.0 * (right - left))) <= 5  # the tone's start
         status, zoomed = request(port, "GET", "/api/view/0?top=5000")
         assert zoomed["hz"] == [0.0, 1000.0]  # type: ignore[index]  # Nyquist of 2 kHz audio
         for query, message in (("context=abc", "context must be a number of s"),
@@ -217,3 +224,44 @@ def test_a_box_drawn_in_chromium_is_a_positive_that_training_reads(
     centres = sorted(e.start_seconds + sum(e.call_samples) / 2 / 2000  # type: ignore[arg-type]
                      for e in positives)
     assert centres == [pytest.approx(3.0, abs=0.05), pytest.approx(13.0, abs=0.05)]
+
+
+def test_verdicts_on_evidence_clips_make_negatives_for_training(tmp_path: Path) -> None:
+    """A listen output's evidence/ holds only upcall/ clips: training on it used to stop at
+    "only positive examples". Reviewed, a not-upcall clip is a negative centred on the false
+    alarm, an unsure one is left out, an upcall one stays a positive."""
+    from detector.layouts import DatasetError
+    from detector.review import ReviewState
+
+    out = tmp_path / "out"
+    clips = out / "evidence" / "upcall"
+    clips.mkdir(parents=True)
+    rows = []
+    for start in (20.0, 40.0, 60.0):  # each clip: 5 s before the detection to 5 s after
+        utc = lambda s: f"2026-01-02T03:{int(s) // 60:02d}:{s % 60:06.3f}Z"  # noqa: E731
+        detection = {"type": "detection", "label": "upcall", "channel": 1,
+                     "source": "file:site_20260102_030000.wav", "start_seconds": start,
+                     "end_seconds": start + 2, "start_utc": utc(start),
+                     "end_utc": utc(start + 2), "peak_utc": utc(start + 1), "peak_score": 0.9}
+        rows.append(detection)
+        stem = clips / f"{utc(start + 1)}_ch1"
+        soundfile.write(stem.with_suffix(".wav"), np.random.default_rng(int(start))
+                        .standard_normal(12 * RATE_HZ).astype(np.float32) * 0.1, RATE_HZ)
+        stem.with_suffix(".json").write_text(json.dumps(
+            {**detection, "clip_start_utc": utc(start - 5)}))
+    (out / "detections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match="only positive examples"):
+        load_dataset(out / "evidence")
+    state = ReviewState(out, [], "tester")
+    for number, annotation in enumerate(("upcall", "not-upcall", "unsure")):
+        item = state.item(number)
+        state.save(number, (item.recording, 1, item.start_seconds, item.end_seconds),
+                   annotation, "")
+    dataset = load_dataset(out / "evidence")
+    examples = dataset.train + dataset.validation
+    assert sorted((e.label, Path(e.source).name[17:19]) for e in examples) == [
+        (0, "41"), (1, "21")]  # 03:00:41 the false alarm, 03:00:21 the call; 03:01:01 out
+    negative = next(e for e in examples if e.label == 0)
+    window = len(negative.audio) / RATE_HZ
+    assert negative.start_seconds + window / 2 == pytest.approx(6.0, abs=0.01)  # its centre
+    assert "1 upcall, 1 not-upcall (negatives), 1 unsure (left out)" in dataset.split
