@@ -11,7 +11,7 @@ data set, so it stays a test span that training never saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ import soundfile
 
 from detector.errors import WhaledError
 from detector.examples import (
+    CROP_MARGIN_SECONDS,
     SKIPPED_NAMES_SHOWN,
     Dataset,
     Example,
@@ -30,7 +31,7 @@ from detector.examples import (
     reviewed_summary,
     split_clips,
 )
-from detector.labels import ReviewedMatch
+from detector.labels import UNSURE, UPCALL, VERDICTS, ReviewedLabel
 from detector.layouts import (
     DatasetError,
     Interval,
@@ -44,6 +45,7 @@ from detector.layouts import (
 )
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.resample import SIGNAL_CHUNK_FRAMES, Resampler
+from detector.reviewed_match import ReviewedMatch, match_reviewed
 
 PAD_EDGE_FRACTION = 0.1  # of a short clip at each end, whose level its padding takes
 
@@ -111,8 +113,16 @@ def load_dataset(data_dir: Path, options: LoadOptions = LoadOptions(),
     if layout is Layout.RAVEN:
         train, val, skipped, split = load_recordings(recordings_with_tables(data_dir), options)
     else:
-        clips, skipped = load_clips(labelled_clips(data_dir, layout, options.positive_label))
+        from detector.review_items import evidence_verdicts
+
+        verdicts = evidence_verdicts(data_dir) if layout is Layout.FOLDERS else {}
+        clips, skipped = load_clips(labelled_clips(data_dir, layout, options.positive_label),
+                                    verdicts)
         train, val, split = split_clips(clips, options.validation_fraction)
+        if verdicts:
+            count = [sum(v.annotation == a for v, _ in verdicts.values()) for a in VERDICTS]
+            split += (f"; reviewed verdicts on {len(verdicts)} evidence clip(s): {count[0]} "
+                      f"upcall, {count[1]} not-upcall (negatives), {count[2]} unsure (left out)")
     noise_files = audio_in(noise)
     if noise_files:
         extra: list[tuple[Path, list[Path]]] = [(f, []) for f in noise_files]
@@ -136,15 +146,32 @@ def check_usable(dataset: Dataset, data_dir: Path) -> None:
 
 # ---- clips (layouts 1-3) ----
 
-def load_clips(clips: list[tuple[Path, int]]) -> tuple[list[Example], list[str]]:
+def load_clips(clips: list[tuple[Path, int]],
+               verdicts: Mapping[Path, tuple[ReviewedLabel, float]] | None = None
+               ) -> tuple[list[Example], list[str]]:
+    """The clips as examples. An evidence clip with a verdict from ``whaled review``
+    (``verdicts``: clip -> (verdict, recording seconds at its start)) takes the verdict's label
+    and box: ``upcall`` a positive around its (corrected) box, ``not-upcall`` a negative
+    window centred on the false alarm, ``unsure`` left out."""
     examples, skipped = [], []
     for path, label in clips:
+        reviewed = (verdicts or {}).get(path.resolve())
+        if reviewed is not None and reviewed[0].annotation == UNSURE:
+            continue
         try:
             audio = fit_window(read_audio(path))
         except AudioError as error:
             skipped.append(f"{path.name} ({error})")
             continue
         call = evidence_call(path)
+        if reviewed is not None:
+            verdict, first_seconds = reviewed
+            label = int(verdict.annotation == UPCALL)
+            call = (max(verdict.begin_seconds - first_seconds, 0.0),
+                    verdict.end_seconds - first_seconds)
+            if label == 0:
+                examples.append(centred_negative(audio, str(path), call))
+                continue
         if label == 1 and call is not None:  # a reviewed detection: the window around the call
             around = [e for e in cut_recording(audio, str(path), [call], [call],
                                                (0.0, len(audio) / SAMPLE_RATE_HZ), True)
@@ -155,6 +182,15 @@ def load_clips(clips: list[tuple[Path, int]]) -> tuple[list[Example], list[str]]
             continue
         examples.append(Example(audio, label, str(path), 0.0))
     return examples, skipped
+
+
+def centred_negative(audio: np.ndarray, source: str, span: Interval) -> Example:
+    """A negative training window (with its crop margin) centred on ``span`` (s)."""
+    length = WINDOW_SAMPLES + round(CROP_MARGIN_SECONDS * SAMPLE_RATE_HZ)
+    centre = round((span[0] + span[1]) / 2 * SAMPLE_RATE_HZ)
+    first = min(max(0, centre - length // 2), max(0, len(audio) - length))
+    return Example(fit_window(audio[first:first + length]), 0, source,
+                   first / SAMPLE_RATE_HZ)
 
 
 def evidence_call(clip: Path) -> Interval | None:
@@ -215,7 +251,7 @@ def read_recordings(recordings: list[tuple[Path, list[Path]]], options: LoadOpti
     match = options.reviewed_match
     try:
         if match is None or any(p not in match.tables for p, _ in recordings):
-            match = labels.match_reviewed([p for p, _ in recordings], options.reviewed_dirs)
+            match = match_reviewed([p for p, _ in recordings], options.reviewed_dirs)
     except labels.LabelsError as error:
         raise DatasetError(str(error)) from None
     for path, tables in recordings:

@@ -27,9 +27,9 @@ from detector.progress import Progress
 TRAINED_ON_LINES_SHOWN = 20  # a clip folder can overlap by thousands: the rest are counted
 
 if TYPE_CHECKING:
-    from detector.labels import ReviewedMatch
     from detector.model import LoadedModel
     from detector.recording_evaluation import Evaluation
+    from detector.reviewed_match import ReviewedMatch
 
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model archive to evaluate.")],

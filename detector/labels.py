@@ -4,15 +4,20 @@ A reviewed-labels table is a Raven selection table named
 ``<recording stem>.reviewed.selections.txt`` (tab-separated, python csv dialect ``excel-tab``,
 so a tab or newline in a note is quoted) with the columns of :data:`COLUMNS`; extra columns
 (``Begin UTC``, ``Score``, ...) are allowed and ignored by readers. Times are seconds from
-the start of the recording file. The annotation is one of :data:`VERDICTS`. A later row for
-the same (channel, begin, end) supersedes an earlier one, so appending a changed verdict is
-how a verdict changes.
+the start of the recording file; ``Low Freq (Hz)`` and ``High Freq (Hz)`` are the box the
+reviewer drew (50-250 Hz when none was drawn). The annotation is one of :data:`VERDICTS`. A
+later row for the same (channel, begin, end) supersedes an earlier one, so appending a changed
+verdict is how a verdict changes. A row whose ``Replaces Begin (s)`` and ``Replaces End (s)``
+name another selection of its channel is that selection's corrected box: it supersedes it,
+and a later row for the replaced selection supersedes the correction in turn.
 
 Readers (``whaled train``, ``whaled evaluate``) find the tables beside the recording and
 anywhere under every ``--reviewed DIR``, matched by the recording's path
-(:func:`match_reviewed`). What a verdict does (:func:`apply_reviewed`):
+(:func:`detector.reviewed_match.match_reviewed`). What a verdict does (:func:`apply_reviewed`):
 
-- ``upcall`` adds a positive; one that overlaps an expert call is that call, not a second one.
+- ``upcall`` adds a positive (a missed call a reviewer boxed, or a confirmed detection); one
+  that overlaps an expert call is that call, and of reviewed upcalls that overlap each other
+  only the shortest (the most tightly drawn box) is kept: one call, not two.
 - ``not-upcall`` removes the expert calls it overlaps and marks a confirmed negative.
 - ``unsure`` is left out of training (no positive, no negative windows near it) and of scoring
   (a detection on it is neither a hit nor a false alarm; it is not a call to find).
@@ -35,7 +40,8 @@ VERDICTS = (UPCALL, NOT_UPCALL, UNSURE)
 SUFFIX = ".reviewed.selections.txt"
 COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
            "High Freq (Hz)", "Annotation", "Reviewer", "Note")
-WRITTEN_COLUMNS = (*COLUMNS, "Begin UTC", "Score")  # the extras a writer fills when it knows
+REPLACES_COLUMNS = ("Replaces Begin (s)", "Replaces End (s)")  # a corrected box: of what
+WRITTEN_COLUMNS = (*COLUMNS, "Begin UTC", "Score", *REPLACES_COLUMNS)  # extras a writer fills
 VIEW = "Spectrogram 1"
 DEFAULT_LOW_HZ = 50.0  # a nominal upcall box when the reviewer gives none
 DEFAULT_HIGH_HZ = 250.0
@@ -62,6 +68,7 @@ class ReviewedLabel:
     high_hz: float = DEFAULT_HIGH_HZ
     begin_utc: str = ""  # ISO 8601, written when known; readers ignore it
     score: float | None = None  # the model's score, written when known; readers ignore it
+    replaces: Interval | None = None  # (begin, end) s of the selection this box corrects
 
     def __post_init__(self) -> None:
         if self.annotation not in VERDICTS:
@@ -70,12 +77,22 @@ class ReviewedLabel:
         if not self.end_seconds > self.begin_seconds >= 0:
             raise LabelsError(f"a reviewed label needs 0 <= begin < end seconds, got "
                               f"{self.begin_seconds:g}-{self.end_seconds:g}")
+        if not self.high_hz > self.low_hz >= 0:
+            raise LabelsError(f"a reviewed label needs 0 <= low < high Hz, got "
+                              f"{self.low_hz:g}-{self.high_hz:g}")
 
     @property
     def key(self) -> tuple[int, float, float]:
         """Rows with the same key describe the same selection; the later one wins."""
         return (self.channel, round(self.begin_seconds, KEY_DECIMALS),
                 round(self.end_seconds, KEY_DECIMALS))
+
+    @property
+    def replaced_key(self) -> tuple[int, float, float] | None:
+        if self.replaces is None:
+            return None
+        return (self.channel, round(self.replaces[0], KEY_DECIMALS),
+                round(self.replaces[1], KEY_DECIMALS))
 
     @property
     def interval(self) -> Interval:
@@ -107,11 +124,17 @@ def read_rows(path: Path) -> list[ReviewedLabel]:
                 reviewer=row.get("Reviewer") or "", note=row.get("Note") or "",
                 channel=int(row.get("Channel") or 1),
                 low_hz=float(row.get("Low Freq (Hz)") or DEFAULT_LOW_HZ),
-                high_hz=float(row.get("High Freq (Hz)") or DEFAULT_HIGH_HZ)))
+                high_hz=float(row.get("High Freq (Hz)") or DEFAULT_HIGH_HZ),
+                replaces=replaced(row)))
         except (KeyError, TypeError, ValueError, LabelsError) as error:
             reason = f"no column {error}" if isinstance(error, KeyError) else str(error)
             raise LabelsError(f"{path}: line {line}: {reason}") from None
     return labels
+
+
+def replaced(row: dict[str, str]) -> Interval | None:
+    begin, end = (row.get(column) or "" for column in REPLACES_COLUMNS)
+    return (float(begin), float(end)) if begin.strip() and end.strip() else None
 
 
 def read_reviewed(path: Path) -> list[ReviewedLabel]:
@@ -121,10 +144,21 @@ def read_reviewed(path: Path) -> list[ReviewedLabel]:
 
 
 def resolve(labels: Sequence[ReviewedLabel]) -> list[ReviewedLabel]:
-    latest: dict[tuple[int, float, float], ReviewedLabel] = {}
+    """The rows in force, as the module docstring says: later rows win, corrections replace."""
+    Key = tuple[int, float, float]
+    latest: dict[Key, ReviewedLabel] = {}
+    corrected: dict[Key, Key] = {}  # a replaced selection -> the key of its correction
     for label in labels:
+        if label.key in corrected:  # a later verdict on a corrected selection
+            latest.pop(corrected.pop(label.key), None)
         latest.pop(label.key, None)
         latest[label.key] = label
+        old = label.replaced_key
+        if old is not None and old != label.key:
+            latest.pop(old, None)
+            if old in corrected:  # a second correction of the same selection
+                latest.pop(corrected[old], None)
+            corrected[old] = label.key
     return sorted(latest.values(), key=lambda r: (r.begin_seconds, r.end_seconds, r.channel))
 
 
@@ -141,13 +175,17 @@ def append_reviewed(path: Path, label: ReviewedLabel) -> None:
             reader = csv.reader(handle, dialect="excel-tab")
             header = next(reader, header)
             selection = sum(1 for _ in reader) + 1
+        if label.replaces is not None and not set(REPLACES_COLUMNS) <= set(header):
+            header = add_columns(path, header)
     row = {"Selection": str(selection), "View": VIEW, "Channel": str(label.channel),
            "Begin Time (s)": f"{label.begin_seconds:.6f}",
            "End Time (s)": f"{label.end_seconds:.6f}",
            "Low Freq (Hz)": f"{label.low_hz:g}", "High Freq (Hz)": f"{label.high_hz:g}",
            "Annotation": label.annotation, "Reviewer": label.reviewer, "Note": label.note,
            "Begin UTC": label.begin_utc,
-           "Score": "" if label.score is None else f"{label.score:.6f}"}
+           "Score": "" if label.score is None else f"{label.score:.6f}",
+           **({} if label.replaces is None else dict(zip(
+               REPLACES_COLUMNS, (f"{s:.6f}" for s in label.replaces), strict=True)))}
     with path.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, header, dialect="excel-tab", extrasaction="ignore",
                                 restval="", lineterminator="\n")  # LF, as detect's tables
@@ -158,6 +196,24 @@ def append_reviewed(path: Path, label: ReviewedLabel) -> None:
         os.fsync(handle.fileno())
     if created:
         fsync_folder(path.parent)
+
+
+def add_columns(path: Path, header: list[str]) -> list[str]:
+    """Rewrite a table written before a column it now needs (a new name published whole:
+    synced, renamed over the old, its folder synced); returns the new header."""
+    from detector.durable import publish
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    header = header + [c for c in WRITTEN_COLUMNS if c not in header]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, header, dialect="excel-tab", restval="",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    publish(tmp, path)
+    return header
 
 
 def fsync_folder(folder: Path) -> None:
@@ -171,120 +227,6 @@ def fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-# ---- finding the tables of the recordings ----
-
-@dataclass(frozen=True)
-class ReviewedMatch:
-    """Which reviewed tables apply to which recordings (:func:`match_reviewed`)."""
-
-    tables: dict[Path, tuple[Path, ...]]  # recording -> its tables, beside it first
-    ambiguous: tuple[tuple[Path, tuple[Path, ...]], ...]  # (table, recordings it names alike)
-    unmatched: tuple[Path, ...]  # tables in the reviewed dirs naming none of the recordings
-    searched: tuple[Path, ...]  # the reviewed dirs
-
-    def tables_for(self, recording: Path) -> tuple[Path, ...]:
-        return self.tables.get(Path(recording), ())
-
-    def verdicts_for(self, recording: Path) -> list[ReviewedLabel]:
-        """The current verdicts on ``recording`` from all its tables (a later one wins)."""
-        return resolve([r for t in self.tables_for(recording) for r in read_rows(t)])
-
-    def lines(self) -> list[str]:
-        """What was matched, for the operator: one line, then one warning line per table
-        applied to no recording because it names several; nothing when nothing was asked
-        for and nothing was found. No table matched in a reviewed dir is a warning line."""
-        matched = {t for tables in self.tables.values() for t in tables}
-        recordings = [r for r, tables in self.tables.items() if tables]
-        if not self.searched and not matched:
-            return []
-        where = (f"from {', '.join(map(str, self.searched))} or beside the recordings"
-                 if self.searched else "beside the recordings")
-        line = (f"reviewed labels: {len(matched)} table(s) {where} matched "
-                f"{len(recordings)} of {len(self.tables)} recording(s)"
-                + (": " + shown(short_names(recordings)) if recordings else ""))
-        if self.unmatched:
-            line += (f"; {len(self.unmatched)} table(s) named none of them: "
-                     + shown([str(t) for t in self.unmatched]))
-        lines = [("warning: " if not matched else "") + line]
-        for table, named in self.ambiguous:
-            lines.append(f"warning: reviewed table {table} names {len(named)} recordings "
-                         f"alike ({', '.join(map(str, named))}): applied to none; put it in "
-                         "a folder named like the recording's (OUT_DIR/review/<folder>/)")
-        return lines
-
-
-NAMES_SHOWN = 5  # recordings and tables named in the match line
-
-
-def short_names(paths: Sequence[Path]) -> list[str]:
-    """File names, with their folder where two share a name."""
-    names = [p.name for p in paths]
-    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
-
-
-def shown(names: Sequence[str]) -> str:
-    more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
-    return ", ".join(names[:NAMES_SHOWN]) + more
-
-
-def match_reviewed(recordings: Sequence[Path], reviewed_dirs: Sequence[Path] = ()
-                   ) -> ReviewedMatch:
-    """The tables of each recording: ``X.reviewed.selections.txt`` beside ``X.wav``, then
-    those found anywhere under each reviewed dir (in order, so a later dir's verdict on the
-    same selection wins). A table under a dir is named by its path there without the suffix
-    (``north/day`` for ``review/north/day.reviewed.selections.txt``, as ``whaled review``
-    writes it) and belongs to the recording whose path ends the same way for the most
-    folders (``.../north/day.wav``); a table that names several recordings alike (a flat
-    ``day`` with ``north/day.wav`` and ``south/day.wav``) is applied to none of them.
-    Raises :class:`LabelsError` for a reviewed dir that is not a folder."""
-    keys = {Path(r): (*Path(r).resolve().parent.parts, Path(r).stem) for r in recordings}
-    found: dict[Path, list[Path]] = {}
-    for rec in keys:
-        beside = rec.parent / table_name(rec)
-        found[rec] = [beside] if beside.is_file() else []
-    ambiguous: list[tuple[Path, tuple[Path, ...]]] = []
-    unmatched: list[Path] = []
-    for folder in reviewed_dirs:
-        if not Path(folder).is_dir():
-            raise LabelsError(f"--reviewed {folder}: not a folder")
-        claims: list[tuple[int, Path, Path]] = []  # (folders matched, table, recording)
-        for table in sorted(Path(folder).rglob(f"*{SUFFIX}")):
-            relative = table.relative_to(folder)
-            named = (*relative.parent.parts, relative.name.removesuffix(SUFFIX))
-            depth = {rec: common_tail(named, key) for rec, key in keys.items()}
-            best = max(depth.values(), default=0)
-            best_recordings = tuple(rec for rec, d in depth.items() if d == best)
-            if best == 0:
-                unmatched.append(table)
-            elif len(best_recordings) > 1:
-                ambiguous.append((table, best_recordings))
-            else:
-                claims.append((best, table, best_recordings[0]))
-        for _, table, rec in sorted(claims, key=lambda c: c[0]):  # the most specific last
-            if all(t.resolve() != table.resolve() for t in found[rec]):
-                found[rec].append(table)
-    return ReviewedMatch({rec: tuple(t) for rec, t in found.items()}, tuple(ambiguous),
-                         tuple(unmatched), tuple(Path(d) for d in reviewed_dirs))
-
-
-def common_tail(a: Sequence[str], b: Sequence[str]) -> int:
-    """How many trailing parts two paths share (0 when their last parts differ)."""
-    n = 0
-    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-        n += 1
-    return n
-
-
-def reviewed_tables(recording: Path, reviewed_dirs: Sequence[Path] = ()) -> list[Path]:
-    """The existing tables for one ``recording`` (:func:`match_reviewed`)."""
-    return list(match_reviewed([recording], reviewed_dirs).tables_for(recording))
-
-
-def reviewed_for(recording: Path, reviewed_dirs: Sequence[Path] = ()) -> list[ReviewedLabel]:
-    """The current verdicts on one ``recording`` from every table found for it."""
-    return match_reviewed([recording], reviewed_dirs).verdicts_for(recording)
 
 
 # ---- applying the verdicts of one recording ----
@@ -314,8 +256,11 @@ def apply_reviewed(calls: Sequence[Interval], others: Sequence[Interval],
     unsure = [r.interval for r in verdicts if r.annotation == UNSURE]
     kept = [c for c in calls
             if not any(overlaps(c, n) for n in negatives + unsure)]
-    added = [r.interval for r in verdicts if r.annotation == UPCALL
-             and not any(overlaps(r.interval, c) for c in kept)]
+    added: list[Interval] = []
+    for box in sorted((r.interval for r in verdicts if r.annotation == UPCALL),
+                      key=lambda i: (i[1] - i[0], i)):  # the tightest box of a call first
+        if not any(overlaps(box, c) for c in kept + added):
+            added.append(box)
     positives = sorted(kept + added)
     busy = sorted(positives + list(others) + unsure)
     return Annotations(tuple(positives), tuple(busy), tuple(sorted(unsure)),

@@ -21,7 +21,7 @@ from detector.errors import WhaledError, fail
 
 if TYPE_CHECKING:
     from detector.examples import Dataset
-    from detector.labels import ReviewedMatch
+    from detector.reviewed_match import ReviewedMatch
 
 
 # Options that listen, detect and evaluate share: one definition, one help text.

@@ -34,8 +34,9 @@ from detector.errors import WhaledError
 from detector.evaluation import ClipReport, EventReport, Interval, OperatingPoint, RecordingScores
 from detector.events import Detection, Thresholds
 from detector.examples import GUARD_SECONDS
-from detector.labels import Annotations, ReviewedMatch
+from detector.labels import Annotations
 from detector.model import LoadedModel, ModelMetadata
+from detector.reviewed_match import ReviewedMatch
 
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
     np.arange(0.01, 1.0, 0.01), 0.995, 0.999, 0.9995, 0.9999], 4)))  # on-thresholds of curves
@@ -175,12 +176,12 @@ def reviewed_annotations(recording: Path, positive: str, reviewed: ReviewedMatch
 def match_reviewed(recordings: Sequence[Path], reviewed: Sequence[Path] | ReviewedMatch
                    ) -> ReviewedMatch:
     """The reviewed tables of ``recordings`` (a match already made is kept)."""
-    from detector import labels
+    from detector import reviewed_match
 
     if isinstance(reviewed, ReviewedMatch):
         return reviewed
     try:
-        return labels.match_reviewed([Path(p) for p in recordings], reviewed)
+        return reviewed_match.match_reviewed([Path(p) for p in recordings], reviewed)
     except WhaledError as error:
         raise EvaluationError(str(error)) from None
 

@@ -10,45 +10,42 @@ it stops, a ``detect`` output's ``detections.csv``, presence tables and figure a
 with the verdicts (:func:`detector.season.write_season`; ``whaled presence OUT`` does the same
 at any time).
 
-Routes: ``GET /`` the page, ``GET /api/state`` detections and verdicts as JSON,
-``GET /spectrogram/N.png``, ``GET /audio/N.wav?speed=S`` (S = 1 or 4), ``POST /api/verdict``
-with ``{"number": N, "annotation": "upcall" | "not-upcall" | "unsure", "note": "..."}``.
+A reviewer can also draw boxes on the spectrogram: a call the model missed is added, a
+detection's box is corrected (:mod:`detector.review_boxes`); both are rows of the same table.
+The routes are in :mod:`detector.review_routes`.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import signal
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import cast
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING
 
 from detector.errors import EXIT_BAD_INPUT, WhaledError, print_error
-from detector.labels import VERDICTS, LabelsError, ReviewedLabel, append_reviewed
+from detector.labels import VERDICTS, ReviewedLabel, append_reviewed
 from detector.review_items import (
     Item,
     load_items,
-    read_verdicts,
+    read_reviews,
     reviewed_path,
 )
-from detector.review_origin import foreign_request
 from detector.sinks import JSONL_NAME
 
+if TYPE_CHECKING:
+    from detector.review_boxes import Box
+    from detector.review_media import View
+
 log = logging.getLogger("whaled.review")
-SPEEDS = (1, 4)  # playback: as recorded, and 4x faster so 100 Hz sounds at 400 Hz
 MEDIA_CACHE_ENTRIES = 64  # spectrograms and WAVs kept in memory
-MAX_BODY_BYTES = 64_000  # a verdict with its note
-JSON_TYPE = "application/json"
-IDLE_CONNECTION_SECONDS = 5.0  # a browser's idle pre-opened socket is closed after this
 
 
 class ReviewServer(ThreadingHTTPServer):
@@ -78,7 +75,7 @@ class ReviewState:
         self.lock = threading.Lock()
         self.items = load_items(out_dir, audio_paths)
         self._jsonl_stamp = self._stamp()
-        self.verdicts: dict[int, ReviewedLabel] = read_verdicts(out_dir, self.items)
+        self.verdicts, self.added = read_reviews(out_dir, self.items)
         self._media: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
 
     def _stamp(self) -> tuple[int, int]:
@@ -93,7 +90,7 @@ class ReviewState:
                 if stamp != self._jsonl_stamp:
                     self.items, self._jsonl_stamp = load_items(self.out_dir,
                                                                self.audio_paths), stamp
-                self.verdicts = read_verdicts(self.out_dir, self.items)
+                self.verdicts, self.added = read_reviews(self.out_dir, self.items)
             except (OSError, WhaledError) as error:
                 log.warning("detections or verdicts not reread: %s", error)
 
@@ -117,21 +114,21 @@ class ReviewState:
                 "has_audio": item.audio is not None,
                 "annotation": verdict.annotation if verdict else "",
                 "note": verdict.note if verdict else "",
-                "reviewer": verdict.reviewer if verdict else ""})
-        return {"items": rows, "reviewer": self.reviewer, "out_dir": str(self.out_dir),
-                "annotations": list(VERDICTS)}
+                "reviewer": verdict.reviewer if verdict else "",
+                "box": box_json(verdict) if verdict and verdict.replaces else None})
+        added = [{"recording": recording, **box_json(label)} for recording, label in self.added]
+        return {"items": rows, "added": added, "reviewer": self.reviewer,
+                "out_dir": str(self.out_dir), "annotations": list(VERDICTS)}
 
     def save(self, number: int, identity: tuple[str, int, float, float], annotation: str,
              note: str) -> ReviewedLabel:
         """Append the verdict on detection ``number``, which the page knows by ``identity``
-        (recording, channel, start and end seconds): a detections.jsonl rewritten since the
-        page loaded (detect moves superseded results out) is refused, never misapplied."""
-        item = self.item(number)
-        recording, channel, start_seconds, end_seconds = identity
-        if (recording, Item.key_of(channel, start_seconds, end_seconds)) != (item.recording,
-                                                                               item.key):
-            raise StaleDetections("the detections changed since the page loaded: reload it")
+        (:meth:`check_identity`). A corrected box keeps its box and takes the verdict."""
+        item = self.check_identity(number, identity)
         label = item.reviewed_label(annotation, self.reviewer, note)
+        corrected = self.verdicts.get(number)
+        if corrected is not None and corrected.replaces is not None:
+            label = replace(corrected, annotation=annotation, reviewer=self.reviewer, note=note)
         with self.lock:
             append_reviewed(reviewed_path(self.out_dir, item.recording), label)
             self.verdicts[number] = label
@@ -139,129 +136,84 @@ class ReviewState:
                  item.recording, item.channel, item.start_seconds, note)
         return label
 
-    def media(self, number: int, kind: str, speed: int = 1) -> bytes:
-        """``png`` or ``wav`` of a detection; KeyError when it has no audio. Cached by the
-        detection's identity (recording, channel, span, audio), never by its number alone: a
-        rewritten detections.jsonl gives a number to another detection."""
-        from detector.detection_plots import review_spectrogram_png
-        from detector.review_media import cut_clip, playback_wav
+    def check_identity(self, number: int, identity: tuple[str, int, float, float]) -> Item:
+        """Detection ``number``, if the page knows it by ``identity`` (recording, channel,
+        start and end seconds): a detections.jsonl rewritten since the page loaded (detect
+        moves superseded results out) is refused, never misapplied."""
+        item = self.item(number)
+        recording, channel, start_seconds, end_seconds = identity
+        if (recording, Item.key_of(channel, start_seconds, end_seconds)) != (item.recording,
+                                                                               item.key):
+            raise StaleDetections("the detections changed since the page loaded: reload it")
+        return item
 
+    def add(self, recording: str, box: Box) -> ReviewedLabel:
+        """Append ``box`` on ``recording`` as a call the reviewer found (ValueError when it is
+        outside the audio the page can show)."""
+        from detector.review_boxes import audio_span, check_inside
+
+        mine = [i for i in self.items if i.recording == recording and i.channel == box.channel]
+        if not [i for i in self.items if i.recording == recording]:
+            raise ValueError(f"no recording {recording!r} among the detections")
+        check_inside(box, filter(None, map(audio_span, mine)), recording)
+        label = ReviewedLabel(box.begin_seconds, box.end_seconds, box.annotation,
+                              reviewer=self.reviewer, note=box.note, channel=box.channel,
+                              low_hz=box.low_hz, high_hz=box.high_hz,
+                              begin_utc=mine[0].utc_at(box.begin_seconds) if mine else "")
+        with self.lock:
+            append_reviewed(reviewed_path(self.out_dir, recording), label)
+            self.added.append((recording, label))
+        log.info("added %s recording=%s channel=%d begin_s=%.3f end_s=%.3f %g-%g Hz",
+                 box.annotation, recording, box.channel, box.begin_seconds, box.end_seconds,
+                 box.low_hz, box.high_hz)
+        return label
+
+    def correct(self, number: int, identity: tuple[str, int, float, float], box: Box
+                ) -> ReviewedLabel:
+        """Append ``box`` as detection ``number``'s corrected box and verdict."""
+        from detector.review_boxes import audio_span, check_inside
+
+        item = self.check_identity(number, identity)
+        if box.channel != item.channel:
+            raise ValueError(f"channel {box.channel} is not the detection's ({item.channel})")
+        check_inside(box, filter(None, [audio_span(item)]), item.recording)
+        label = ReviewedLabel(box.begin_seconds, box.end_seconds, box.annotation,
+                              reviewer=self.reviewer, note=box.note, channel=item.channel,
+                              low_hz=box.low_hz, high_hz=box.high_hz,
+                              begin_utc=item.utc_at(box.begin_seconds), score=item.score,
+                              replaces=(item.start_seconds, item.end_seconds))
+        with self.lock:
+            append_reviewed(reviewed_path(self.out_dir, item.recording), label)
+            self.verdicts[number] = label
+        log.info("corrected box recording=%s channel=%d %.3f-%.3f s -> %.3f-%.3f s %g-%g Hz",
+                 item.recording, item.channel, item.start_seconds, item.end_seconds,
+                 box.begin_seconds, box.end_seconds, box.low_hz, box.high_hz)
+        return label
+
+    def media(self, number: int, kind: str, speed: int = 1, view: View | None = None) -> bytes:
+        """``png`` or ``wav`` of a detection as ``view`` shows it; KeyError when it has no
+        audio. Cached by the detection's identity (recording, channel, span, audio), never by
+        its number alone: a rewritten detections.jsonl gives a number to another detection."""
+        from detector.detection_plots import review_spectrogram_png
+        from detector.review_media import View, cut_clip, playback_wav
+
+        view = view or View()
         item = self.item(number)
         if item.audio is None:
             raise KeyError(number)
-        key = (item.recording, item.key, item.audio, f"{kind}{speed}")
+        key = (item.recording, item.key, item.audio, f"{kind}{speed}", view)
         with self.lock:
             if key in self._media:
                 self._media.move_to_end(key)
                 return self._media[key]
-        clip = cut_clip(item, item.audio)
-        data = review_spectrogram_png(item, clip) if kind == "png" else playback_wav(clip, speed)
+        clip = cut_clip(item, item.audio, view.context_seconds)
+        data = (review_spectrogram_png(item, clip, view) if kind == "png"
+                else playback_wav(clip, speed))
         with self.lock:
             self._media[key] = data
             while len(self._media) > MEDIA_CACHE_ENTRIES:
                 self._media.popitem(last=False)
         return data
-
-
-def make_handler(state: ReviewState) -> type[BaseHTTPRequestHandler]:
-    from detector.review_page import PAGE
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "whaled-review"
-        timeout = IDLE_CONNECTION_SECONDS
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-        def send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def send_json(self, status: int, doc: object) -> None:
-            self.send(status, json.dumps(doc).encode(), JSON_TYPE)
-
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            try:
-                status, body, content_type = self.answer(url.path, parse_qs(url.query))
-            except KeyError:
-                status, body, content_type = self.error(HTTPStatus.NOT_FOUND,
-                                                        "no such detection or no audio")
-            except ValueError as error:
-                status, body, content_type = self.error(HTTPStatus.BAD_REQUEST, str(error))
-            except (OSError, RuntimeError) as error:  # audio unreadable: the page says so
-                log.error("cannot read audio for %s: %s", url.path, error)
-                status, body, content_type = self.error(HTTPStatus.INTERNAL_SERVER_ERROR,
-                                                        str(error))
-            self.send(status, body, content_type)  # a client gone: ReviewServer.handle_error
-
-        def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes, str]:
-            parts = path.strip("/").split("/")
-            if path == "/":
-                return HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8"
-            if path == "/favicon.ico":
-                return HTTPStatus.NO_CONTENT, b"", "image/x-icon"
-            if path == "/api/state":
-                state.refresh()
-                return HTTPStatus.OK, json.dumps(state.state_json()).encode(), JSON_TYPE
-            if len(parts) == 2 and parts[0] == "spectrogram" and parts[1].endswith(".png"):
-                number = int(parts[1].removesuffix(".png"))
-                return HTTPStatus.OK, state.media(number, "png"), "image/png"
-            if len(parts) == 2 and parts[0] == "audio" and parts[1].endswith(".wav"):
-                speed = int(query.get("speed", ["1"])[0])
-                if speed not in SPEEDS:
-                    raise ValueError(f"speed must be one of {SPEEDS}")
-                number = int(parts[1].removesuffix(".wav"))
-                return HTTPStatus.OK, state.media(number, "wav", speed), "audio/wav"
-            return self.error(HTTPStatus.NOT_FOUND, f"no page {path}")
-
-        @staticmethod
-        def error(status: int, message: str) -> tuple[int, bytes, str]:
-            return status, json.dumps({"error": message}).encode(), JSON_TYPE
-
-        def do_POST(self) -> None:
-            if urlsplit(self.path).path != "/api/verdict":
-                self.send_json(HTTPStatus.NOT_FOUND, {"error": "no such endpoint"})
-                return
-            address, port = cast(tuple[str, int], self.server.server_address)[:2]
-            refusal = foreign_request(self.headers.get("Host"), self.headers.get("Origin"),
-                                      address, port)
-            if refusal:
-                log.warning("verdict refused: %s", refusal)
-                self.send_json(HTTPStatus.FORBIDDEN, {"error": refusal})
-                return
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-                if not 0 < length <= MAX_BODY_BYTES:
-                    raise ValueError("body missing or too long")
-                body = json.loads(self.rfile.read(length))
-                number, annotation = int(body["number"]), str(body["annotation"])
-                identity = (str(body["recording"]), int(body["channel"]),
-                            float(body["start_seconds"]), float(body["end_seconds"]))
-                note = str(body.get("note", ""))
-                if annotation not in VERDICTS:
-                    raise ValueError(f"annotation must be one of {', '.join(VERDICTS)}")
-                label = state.save(number, identity, annotation, note)
-            except KeyError as error:
-                self.send_json(HTTPStatus.NOT_FOUND if isinstance(error.args[0], int) else
-                               HTTPStatus.BAD_REQUEST, {"error": f"no {error}"})
-            except StaleDetections as error:
-                self.send_json(HTTPStatus.CONFLICT, {"error": str(error)})
-            except (ValueError, TypeError, LabelsError) as error:
-                self.send_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
-            except OSError as error:  # not saved: the page says so and keeps the verdict
-                log.error("verdict not saved: %s", error)
-                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                               {"error": f"not saved: {error}"})
-            else:
-                self.send_json(HTTPStatus.OK, {"number": number, "annotation": label.annotation,
-                                               "note": label.note, "reviewer": label.reviewer})
-
-    return Handler
 
 
 def run_review_command(out_dir: Path, audio: Sequence[Path], address: str, port: int,
@@ -274,6 +226,8 @@ def run_review_command(out_dir: Path, audio: Sequence[Path], address: str, port:
     missing = [str(path) for path in audio if not path.exists()]
     if missing:
         return _fail(f"--audio {missing[0]} not found")
+    from detector.review_routes import make_handler
+
     try:
         state = ReviewState(out_dir, audio, reviewer or _user())
         server = ReviewServer((address, port), make_handler(state))
@@ -321,6 +275,12 @@ def refresh_season(out_dir: Path) -> None:
           f"Raven table rewritten with {season.reviewed} of {season.totals.detections} "
           f"detections reviewed (whaled presence {out_dir} prints the threshold guidance)",
           file=sys.stderr)
+
+
+def box_json(label: ReviewedLabel) -> dict[str, object]:
+    return {"channel": label.channel, "begin_s": label.begin_seconds, "end_s": label.end_seconds,
+            "low_hz": label.low_hz, "high_hz": label.high_hz, "annotation": label.annotation,
+            "note": label.note, "reviewer": label.reviewer}
 
 
 def _user() -> str:

@@ -9,7 +9,9 @@ detection lines of the file, so it stays put while a running ``listen`` appends 
 Audio for a detection, first found wins: its evidence clip (``OUT_DIR/evidence``, matched by
 peak UTC and channel), else the recording itself (the path ``detect`` recorded, else a file
 of that name under ``--audio``), cut on demand. Verdicts live in
-``OUT_DIR/review/<recording stem>.reviewed.selections.txt`` (format: :mod:`detector.labels`).
+``OUT_DIR/review/<recording stem>.reviewed.selections.txt`` (format: :mod:`detector.labels`):
+a row on a detection's span, or one that corrects its box, is that detection's verdict; any
+other row is a call the reviewer added.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from detector.errors import WhaledError
 from detector.labels import SUFFIX, ReviewedLabel, read_reviewed
-from detector.sinks import JSONL_NAME
+from detector.sinks import JSONL_NAME, utc_text
 from detector.sources import AUDIO_SUFFIXES
 from detector.upcall import UPCALL_HIGH_HZ, UPCALL_LOW_HZ
 
@@ -79,6 +81,13 @@ class Item:
                              reviewer=reviewer, note=note, channel=self.channel,
                              low_hz=UPCALL_LOW_HZ, high_hz=UPCALL_HIGH_HZ,
                              begin_utc=self.start_utc, score=self.score)
+
+    def utc_at(self, seconds: float) -> str:
+        """UTC of ``seconds`` into this detection's recording; "" when its start is unknown."""
+        if not self.start_utc:
+            return ""
+        return utc_text(parse_utc(self.start_utc) + timedelta(seconds=seconds
+                                                              - self.start_seconds))
 
 
 def parse_utc(text: str) -> datetime:
@@ -221,11 +230,18 @@ def reviewed_path(out_dir: Path, recording: str) -> Path:
 
 
 def read_verdicts(out_dir: Path, items: Sequence[Item]) -> dict[int, ReviewedLabel]:
-    """Detection number -> its latest verdict, from the reviewed tables on disk.
+    """Detection number -> its latest verdict (:func:`read_reviews`)."""
+    return read_reviews(out_dir, items)[0]
 
-    Raises :class:`~detector.labels.LabelsError` for a table that cannot be read.
+
+def read_reviews(out_dir: Path, items: Sequence[Item]
+                 ) -> tuple[dict[int, ReviewedLabel], list[tuple[str, ReviewedLabel]]]:
+    """Detection number -> its latest verdict (a corrected box included), and (recording,
+    row) for every other row in force: the calls the reviewer added, from the reviewed tables
+    on disk. Raises :class:`~detector.labels.LabelsError` for a table that cannot be read.
     """
     verdicts: dict[int, ReviewedLabel] = {}
+    added: list[tuple[str, ReviewedLabel]] = []
     by_recording: dict[str, dict[tuple[int, int, int], list[int]]] = {}
     for item in items:
         by_recording.setdefault(item.recording, {}).setdefault(item.key, []).append(item.number)
@@ -233,7 +249,30 @@ def read_verdicts(out_dir: Path, items: Sequence[Item]) -> dict[int, ReviewedLab
         path = reviewed_path(out_dir, recording)
         if not path.is_file():
             continue
-        for label in read_reviewed(path):  # superseded rows already resolved
-            for number in by_key.get(Item.key_of(label.channel, *label.interval), []):
+        for label in read_reviewed(path):  # superseded and corrected rows already resolved
+            span = label.replaces or label.interval
+            numbers = by_key.get(Item.key_of(label.channel, *label.interval)) or by_key.get(
+                Item.key_of(label.channel, *span), [])
+            for number in numbers:
                 verdicts[number] = label
-    return verdicts
+            if not numbers:
+                added.append((recording, label))
+    return verdicts, added
+
+
+def evidence_verdicts(evidence_dir: Path) -> dict[Path, tuple[ReviewedLabel, float]]:
+    """Evidence clip (resolved path) -> (its detection's latest verdict, the recording second
+    at the clip's first sample), for the clips of ``OUT_DIR/evidence`` that ``whaled review``
+    gave a verdict in ``OUT_DIR/review``; empty for any other folder."""
+    out_dir = evidence_dir.parent
+    if not ((out_dir / JSONL_NAME).is_file() and (out_dir / REVIEW_DIR).is_dir()):
+        return {}
+    try:
+        items = load_items(out_dir)
+    except ReviewInputError:
+        return {}
+    verdicts = read_verdicts(out_dir, items)
+    inside = evidence_dir.resolve()
+    return {i.audio.path.resolve(): (verdicts[i.number], i.audio.first_seconds)
+            for i in items if i.number in verdicts and i.audio is not None
+            and inside in i.audio.path.resolve().parents}

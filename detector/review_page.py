@@ -2,8 +2,13 @@
 
 Keys: j / ↓ / → next, k / ↑ / ← previous, u upcall, n not an upcall, ? unsure (each saves and
 moves on), p play, s play 4x faster (higher), e edit the note (Enter saves it with the
-verdict, Escape leaves it).
+verdict, Escape leaves it); c context (3, 10, 30 s either side), x contrast, z frequency zoom;
+a drag on the spectrogram draws a box: a saves it as a missed call, b as the detection's box,
+Escape clears it. The server says where the plot area is (``/api/view/N``), so a drag maps to
+seconds and Hz exactly.
 """
+
+from detector.review_boxes import BOX_SCRIPT
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -25,8 +30,16 @@ PAGE = """<!doctype html>
            box-shadow: 0 1px 3px #0002; }
  #title { font-size: 18px; font-weight: 600; }
  #facts { color: #333; margin: 2px 0 8px; white-space: pre-line; overflow-wrap: anywhere; }
- #spectrogram { width: 100%; max-width: 960px; display: block; background: #e8e8e8;
-                aspect-ratio: 960 / 360; }
+ #plot { position: relative; width: 100%; max-width: 960px; }
+ #spectrogram { width: 100%; display: block; background: #e8e8e8; aspect-ratio: 960 / 360; }
+ #boxes { position: absolute; inset: 0; cursor: crosshair; overflow: hidden; }
+ .box { position: absolute; border: 2px solid; box-sizing: border-box; pointer-events: none; }
+ .box.drawn { border: 2px dashed #fff; background: #ffffff18; }
+ .box.added { border-color: #ffd400; }
+ .box.fixed { border-color: #3cff5a; }
+ .box span { position: absolute; top: -18px; left: -2px; font-size: 12px; padding: 0 3px;
+             background: #000a; color: #fff; white-space: nowrap; }
+ #drawn { font-variant-numeric: tabular-nums; }
  #noaudio { display: none; padding: 40px; background: #fbecc8; max-width: 880px; }
  .row { display: flex; gap: 10px; align-items: center; margin-top: 10px; flex-wrap: wrap; }
  button.v { padding: 6px 14px; border: 2px solid #888; border-radius: 5px; background: #fff;
@@ -76,7 +89,16 @@ PAGE = """<!doctype html>
 <section id="detail">
  <div id="title"></div>
  <div id="facts"></div>
- <img id="spectrogram" alt="spectrogram of the detection">
+ <div id="plot"><img id="spectrogram" alt="spectrogram of the detection" draggable="false">
+  <div id="boxes"></div></div>
+ <div class="row">
+  <button class="v" id="context" title="c">context <b>3 s</b> <kbd>c</kbd></button>
+  <button class="v" id="contrast" title="x">contrast <b>auto</b> <kbd>x</kbd></button>
+  <button class="v" id="zoom" title="z">0–<b>500</b> Hz <kbd>z</kbd></button>
+  <button class="v" id="addBox" title="a"><kbd>a</kbd> add box as missed call</button>
+  <button class="v" id="fixBox" title="b"><kbd>b</kbd> box is this detection's</button>
+  <span id="drawn">drag on the spectrogram to draw a box</span>
+ </div>
  <div id="noaudio">No audio for this detection: its evidence clip is gone and its recording
   was not found. Start whaled review with --audio FOLDER holding the recording.</div>
  <div class="row">
@@ -96,8 +118,11 @@ PAGE = """<!doctype html>
  <div id="status"></div>
  <div id="keys"><kbd>j</kbd>/<kbd>↓</kbd> next · <kbd>k</kbd>/<kbd>↑</kbd> previous ·
   <kbd>u</kbd> upcall · <kbd>n</kbd> not an upcall · <kbd>?</kbd> unsure (each saves at once
-  and moves on) · <kbd>p</kbd> play · <kbd>s</kbd> play 4× faster · <kbd>e</kbd> note.
-  Dashed box: the detection, 50–250 Hz. Verdicts go to OUT_DIR/review/.</div>
+  and moves on) · <kbd>p</kbd> play · <kbd>s</kbd> play 4× faster · <kbd>e</kbd> note ·
+  <kbd>c</kbd> context · <kbd>x</kbd> contrast · <kbd>z</kbd> zoom · drag a box, then
+  <kbd>a</kbd> missed call or <kbd>b</kbd> the detection's box (<kbd>Esc</kbd> clears).
+  Dashed cyan: the detection, 50–250 Hz; green: its corrected box; yellow: calls added.
+  Verdicts and boxes go to OUT_DIR/review/.</div>
 </section>
 <section id="list"><table><thead><tr><th>#</th><th>start (UTC)</th><th>recording</th>
  <th>ch</th><th>score</th><th>verdict</th></tr></thead><tbody id="rows"></tbody></table>
@@ -106,7 +131,10 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-let items = [], view = [], pos = 0;
+let items = [], view = [], pos = 0, added = [];
+const CONTEXTS = [3, 10, 30], RANGES = ["auto", 20, 30, 45], TOPS = [500, 300, 1000];
+const look = { context: 0, range: 0, top: 0 };  // indices into the lists above
+let geo = null, drawn = null, dragFrom = null;  // the plot's axes; the box being drawn
 const VERDICT_COLUMN = 5;  // of the list: #, start, recording, ch, score, verdict
 
 function text(el, value) { el.textContent = value; return el; }
@@ -119,7 +147,7 @@ function verdictName(a) { return a === "not-upcall" ? "not an upcall" : (a || "n
 async function load() {
   const response = await fetch("/api/state");
   const state = await response.json();
-  items = state.items;
+  items = state.items; added = state.added;
   text($("folder"), state.out_dir + " · reviewer " + state.reviewer);
   fillSelect($("day"), [...new Set(items.map((i) => i.day))].sort());
   fillSelect($("recording"), [...new Set(items.map((i) => i.recording))].sort());
@@ -171,7 +199,7 @@ function progress() {
   text($("progress"), done + " of " + items.length + " reviewed");
   const count = (a) => items.filter((i) => i.annotation === a).length;
   text($("tally"), count("upcall") + " upcall · " + count("not-upcall") + " not an upcall · "
-    + count("unsure") + " unsure");
+    + count("unsure") + " unsure · " + added.length + " added");
 }
 
 function show(index) {
@@ -190,7 +218,8 @@ function show(index) {
     + " s from its start");
   $("spectrogram").style.display = item.has_audio ? "block" : "none";
   $("noaudio").style.display = item.has_audio ? "none" : "block";
-  if (item.has_audio) $("spectrogram").src = "/spectrogram/" + item.number + ".png";
+  drawn = null; geo = null; paintBoxes();
+  if (item.has_audio) loadView(item);
   $("audio").removeAttribute("src"); $("audio").load();
   $("note").value = item.note;
   paintVerdict(item); text($("status"), "").className = "";
@@ -201,10 +230,11 @@ function paintVerdict(item) {
   text(badge, verdictName(item.annotation)); badge.className = item.annotation;
 }
 
-function play(speed) {
+""" + BOX_SCRIPT + """function play(speed) {
   const item = view[pos]; if (!item || !item.has_audio) return;
   const audio = $("audio");
-  audio.src = "/audio/" + item.number + ".wav?speed=" + speed;
+  audio.src = "/audio/" + item.number + ".wav?speed=" + speed + "&context="
+    + CONTEXTS[look.context];
   audio.play().catch((error) => text($("status"), "cannot play: " + error).className = "error");
 }
 
@@ -245,6 +275,11 @@ document.querySelectorAll("button[data-a]").forEach((b) => {
 });
 $("play1").onclick = () => play(1);
 $("play4").onclick = () => play(4);
+$("context").onclick = () => cycle("context", CONTEXTS, $("context"), " s");
+$("contrast").onclick = () => cycle("range", RANGES, $("contrast"), "");
+$("zoom").onclick = () => cycle("top", TOPS, $("zoom"), "");
+$("addBox").onclick = () => saveBox(false);
+$("fixBox").onclick = () => saveBox(true);
 for (const id of ["sort", "day", "recording", "verdictFilter"]) {
   $(id).onchange = () => { applyView(false); $(id).blur(); };
 }
@@ -265,7 +300,9 @@ document.addEventListener("keydown", (event) => {
     ArrowRight: () => show(pos + 1), k: () => show(pos - 1), ArrowUp: () => show(pos - 1),
     ArrowLeft: () => show(pos - 1), u: () => save("upcall", true),
     n: () => save("not-upcall", true), "?": () => save("unsure", true), p: () => play(1),
-    s: () => play(4), e: () => $("note").focus() };
+    s: () => play(4), e: () => $("note").focus(), c: () => $("context").click(),
+    x: () => $("contrast").click(), z: () => $("zoom").click(), a: () => saveBox(false),
+    b: () => saveBox(true), Escape: () => { drawn = null; paintBoxes(); } };
   const action = actions[event.key];
   if (action) { event.preventDefault(); action(); }
 });

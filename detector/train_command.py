@@ -191,7 +191,7 @@ def train(
         except WhaledError as error:
             fail(str(error))
     if reviewed:  # matched once for every recording read, and said before training
-        from detector.labels import match_reviewed
+        from detector.reviewed_match import match_reviewed
 
         try:
             match = match_reviewed(datasets.long_recordings(data, noise or []), reviewed)

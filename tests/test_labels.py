@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from detector import labels
+from detector import labels, reviewed_match
 from detector.labels import LabelsError, ReviewedLabel, append_reviewed, read_reviewed
 
 
@@ -80,6 +80,52 @@ def test_extra_columns_are_ignored_and_bad_rows_are_one_line(tmp_path: Path) -> 
         ReviewedLabel(3.0, 2.0, "upcall")
 
 
+def test_a_corrected_box_replaces_its_selection_until_a_later_verdict_on_it(
+        tmp_path: Path) -> None:
+    """The review page's box correction: the detection's 10-12.5 s row is replaced by the
+    drawn 10.4-11.6 s, 80-160 Hz box; correcting again replaces the first correction; a later
+    verdict on the detection's own span replaces the correction."""
+    path = tmp_path / "X.reviewed.selections.txt"
+    append_reviewed(path, ReviewedLabel(10.0, 12.5, "upcall"))
+    append_reviewed(path, ReviewedLabel(10.4, 11.6, "upcall", low_hz=80, high_hz=160,
+                                        replaces=(10.0, 12.5)))
+    append_reviewed(path, ReviewedLabel(30.0, 31.0, "upcall", channel=2, replaces=(30.0, 32.0)))
+    got = read_reviewed(path)
+    assert [(g.interval, g.low_hz, g.high_hz, g.replaces) for g in got] == [
+        ((10.4, 11.6), 80.0, 160.0, (10.0, 12.5)), ((30.0, 31.0), 50.0, 250.0, (30.0, 32.0))]
+    append_reviewed(path, ReviewedLabel(10.5, 11.5, "upcall", replaces=(10.0, 12.5)))
+    assert [g.interval for g in read_reviewed(path)] == [(10.5, 11.5), (30.0, 31.0)]
+    append_reviewed(path, ReviewedLabel(10.0, 12.5, "not-upcall"))
+    assert [(g.interval, g.annotation) for g in read_reviewed(path)] == [
+        ((10.0, 12.5), "not-upcall"), ((30.0, 31.0), "upcall")]
+    with pytest.raises(LabelsError, match="low < high Hz, got 300-200"):
+        ReviewedLabel(1.0, 2.0, "upcall", low_hz=300, high_hz=200)
+
+
+def test_a_correction_adds_its_columns_to_a_table_written_without_them(tmp_path: Path) -> None:
+    path = tmp_path / "X.reviewed.selections.txt"
+    path.write_text("\t".join(labels.COLUMNS) + "\n"
+                    "1\tSpectrogram 1\t1\t5.0\t7.5\t50\t250\tupcall\tana\tkept\n",
+                    encoding="utf-8")
+    append_reviewed(path, ReviewedLabel(5.5, 6.5, "upcall", low_hz=70, high_hz=140,
+                                        replaces=(5.0, 7.5)))
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+    assert [(r["Selection"], r["Note"], r["Replaces Begin (s)"]) for r in rows] == [
+        ("1", "kept", ""), ("2", "", "5.000000")]
+    assert [(g.interval, g.low_hz) for g in read_reviewed(path)] == [((5.5, 6.5), 70.0)]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_overlapping_reviewed_upcalls_are_one_call_the_tightest_box() -> None:
+    """A detection confirmed (its 2.5-s span) and the same call boxed again as an added call
+    (1.2 s): one positive, the drawn box; a box that overlaps nothing is a new positive."""
+    reviewed = [ReviewedLabel(40.0, 42.5, "upcall"), ReviewedLabel(40.6, 41.8, "upcall"),
+                ReviewedLabel(70.0, 71.0, "upcall")]
+    got = labels.apply_reviewed([(10.0, 11.0)], [], reviewed)
+    assert got.calls == ((10.0, 11.0), (40.6, 41.8), (70.0, 71.0))
+
+
 def test_tables_found_beside_the_recording_and_in_reviewed_dirs(tmp_path: Path) -> None:
     recording = tmp_path / "data" / "NOPP6_EST_20090328_000000.wav"
     recording.parent.mkdir()
@@ -89,11 +135,11 @@ def test_tables_found_beside_the_recording_and_in_reviewed_dirs(tmp_path: Path) 
     append_reviewed(beside, ReviewedLabel(1.0, 2.0, "upcall"))
     append_reviewed(elsewhere, ReviewedLabel(1.0, 2.0, "not-upcall"))
     append_reviewed(elsewhere, ReviewedLabel(8.0, 9.0, "unsure"))
-    assert labels.reviewed_tables(recording, [tmp_path / "review"]) == [beside, elsewhere]
-    got = labels.reviewed_for(recording, [tmp_path / "review"])
+    assert reviewed_match.reviewed_tables(recording, [tmp_path / "review"]) == [beside, elsewhere]
+    got = reviewed_match.reviewed_for(recording, [tmp_path / "review"])
     assert [(g.begin_seconds, g.annotation) for g in got] == [(1.0, "not-upcall"),
                                                                 (8.0, "unsure")]
-    assert labels.reviewed_for(recording) == read_reviewed(beside)
+    assert reviewed_match.reviewed_for(recording) == read_reviewed(beside)
 
 
 def test_verdicts_add_remove_and_exclude_calls() -> None:
@@ -197,7 +243,7 @@ def test_tables_match_the_recording_by_its_folders_and_a_shared_name_applies_to_
                          (review / "elsewhere" / "dusk", 5.0)):
         append_reviewed(table.with_name(table.name + labels.SUFFIX),
                         ReviewedLabel(begin, begin + 1, "upcall"))
-    match = labels.match_reviewed([north, south, other], [review])
+    match = reviewed_match.match_reviewed([north, south, other], [review])
     assert [[g.begin_seconds for g in match.verdicts_for(r)] for r in (north, south, other)
             ] == [[1.0], [2.0], [4.0]]
     assert match.unmatched == (review / "elsewhere" / f"dusk{labels.SUFFIX}",)
@@ -209,7 +255,7 @@ def test_tables_match_the_recording_by_its_folders_and_a_shared_name_applies_to_
     assert warning.startswith(f"warning: reviewed table {review / 'day'}")
     assert "applied to none" in warning
     with pytest.raises(LabelsError, match="not a folder"):
-        labels.match_reviewed([north], [tmp_path / "none"])
+        reviewed_match.match_reviewed([north], [tmp_path / "none"])
 
 
 def test_training_reads_reviewed_tables_in_site_folders(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def test_review_three_detections_with_the_keyboard(detect_output: Path, browser:
         assert driver.find_element(By.ID, "note").get_attribute("value") == NOTE  # type: ignore[attr-defined]
         wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
             "const i = document.getElementById('spectrogram');"
-            "return i.complete && i.naturalWidth && i.src.endsWith('/spectrogram/1.png');"),
+            "return i.complete && i.naturalWidth && i.src.includes('/spectrogram/1.png?');"),
             "the second detection's spectrogram")
         driver.save_screenshot(str(tmp_path / "review.png"))  # type: ignore[attr-defined]
         if os.environ.get(SCREENSHOT_ENV):
@@ -311,7 +311,8 @@ def serving(out: Path) -> ThreadingHTTPServer:
     """``whaled review``'s server over ``out`` on a free port of 127.0.0.1, in a thread."""
     import threading
 
-    from detector.review import ReviewServer, ReviewState, make_handler
+    from detector.review import ReviewServer, ReviewState
+    from detector.review_routes import make_handler
 
     server = ReviewServer(("127.0.0.1", 0), make_handler(ReviewState(out, [], "tester")))
     threading.Thread(target=server.serve_forever, daemon=True).start()
