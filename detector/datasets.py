@@ -11,7 +11,7 @@ data set, so it stays a test span that training never saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,25 +98,40 @@ def fit_window(audio: np.ndarray) -> np.ndarray:
 def load_dataset(data_dir: Path, options: LoadOptions = LoadOptions(),
                  noise: Iterable[Path] = ()) -> Dataset:
     """Read ``data_dir`` (layout detected) and any noise-only recordings, split for validation."""
-    data_dir = Path(data_dir)
-    layout = detect_layout(data_dir)
-    if layout is Layout.RAVEN:
-        train, val, skipped, split = load_recordings(recordings_with_tables(data_dir), options)
-    else:
-        clips, skipped = load_clips(labelled_clips(data_dir, layout, options.positive_label))
-        train, val, split = split_clips(clips, options.validation_fraction)
+    return load_folders([Path(data_dir)], options, noise)
+
+
+def load_folders(data_dirs: Sequence[Path], options: LoadOptions = LoadOptions(),
+                 noise: Iterable[Path] = ()) -> Dataset:
+    """Every folder of ``data_dirs`` read as :func:`load_dataset` reads one (each recording
+    split by time, clips by name order, folder by folder), and the noise recordings once."""
+    train: list[Example] = []
+    val: list[Example] = []
+    skipped: list[str] = []
+    splits, kinds = [], []
+    for data_dir in map(Path, data_dirs):
+        layout = detect_layout(data_dir)
+        if layout is Layout.RAVEN:
+            t, v, s, split = load_recordings(recordings_with_tables(data_dir), options)
+        else:
+            clips, s = load_clips(labelled_clips(data_dir, layout, options.positive_label))
+            t, v, split = split_clips(clips, options.validation_fraction)
+        train, val, skipped = train + t, val + v, skipped + s
+        splits.append(split if len(data_dirs) == 1 else f"{data_dir}: {split}")
+        kinds += [str(layout)] if str(layout) not in kinds else []
+    split = "; ".join(splits)
     noise_files = audio_in(noise)
     if noise_files:
         extra: list[tuple[Path, list[Path]]] = [(f, []) for f in noise_files]
         n_train, n_val, n_skipped, n_split = load_recordings(extra, options, noise_only=True)
         train, val, skipped = train + n_train, val + n_val, skipped + n_skipped
         split += f"; noise recordings: {n_split}"
-    dataset = Dataset(str(layout), tuple(train), tuple(val), tuple(skipped), split)
-    check_usable(dataset, data_dir)
+    dataset = Dataset("+".join(kinds), tuple(train), tuple(val), tuple(skipped), split)
+    check_usable(dataset, ", ".join(str(d) for d in data_dirs))
     return dataset
 
 
-def check_usable(dataset: Dataset, data_dir: Path) -> None:
+def check_usable(dataset: Dataset, data_dir: Path | str) -> None:
     labels = {e.label for e in dataset.train}
     if not dataset.train or labels != {0, 1}:
         what = "no usable examples" if not dataset.train else \

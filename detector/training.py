@@ -135,10 +135,15 @@ def validate(model: nn.Module, windows: np.ndarray, labels: np.ndarray,
 
 def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
           checkpoint_path: Path | None = None, progress: bool = True,
-          on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          init_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
+    """``init_state``: weights to start from (a parent model's, for fine-tuning)."""
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_network(config.architecture, config.width).to(device)
+    model = build_network(config.architecture, config.width)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     model.mask_bins = config.mask_bins
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
@@ -280,7 +285,8 @@ def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint
     if is_model_archive(path):
         raise CheckpointError(
             f"{path} is a model archive, not a training checkpoint: --resume takes the "
-            f"NAME.ckpt that training writes beside NAME.pt")
+            f"NAME.ckpt that training writes beside NAME.pt; to start from its weights, "
+            f"--init {path}")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
         doc["best_key"] = tuple(doc["best_key"])

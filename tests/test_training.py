@@ -267,7 +267,8 @@ def test_resume_from_a_model_archive_is_one_line_saying_so(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"whaled: error: {model} is a model archive, not a training checkpoint: --resume "
-        "takes the NAME.ckpt that training writes beside NAME.pt"]
+        f"takes the NAME.ckpt that training writes beside NAME.pt; to start from its weights, "
+        f"--init {model}"]
 
 
 def test_no_progress_bar_in_a_log_file_and_no_empty_validation_panel(
