@@ -137,3 +137,25 @@ def test_several_folders_train_without_cross_validation(tmp_path: Path) -> None:
     assert data["validation_pos"] == 3 + 1  # and the last of the four positive clips
     heard = {Path(e["path"]).name for e in read_metadata(out).extra["trained_on"]}
     assert "REC_20090329_121500.wav" in heard and "a00.wav" in heard
+
+
+def test_a_recording_with_only_reviewed_labels_is_trained_on(tmp_path: Path) -> None:
+    """A new deployment reviewed in `whaled review` has no expert table, only its verdicts."""
+    from test_datasets import raven_recording
+
+    from detector.datasets import load_dataset
+
+    recording = raven_recording(tmp_path, 60.0, [(10.0, 11.2), (30.0, 31.2), (50.0, 51.2)])
+    for table in expert_tables(recording):
+        table.unlink()
+    review = recording.parent / table_name(recording)
+    for begin, verdict in ((10.0, "upcall"), (30.0, "upcall"), (50.0, "upcall"),
+                           (20.0, "not-upcall")):
+        append_reviewed(review, ReviewedLabel(begin, begin + 1.2, verdict, reviewer="t"))
+    data = load_dataset(tmp_path, LoadOptions(validation_fraction=0.25))
+    # the first 45 s train (calls at 10 and 30 s), the last 15 s validate (the call at 50 s)
+    assert [e.label for e in data.train].count(1) == 2
+    assert [e.label for e in data.validation].count(1) == 1
+    assert "reviewed labels on 1 recording(s): 3 upcall, 1 not-upcall" in data.split
+    centred = [e for e in data.train if e.label == 0 and abs(e.start_seconds - 19.35) < 1e-6]
+    assert len(centred) == 1  # the not-upcall's own negative, centred on it (2.5 s long)
