@@ -116,7 +116,7 @@ def main() -> int:
         after_all.append(after)
         rows.append({
             "recording": path.name, "day": day, "parent": FOLD_MODEL.format(day=day),
-            "review": {"calls": sum(len(r.calls) for r in review),
+            "review": {"calls": finetune.annotated_calls(review),
                        "threshold_from_review": tuned.from_held_out, "how": tuned.message},
             "fine_tune_seconds": round(seconds, 1),
             "fold_model": judged(summarise(path.name, [before], before.operating.threshold)),

@@ -139,6 +139,11 @@ class FineTuned:
     message: str  # one line on how the threshold was chosen
 
 
+def annotated_calls(recordings: Sequence[Recording]) -> int:
+    """Calls that start before each recording's usable end (``--holdout-after``)."""
+    return sum(1 for rec in recordings for c in rec.calls if c[0] < rec.end_seconds)
+
+
 def held_out_span(rec: Recording) -> tuple[float, float]:
     return rec.end_seconds * (1 - THRESHOLD_FRACTION), rec.end_seconds
 
@@ -169,8 +174,10 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
     from detector.model import pick_torch_device
 
     held_calls = sum(1 for rec in recordings for c in rec.calls
-                     if held_out_span(rec)[0] <= c[0])
-    hold_out = held_calls >= MIN_THRESHOLD_CALLS
+                     if held_out_span(rec)[0] <= c[0] < rec.end_seconds)
+    trained_calls = sum(1 for rec in recordings for c in rec.calls
+                        if c[1] <= held_out_span(rec)[0])
+    hold_out = held_calls >= MIN_THRESHOLD_CALLS and trained_calls > 0
     dataset = split(recordings, hold_out)
     if not any(e.label == 1 for e in dataset.train) or \
             not any(e.label == 0 for e in dataset.train):
@@ -202,13 +209,14 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
         choice: dict[str, object] = {"rule": rule, "chosen": chosen.as_dict()}
     else:
         thresholds = parent.metadata.thresholds
-        message = (f"only {held_calls} call(s) in the last {THRESHOLD_FRACTION:.0%} of the "
-                   f"recordings (fewer than {MIN_THRESHOLD_CALLS}): trained on all of them and "
+        message = (f"{held_calls} call(s) in the last {THRESHOLD_FRACTION:.0%} of the recordings"
+                   f" and {trained_calls} before it (at least {MIN_THRESHOLD_CALLS} and 1 are "
+                   "needed to choose a threshold): trained on all of them and "
                    f"kept the parent's thresholds, on {thresholds.on:.3f} off "
                    f"{thresholds.off:.3f}")
-        choice = {"rule": "the parent's thresholds, kept: too few held-out calls to choose "
-                          f"(fewer than {MIN_THRESHOLD_CALLS} in the last "
-                          f"{THRESHOLD_FRACTION:.0%} of each recording)"}
+        choice = {"rule": "the parent's thresholds, kept: too few calls to choose one (fewer "
+                          f"than {MIN_THRESHOLD_CALLS} in the last {THRESHOLD_FRACTION:.0%} of "
+                          "the recordings, or none before it)"}
     say(message)
     up, negative, unsure = (sum(r.reviewed[i] for r in recordings) for i in range(3))
     extra = {**result.metadata.extra, "parent": parent.as_dict(), "threshold_choice": choice,
@@ -216,7 +224,7 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
                             choice["rule"]},
              "fine_tune": {"held_out_fraction": THRESHOLD_FRACTION if hold_out else 0.0,
                            "held_out_calls": held_calls, "threshold_from_held_out": hold_out,
-                           "annotated_calls": sum(len(r.calls) for r in recordings),
+                           "annotated_calls": annotated_calls(recordings),
                            "reviewed": {"upcall": up, "not-upcall": negative,
                                         "unsure": unsure}}}
     parent_heard = parent.metadata.extra.get("trained_on")

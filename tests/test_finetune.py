@@ -58,6 +58,7 @@ def test_init_from_the_shipped_model_keeps_its_hash_network_and_reviewed_counts(
     assert tuned["held_out_calls"] == 2 and not tuned["threshold_from_held_out"]
     shipped = read_metadata(SHIPPED).thresholds
     assert meta.thresholds == shipped  # too few held-out calls: the parent's kept, and said
+    assert "2 call(s) in the last 30% of the recordings and 7 before it" in result.output
     assert "kept the parent's thresholds" in result.output
     assert meta.extra["data"]["train_pos"] == 9 and meta.extra["data"]["validation_pos"] == 0
     heard = {e["path"] for e in meta.extra["trained_on"]}
@@ -78,9 +79,10 @@ def test_init_from_the_shipped_model_keeps_its_hash_network_and_reviewed_counts(
 
 def test_the_threshold_is_chosen_on_the_held_out_part_when_it_has_calls(
         tmp_path: Path) -> None:
-    recording = deployment(tmp_path / "new", 100.0, 5.0)  # 5 calls start in its last 30 s
+    recording = deployment(tmp_path / "new", 100.0, 5.0)  # 5 calls start in 56-80 s
     parent = finetune.read_parent(SHIPPED)
-    recordings, _ = read_recordings([(recording, expert_tables(recording))], LoadOptions())
+    recordings, _ = read_recordings([(recording, expert_tables(recording))],
+                                    LoadOptions(holdout_after_seconds=80.0))  # 84-94 s unread
     config = finetune.finetune_config(parent, epochs=1, batches_per_epoch=2, batch_size=8,
                                       device="cpu")
     said: list[str] = []
@@ -88,11 +90,12 @@ def test_the_threshold_is_chosen_on_the_held_out_part_when_it_has_calls(
     assert tuned.from_held_out and tuned.held_out_calls == 5
     choice = tuned.result.metadata.extra["threshold_choice"]["chosen"]
     assert choice["n_annotations"] == 5
-    assert choice["hours"] == pytest.approx(30 / 3600, rel=0.05)
+    assert choice["hours"] == pytest.approx(24 / 3600, rel=0.05)
     assert tuned.result.metadata.thresholds.on == choice["threshold"]
     summary = tuned.result.metadata.extra["data"]
-    assert "train 0-70 s, threshold 70-100 s" in summary["split"]
-    assert summary["train_pos"] == 13 and summary["validation_pos"] == 5
+    assert "train 0-56 s, threshold 56-80 s" in summary["split"]
+    # the call at 79 s is a held-out call to find, but no whole window around it fits by 80 s
+    assert summary["train_pos"] == 11 and summary["validation_pos"] == 4
     assert said == [tuned.message] and "held-out" in said[0]
 
 
