@@ -11,7 +11,7 @@ data set, so it stays a test span that training never saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -108,33 +108,56 @@ def fit_window(audio: np.ndarray) -> np.ndarray:
 def load_dataset(data_dir: Path, options: LoadOptions = LoadOptions(),
                  noise: Iterable[Path] = ()) -> Dataset:
     """Read ``data_dir`` (layout detected) and any noise-only recordings, split for validation."""
-    data_dir = Path(data_dir)
-    layout = detect_layout(data_dir)
-    if layout is Layout.RAVEN:
-        train, val, skipped, split = load_recordings(recordings_with_tables(data_dir), options)
-    else:
-        from detector.review_items import evidence_verdicts
+    return load_folders([Path(data_dir)], options, noise)
 
-        verdicts = evidence_verdicts(data_dir) if layout is Layout.FOLDERS else {}
-        clips, skipped = load_clips(labelled_clips(data_dir, layout, options.positive_label),
-                                    verdicts)
-        train, val, split = split_clips(clips, options.validation_fraction)
-        if verdicts:
-            count = [sum(v.annotation == a for v, _ in verdicts.values()) for a in VERDICTS]
-            split += (f"; reviewed verdicts on {len(verdicts)} evidence clip(s): {count[0]} "
-                      f"upcall, {count[1]} not-upcall (negatives), {count[2]} unsure (left out)")
+
+def load_folders(data_dirs: Sequence[Path], options: LoadOptions = LoadOptions(),
+                 noise: Iterable[Path] = ()) -> Dataset:
+    """Every folder of ``data_dirs`` read as :func:`load_dataset` reads one (each recording
+    split by time, clips by name order, folder by folder), and the noise recordings once."""
+    train: list[Example] = []
+    val: list[Example] = []
+    skipped: list[str] = []
+    splits, kinds = [], []
+    for data_dir in map(Path, data_dirs):
+        layout = detect_layout(data_dir)
+        if layout is Layout.RAVEN:
+            t, v, s, split = load_recordings(recordings_with_tables(data_dir), options)
+        else:
+            t, v, s, split = load_clip_folder(data_dir, layout, options)
+        train, val, skipped = train + t, val + v, skipped + s
+        splits.append(split if len(data_dirs) == 1 else f"{data_dir}: {split}")
+        kinds += [str(layout)] if str(layout) not in kinds else []
+    split = "; ".join(splits)
     noise_files = audio_in(noise)
     if noise_files:
         extra: list[tuple[Path, list[Path]]] = [(f, []) for f in noise_files]
         n_train, n_val, n_skipped, n_split = load_recordings(extra, options, noise_only=True)
         train, val, skipped = train + n_train, val + n_val, skipped + n_skipped
         split += f"; noise recordings: {n_split}"
-    dataset = Dataset(str(layout), tuple(train), tuple(val), tuple(skipped), split)
-    check_usable(dataset, data_dir)
+    dataset = Dataset("+".join(kinds), tuple(train), tuple(val), tuple(skipped), split)
+    check_usable(dataset, ", ".join(str(d) for d in data_dirs))
     return dataset
 
 
-def check_usable(dataset: Dataset, data_dir: Path) -> None:
+def load_clip_folder(data_dir: Path, layout: Layout, options: LoadOptions
+                     ) -> tuple[list[Example], list[Example], list[str], str]:
+    """A folder of clips, split by name order; an evidence folder's reviewed verdicts applied
+    (a not-upcall clip is a negative, an unsure one left out)."""
+    from detector.review_items import evidence_verdicts
+
+    verdicts = evidence_verdicts(data_dir) if layout is Layout.FOLDERS else {}
+    clips, skipped = load_clips(labelled_clips(data_dir, layout, options.positive_label),
+                                verdicts)
+    train, val, split = split_clips(clips, options.validation_fraction)
+    if verdicts:
+        count = [sum(v.annotation == a for v, _ in verdicts.values()) for a in VERDICTS]
+        split += (f"; reviewed verdicts on {len(verdicts)} evidence clip(s): {count[0]} "
+                  f"upcall, {count[1]} not-upcall (negatives), {count[2]} unsure (left out)")
+    return train, val, skipped, split
+
+
+def check_usable(dataset: Dataset, data_dir: Path | str) -> None:
     labels = {e.label for e in dataset.train}
     if not dataset.train or labels != {0, 1}:
         what = "no usable examples" if not dataset.train else \

@@ -83,7 +83,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         if key in extra:
             value = extra[key]
             lines.append(f"{key:11} {value if isinstance(value, str) else json.dumps(value)}")
-    lines += out_of_fold_lines(extra)
+    lines += out_of_fold_lines(extra) + fine_tune_lines(extra)
     if extra.get("recipe"):
         lines.append(f"recipe      {extra['recipe']['file']} (sha256 "
                      f"{extra['recipe']['sha256'][:12]})")
@@ -96,6 +96,21 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"it rests most on {t0:g}-{t1:g} s, {f0:g}-{f1:g} Hz "
                      f"({sal['top_tile_log_odds']:.2f} log-odds lost without it)")
     return "\n".join(lines)
+
+
+def fine_tune_lines(extra: dict[str, Any]) -> list[str]:
+    """Where a fine-tuned model came from: its parent's hash and what the new data held."""
+    parent, tuned = extra.get("parent"), extra.get("fine_tune")
+    if not isinstance(parent, dict) or not isinstance(tuned, dict):
+        return []
+    reviewed = tuned.get("reviewed", {})
+    return [f"parent      {parent['path']} (sha256 {parent['sha256']}), on "
+            f"{parent['thresholds']['on']:.3f}",
+            f"fine-tuned  on {tuned['annotated_calls']} calls ({reviewed.get('upcall', 0)} "
+            f"reviewed upcall, {reviewed.get('not-upcall', 0)} not-upcall, "
+            f"{reviewed.get('unsure', 0)} unsure); threshold "
+            + ("chosen on the held-out part" if tuned["threshold_from_held_out"]
+               else "the parent's (too few held-out calls)")]
 
 
 def out_of_fold_lines(extra: dict[str, Any]) -> list[str]:

@@ -149,12 +149,16 @@ def expert_tables(recording: Path) -> list[Path]:
 
 
 def recordings_with_tables(data_dir: Path) -> list[tuple[Path, list[Path]]]:
-    """Every recording under ``data_dir`` with its expert tables; those without are left out."""
+    """Every recording under ``data_dir`` with its expert tables, or with only reviewed labels
+    beside it (``X.reviewed.selections.txt``: an analyst's review of a new deployment; its
+    tables are then none, and the verdicts are its annotations); the others are left out."""
+    from detector.labels import table_name
+
     tables = sorted(data_dir.rglob("*.selections.txt"))
     pairs = []
     for audio in audio_files(data_dir):
         mine = [t for t in tables if is_expert_table_of(t, audio)]
-        if mine:
+        if mine or audio.parent / table_name(audio) in tables:
             pairs.append((audio, mine))
     if not pairs:
         raise DatasetError(f"{data_dir}: Raven tables found, but no audio file X.wav beside a "

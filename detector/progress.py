@@ -1,5 +1,6 @@
 """A progress line for batch scans: audio hours done of the total, real-time factor, ETA;
-and :func:`counted`, the "1 recording" / "2 recordings" of the lines that sum a run up.
+and :func:`counted`, the "1 recording" / "2 recordings" of the lines that sum a run up; and
+training's per-epoch bar (tqdm on a terminal, nothing in a log).
 
 On a terminal it redraws one line on stderr; elsewhere (a Slurm log) it prints a line every
 ``LOG_EVERY_SECONDS``. No dependency: tqdm is an extra, and this is all it needs to do.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 REDRAW_SECONDS = 0.5  # terminal refresh
 LOG_EVERY_SECONDS = 30.0  # one line this often when stderr is a file
@@ -72,3 +73,23 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
+
+
+class NoBar:
+    """Stands in for tqdm when the progress bar is off."""
+
+    def update(self, n: int) -> None: ...
+
+    def set_postfix(self, **values: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def progress_bar(total_batches: int, epoch: int, epochs: int, enabled: bool) -> Any:
+    """A tqdm bar on a terminal; none in a log file or pipe (the epoch lines say it all)."""
+    if not enabled or not sys.stderr.isatty():
+        return NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                leave=True, mininterval=1.0, dynamic_ncols=True)

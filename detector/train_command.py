@@ -1,6 +1,7 @@
-"""``whaled train``: the upcall CNN trained on one data folder (a validation split, or
-time-blocked folds for the threshold), or on several with ``--cross-validate``
-(:mod:`detector.crossval_command`). Registered by :mod:`detector.cli`.
+"""``whaled train``: the upcall CNN trained on data folders (a validation split per
+recording, or time-blocked folds for the threshold on one folder), cross-validated with
+``--cross-validate`` (:mod:`detector.crossval_command`), or fine-tuned from a model with
+``--init`` (:mod:`detector.finetune_command`). Registered by :mod:`detector.cli`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,13 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for a reproducible run.")] = 0,
     resume: Annotated[Path | None, typer.Option(
         help="Checkpoint (NAME.ckpt beside a model) to continue a run from.")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Model archive to fine-tune (models/upcall.pt too): its network and training "
+             "settings, a short schedule (4 epochs of 40 batches at 5e-4 unless --epochs, "
+             "--batches-per-epoch, --learning-rate say otherwise), the threshold chosen on "
+             "the last 30% of each recording, never trained on (fewer than 5 calls there: "
+             "the parent's kept). Data: recordings with Raven tables or reviewed labels.")
+    ] = None,
     torch_device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int, typer.Option(
         help="CPU threads for torch; 1 is fastest on a CPU shared with other work. "
@@ -125,12 +133,13 @@ def train(
 
     command = shlex.join(["whaled", *sys.argv[1:]])
     from_recipe = None
-    if recipe is not None:
-        from detector.recipe import load_recipe
 
-        def typed(name: str) -> bool:  # typer bundles its own click: compare by name
-            source = ctx.get_parameter_source(name)
-            return source is not None and source.name == "COMMANDLINE"
+    def typed(name: str) -> bool:  # typer bundles its own click: compare by name
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    if recipe is not None and init is None:
+        from detector.recipe import load_recipe
 
         given = [name for name in RECIPE_FLAGS if typed(name)]
         if given:
@@ -161,7 +170,11 @@ def train(
     options = datasets.LoadOptions(positive, validation_fraction, holdout_after,
                                    tuple(reviewed or []))
     where = "" if recipe is None else f" (recipe {recipe})"
-    checks = [(config.epochs >= 1, f"--epochs must be at least 1{where}"),
+    alone = resume is None and recipe is None and cross_validate is None and not threshold_folds
+    checks = [(init is None or alone,
+               "--init does not combine with --resume, --recipe, --cross-validate or "
+               "--threshold-folds"),
+              (config.epochs >= 1, f"--epochs must be at least 1{where}"),
               (config.batch_size >= 2, f"--batch-size must be at least 2{where}"),
               (0 < validation_fraction < 1, "--validation-fraction must be between 0 and 1"),
               (config.synthetic >= 0, f"--synthetic must be 0 or more{where}"),
@@ -198,6 +211,12 @@ def train(
         except WhaledError as error:
             fail(str(error))
         options = replace(options, reviewed_match=report_reviewed(match))
+    if init is not None:
+        from detector.finetune_command import train_from_parent
+
+        train_from_parent(init, data, options, ctx.params, {n for n in ctx.params if typed(n)},
+                          command)
+        return
     if cross_validate is not None:
         from detector.crossval_command import train_cross_validated
 
@@ -205,20 +224,19 @@ def train(
                               max_false_alarms_per_hour, threads, progress, command,
                               nested, from_recipe, force, jobs)
         return
-    if len(data) != 1:
-        fail("several data folders need --cross-validate day|recording")
-    data_dir = data[0]
     if threshold_folds:
-        train_with_folds(data_dir, out, noise or [], options, config, threshold_folds,
+        if len(data) != 1:
+            fail("--threshold-folds takes one data folder (several: --cross-validate)")
+        train_with_folds(data[0], out, noise or [], options, config, threshold_folds,
                          max_false_alarms_per_hour, threads, progress, command, holdout_after)
         return
     try:
         pick_torch_device(torch_device)
-        dataset = datasets.load_dataset(data_dir, options, noise or [])
+        dataset = datasets.load_folders(data, options, noise or [])
     except WhaledError as error:
         fail(str(error))
     if not dataset.validation or len({e.label for e in dataset.validation}) < 2:
-        fail(f"{data_dir}: the validation split needs positives and negatives "
+        fail(f"{', '.join(map(str, data))}: the validation split needs positives and negatives "
              f"({dataset.split}); add data or change --validation-fraction")
     report_data(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)

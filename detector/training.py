@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from detector.evaluation import roc_auc
 from detector.examples import Dataset
 from detector.model import ModelMetadata, pick_torch_device, save_model
 from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, Network, build_network
+from detector.progress import progress_bar
 from detector.provenance import TRAINED_ON_KEY, trained_on
 from detector.scoring import centre_crop, score_windows
 
@@ -139,10 +139,15 @@ def validate(model: nn.Module, windows: np.ndarray, labels: np.ndarray,
 
 def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
           checkpoint_path: Path | None = None, progress: bool = True,
-          on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochRecord], None] | None = None,
+          init_state: dict[str, torch.Tensor] | None = None) -> TrainResult:
+    """``init_state``: weights to start from (a parent model's, for fine-tuning)."""
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_network(config.architecture, config.width).to(device)
+    model = build_network(config.architecture, config.width)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     model.mask_bins = config.mask_bins
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
@@ -207,26 +212,6 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     return finish(model, state, dataset, config, val_windows, val_labels, device)
 
 
-class NoBar:
-    """Stands in for tqdm when the progress bar is off."""
-
-    def update(self, n: int) -> None: ...
-
-    def set_postfix(self, **values: object) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def progress_bar(total_batches: int, epoch: int, epochs: int, enabled: bool) -> Any:
-    """A tqdm bar on a terminal; none in a log file or pipe (the epoch lines say it all)."""
-    if not enabled or not sys.stderr.isatty():
-        return NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                leave=True, mininterval=1.0, dynamic_ncols=True)
-
-
 def finish(model: Network, state: Checkpoint, dataset: Dataset, config: TrainConfig,
            val_windows: np.ndarray, val_labels: np.ndarray, device: torch.device
            ) -> TrainResult:
@@ -288,7 +273,8 @@ def load_checkpoint(path: Path, config: TrainConfig | None = None) -> Checkpoint
     if is_model_archive(path):
         raise CheckpointError(
             f"{path} is a model archive, not a training checkpoint: --resume takes the "
-            f"NAME.ckpt that training writes beside NAME.pt")
+            f"NAME.ckpt that training writes beside NAME.pt; to start from its weights, "
+            f"--init {path}")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
         doc["best_key"] = tuple(doc["best_key"])

@@ -21,6 +21,7 @@ from detector import (
     calibration,
     evaluate_command,
     model_commands,
+    progress,
     train_command,
     training,
 )
@@ -267,7 +268,8 @@ def test_resume_from_a_model_archive_is_one_line_saying_so(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"whaled: error: {model} is a model archive, not a training checkpoint: --resume "
-        "takes the NAME.ckpt that training writes beside NAME.pt"]
+        f"takes the NAME.ckpt that training writes beside NAME.pt; to start from its weights, "
+        f"--init {model}"]
 
 
 def test_no_progress_bar_in_a_log_file_and_no_empty_validation_panel(
@@ -278,7 +280,7 @@ def test_no_progress_bar_in_a_log_file_and_no_empty_validation_panel(
 
     from detector.plots import plot_learning_curve
 
-    assert isinstance(training.progress_bar(10, 0, 1, True), training.NoBar)  # pytest: no TTY
+    assert isinstance(progress.progress_bar(10, 0, 1, True), progress.NoBar)  # pytest: no TTY
     drawn: list[list[str]] = []
     real_savefig = matplotlib.figure.Figure.savefig
 
