@@ -172,6 +172,10 @@ def test_a_box_drawn_in_chromium_is_a_positive_that_training_reads(
     server = serving(out)
     try:
         driver.get(f"http://127.0.0.1:{server.server_address[1]}/")  # type: ignore[attr-defined]
+        wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
+            "const i = document.getElementById('spectrogram');"
+            "return i.complete && i.naturalWidth && typeof geo !== 'undefined' && geo;"),
+            "the page's first view")  # a key pressed before the page is ready is lost
         ActionChains(driver).send_keys("c").perform()  # 10 s either side: 0-14 s
         geo = wait_for(lambda: driver.execute_script(  # type: ignore[attr-defined]
             "const i = document.getElementById('spectrogram');"
