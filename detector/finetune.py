@@ -167,7 +167,7 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
               say: Callable[[str], None] = print,
               on_epoch: Callable[[Any], None] | None = None) -> FineTuned:
     """Continue ``parent`` on ``recordings``; the threshold as the module says."""
-    from detector import calibration, training
+    from detector import calibration, platt, training
     from detector.config import Settings
     from detector.evaluation import combine, event_curve
     from detector.events import OFF_THRESHOLD_FRACTION
@@ -183,8 +183,12 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
             not any(e.label == 0 for e in dataset.train):
         raise FineTuneError("the new data needs at least one annotated or reviewed call and "
                             "some quiet time to fine-tune on")
+    calibrated = platt.of_metadata(parent.metadata.extra)  # trained raw, the map put back
+    start = parent.state if calibrated is None else platt.unfolded(parent.state, calibrated)
     result = training.train(dataset, config, progress=progress, on_epoch=on_epoch,
-                            init_state=parent.state)
+                            init_state=start)
+    if calibrated is not None:  # the parent's scale: its thresholds mean what they meant
+        platt.fold_into(result.model, calibrated)
     if hold_out:
         settings = Settings()
         device = pick_torch_device(config.device)
@@ -219,7 +223,8 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
                           "the recordings, or none before it)"}
     say(message)
     up, negative, unsure = (sum(r.reviewed[i] for r in recordings) for i in range(3))
-    extra = {**result.metadata.extra, "parent": parent.as_dict(), "threshold_choice": choice,
+    extra: dict[str, Any] = {
+             **result.metadata.extra, "parent": parent.as_dict(), "threshold_choice": choice,
              "validation": {**result.metadata.extra["validation"], "threshold_rule":
                             choice["rule"]},
              "fine_tune": {"held_out_fraction": THRESHOLD_FRACTION if hold_out else 0.0,
@@ -227,6 +232,9 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
                            "annotated_calls": annotated_calls(recordings),
                            "reviewed": {"upcall": up, "not-upcall": negative,
                                         "unsure": unsure}}}
+    if calibrated is not None:
+        extra["calibration"] = {**parent.metadata.extra["calibration"],
+                                "fitted_on": "the parent's out-of-fold windows (its map, kept)"}
     parent_heard = parent.metadata.extra.get("trained_on")
     if isinstance(parent_heard, list):  # evaluate warns on the parent's recordings too
         mine = {e["sha256"] for e in extra["trained_on"]}

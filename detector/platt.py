@@ -90,3 +90,21 @@ def fold_into(model: nn.Module, platt: Platt) -> None:
     with torch.no_grad():
         classifier.weight.mul_(platt.scale)
         classifier.bias.mul_(platt.scale).add_(platt.bias)
+
+
+def unfolded(state: dict[str, torch.Tensor], platt: Platt) -> dict[str, torch.Tensor]:
+    """A calibrated network's ``state_dict`` with the map taken out of its last layer again:
+    the raw network, for training to continue from (fine-tuning moves the raw logits, and the
+    same map is folded back in afterwards)."""
+    out = dict(state)
+    out["classifier.weight"] = state["classifier.weight"] / platt.scale
+    out["classifier.bias"] = (state["classifier.bias"] - platt.bias) / platt.scale
+    return out
+
+
+def of_metadata(extra: dict[str, object]) -> Platt | None:
+    """The Platt map a model's metadata records, if it was calibrated."""
+    fit = extra.get("calibration")
+    if not isinstance(fit, dict):
+        return None
+    return Platt(float(fit["scale"]), float(fit["bias"]))

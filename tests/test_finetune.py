@@ -58,6 +58,9 @@ def test_init_from_the_shipped_model_keeps_its_hash_network_and_reviewed_counts(
     assert tuned["held_out_calls"] == 2 and not tuned["threshold_from_held_out"]
     shipped = read_metadata(SHIPPED).thresholds
     assert meta.thresholds == shipped  # too few held-out calls: the parent's kept, and said
+    fit = read_metadata(SHIPPED).extra["calibration"]  # trained raw, the parent's map put back,
+    assert (meta.extra["calibration"]["scale"], meta.extra["calibration"]["bias"]) == \
+        (fit["scale"], fit["bias"])  # so the kept thresholds mean what they meant
     assert "2 call(s) in the last 30% of the recordings and 7 before it" in result.output
     assert "kept the parent's thresholds" in result.output
     assert meta.extra["data"]["train_pos"] == 9 and meta.extra["data"]["validation_pos"] == 0

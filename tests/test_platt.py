@@ -51,3 +51,24 @@ def test_folded_network_scores_calibrated_everywhere_and_thresholds_pick_the_sam
     assert mapped.on == pytest.approx(platt.probability(raw_thresholds.on))
     assert ((raw >= raw_thresholds.on) == (cooked >= mapped.on)).all()
     assert logit(mapped.on) == pytest.approx(0.5 * logit(raw_thresholds.on) - 1.5)
+
+
+def test_unfolded_state_is_the_raw_network_again() -> None:
+    """Fine-tuning starts from the raw network and folds the parent's map back in: a round
+    trip with no training gives the calibrated parent's scores exactly."""
+    from detector.platt import of_metadata, unfolded
+
+    torch.manual_seed(1)
+    raw = build_network("contrast", 4).eval()
+    windows = torch.randn(5, WINDOW_SAMPLES)
+    platt = of_metadata({"calibration": {"scale": 1.35, "bias": -4.5, "method": "platt"}})
+    assert platt == Platt(1.35, -4.5)
+    assert of_metadata({}) is None
+    with torch.no_grad():
+        before = raw(windows).clone()
+        fold_into(raw, platt)
+        calibrated = raw(windows).clone()
+        raw.load_state_dict(unfolded(raw.state_dict(), platt))
+        np.testing.assert_allclose(raw(windows).numpy(), before.numpy(), atol=1e-6)
+        fold_into(raw, platt)
+        np.testing.assert_allclose(raw(windows).numpy(), calibrated.numpy(), atol=1e-6)
