@@ -58,7 +58,8 @@ def save_fold_model(fold: FoldResult, shipped: ModelMetadata, by: str, out: Path
     extra = {"fold": {"by": by, "held_out": fold.group, "recordings": list(fold.recordings),
                       "trained_on": list(fold.trained_on)},
              TRAINED_ON_KEY: without(shipped.extra.get(TRAINED_ON_KEY, []), fold.recordings),
-             "config": shipped.extra.get("config"), "command": shipped.extra.get("command")}
+             "config": shipped.extra.get("config"), "command": shipped.extra.get("command"),
+             "calibration": shipped.extra.get("calibration")}  # folded into it alike
     path = fold_model_path(out, fold.group)
     save_model(fold.model, replace(shipped, extra=extra), path)
     return path

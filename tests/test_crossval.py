@@ -155,6 +155,7 @@ def test_train_cross_validate_ships_a_model_trained_on_both_days(two_days: Path,
         assert fold.extra["fold"]["held_out"] == held["group"]
         assert fold.extra["fold"]["trained_on"] == held["trained_on"]
         assert fold.thresholds == meta.thresholds
+        assert fold.extra["calibration"] == meta.extra["calibration"]
 
 
 def test_one_day_cannot_be_cross_validated_by_day(two_days: Path, tmp_path: Path) -> None:
