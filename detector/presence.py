@@ -30,7 +30,7 @@ import csv
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -116,29 +116,37 @@ def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def read_results(out_dir: Path) -> list[Result]:
-    """The latest result of each recording, in the order they were written."""
-    latest: dict[str, Result] = {}
-    detections: list[dict[str, Any]] = []
-    gaps: list[dict[str, Any]] = []
+def json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON Lines file, one per line; a torn line (a crash mid-write)
+    is skipped and a missing file is empty."""
     try:
-        with (out_dir / JSONL_NAME).open() as handle:
+        with path.open() as handle:
             for line in handle:
                 try:
                     doc = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                kind = doc.get("type") if isinstance(doc, dict) else None
-                if kind == "detection":
-                    detections.append(doc)
-                elif kind == "gap":
-                    gaps.append(doc)
-                elif kind == "recording" and "path" in doc:
-                    latest.pop(str(doc["path"]), None)  # keep the order of the latest
-                    latest[str(doc["path"])] = Result(doc, tuple(detections), tuple(gaps))
-                    detections, gaps = [], []
+                if isinstance(doc, dict):
+                    yield doc
     except FileNotFoundError:
-        pass
+        return
+
+
+def read_results(out_dir: Path) -> list[Result]:
+    """The latest result of each recording, in the order they were written."""
+    latest: dict[str, Result] = {}
+    detections: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
+    for doc in json_lines(out_dir / JSONL_NAME):
+        kind = doc.get("type")
+        if kind == "detection":
+            detections.append(doc)
+        elif kind == "gap":
+            gaps.append(doc)
+        elif kind == "recording" and "path" in doc:
+            latest.pop(str(doc["path"]), None)  # keep the order of the latest
+            latest[str(doc["path"])] = Result(doc, tuple(detections), tuple(gaps))
+            detections, gaps = [], []
     return list(latest.values())
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from detector.detect_evidence import SAMPLE_NAME
 from detector.labels import NOT_UPCALL, UNSURE, UPCALL
-from detector.presence import Result, write_csv
+from detector.presence import Result, json_lines, write_csv
 from detector.review_items import Item
 from detector.validated import UNREVIEWED, Verdicts
 
@@ -98,19 +98,8 @@ class Guidance:
 
 def latest_draws(out_dir: Path) -> dict[str, dict[str, Any]]:
     """Resolved recording path -> its latest line of ``evidence_sample.jsonl``."""
-    draws: dict[str, dict[str, Any]] = {}
-    try:
-        with (out_dir / SAMPLE_NAME).open() as handle:
-            for line in handle:
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line
-                if isinstance(doc, dict) and doc.get("path"):
-                    draws[str(doc["path"])] = doc
-    except FileNotFoundError:
-        pass
-    return draws
+    return {str(doc["path"]): doc for doc in json_lines(out_dir / SAMPLE_NAME)
+            if doc.get("path")}
 
 
 def read_sample(draws: dict[str, dict[str, Any]], results: Sequence[Result],
