@@ -177,7 +177,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
         mined = (mining.mine(model, [train_set[i] for i in negatives], config.mined_windows,
                              device) if 0 <= config.mine_from_epoch <= epoch else [])
         items = mining.with_mined(items, train_set, len(mined), config.mined_share, rng)
-        epoch_set = [*train_set, *mined]
+        epoch_set = [*train_set, *mined] if mined else train_set
         bar = progress_bar(math.ceil(len(items) / config.batch_size), epoch, config.epochs,
                            progress)
         model.train()

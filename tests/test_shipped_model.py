@@ -35,10 +35,10 @@ def cross_validation() -> dict[str, object]:
 def calibrated(raw_score: float) -> float:
     """A raw out-of-fold score as the shipped models give it: through the Platt map that
     cross-validated training folded into them (the identity for a model without one)."""
-    from detector.platt import Platt
+    from detector.platt import of_metadata
 
-    fit = read_metadata(MODEL).extra.get("calibration")
-    return Platt(fit["scale"], fit["bias"]).probability(raw_score) if fit else raw_score
+    fit = of_metadata(read_metadata(MODEL).extra)
+    return fit.probability(raw_score) if fit else raw_score
 
 
 def test_model_loads_with_the_daemon_contract() -> None:
