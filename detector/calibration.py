@@ -93,6 +93,19 @@ def block_scores(model: nn.Module, rec: Recording, block: tuple[float, float],
                            calls, rec.busy, block, rec.unsure)
 
 
+def block_curve(model: nn.Module, rec: Recording, block: tuple[float, float],
+                device: torch.device) -> tuple[RecordingScores, list[EventReport]]:
+    """``rec``'s ``block`` scored by ``model``, and its events at every on-threshold of
+    :data:`THRESHOLD_GRID` through the tracker ``listen`` uses, with the daemon's settings."""
+    from detector.config import Settings
+
+    settings = Settings()
+    scored = block_scores(model, rec, block, settings.hop_seconds, device)
+    return scored, event_curve(scored, THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
+                               settings.hop_seconds, settings.merge_gap_seconds,
+                               settings.max_duration_seconds)
+
+
 def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
                         ) -> EventReport:
     """Highest recall with at most ``max_false_alarms_per_hour``; among the thresholds that
@@ -114,10 +127,8 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
     kept), score every block with the model that never saw it, and choose the on-threshold
     on those out-of-fold events (calls found and false alarms per hour, through the tracker
     ``listen`` uses; the off-threshold is ``OFF_THRESHOLD_FRACTION`` of it)."""
-    from detector.config import Settings
     from detector.training import train
 
-    settings = Settings()
     device = pick_torch_device(config.device)
     per_recording: list[list[list[EventReport]]] = []
     scored_blocks: list[RecordingScores] = []
@@ -133,11 +144,9 @@ def cross_fit_thresholds(recordings: Sequence[Recording], config: TrainConfig, f
         curves = []
         for rec in recordings:
             block = fold_blocks(rec.end_seconds, folds)[fold]
-            scored = block_scores(model, rec, block, settings.hop_seconds, device)
+            scored, rec_curve = block_curve(model, rec, block, device)
             scored_blocks.append(scored)
-            curves.append(event_curve(scored, THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
-                                      settings.hop_seconds, settings.merge_gap_seconds,
-                                      settings.max_duration_seconds))
+            curves.append(rec_curve)
         per_recording.append(curves)
         fold_aucs.append(result.history[-1].validation_auc)
         say(f"fold {fold + 1}/{folds}: held-out block clip AUC {fold_aucs[-1]:.4f}")

@@ -168,8 +168,7 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
               on_epoch: Callable[[Any], None] | None = None) -> FineTuned:
     """Continue ``parent`` on ``recordings``; the threshold as the module says."""
     from detector import calibration, platt, training
-    from detector.config import Settings
-    from detector.evaluation import combine, event_curve
+    from detector.evaluation import combine
     from detector.events import OFF_THRESHOLD_FRACTION
     from detector.model import pick_torch_device
 
@@ -190,14 +189,10 @@ def fine_tune(parent: Parent, recordings: Sequence[Recording], config: TrainConf
     if calibrated is not None:  # the parent's scale: its thresholds mean what they meant
         platt.fold_into(result.model, calibrated)
     if hold_out:
-        settings = Settings()
         device = pick_torch_device(config.device)
         model = result.model.to(device)
-        curves = [event_curve(calibration.block_scores(model, rec, held_out_span(rec),
-                                                       settings.hop_seconds, device),
-                              calibration.THRESHOLD_GRID, OFF_THRESHOLD_FRACTION,
-                              settings.hop_seconds, settings.merge_gap_seconds,
-                              settings.max_duration_seconds) for rec in recordings]
+        curves = [calibration.block_curve(model, rec, held_out_span(rec), device)[1]
+                  for rec in recordings]
         result.model.cpu()
         curve = [combine([c[i] for c in curves]) for i in range(len(calibration.THRESHOLD_GRID))]
         chosen = calibration.choose_on_threshold(curve, max_false_alarms_per_hour)
