@@ -2,7 +2,7 @@
 
 ``models/upcall.pt`` is the one copy in the repository. Building a wheel copies whatever it is
 at that moment into the package as ``detector/models/upcall.pt``, where an installed whaled
-finds its default model (see ``detector.config.default_model``). An editable install reads
+finds its default model (see ``detector.core.config.default_model``). An editable install reads
 ``models/`` directly.
 """
 

@@ -94,14 +94,14 @@ def steady_state(paths: dict[str, Path], warm: Path, model: Path, threads: int,
     import soundfile
     import torch
 
-    from detector.archive_commands import DETECT_BLOCK_SECONDS
-    from detector.archive_scan import scan_recording
-    from detector.config import Settings
-    from detector.model import load_model
+    from detector.archive.scan import scan_recording
+    from detector.core.config import Settings
+    from detector.model.artifact import load_model
+    from detector.stream.blocks import SCAN_BLOCK_SECONDS
 
     torch.set_num_threads(threads)
     loaded = load_model(model)
-    settings = Settings(speed=0.0, block_seconds=DETECT_BLOCK_SECONDS, evidence=False,
+    settings = Settings(speed=0.0, block_seconds=SCAN_BLOCK_SECONDS, evidence=False,
                         metrics_port=0)
     scan_recording(warm, loaded, settings)
     rates = {}

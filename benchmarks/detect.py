@@ -4,7 +4,7 @@
                                 [--repeats N] [--model PATH | --architecture upcall|shared]
 
 Synthetic 2 kHz audio (noise with upcalls) is written to a temporary WAV and scanned by
-``detector.archive_scan.scan_recording`` (the ``whaled detect`` path: the listen pipeline, the
+``detector.archive.scan.scan_recording`` (the ``whaled detect`` path: the listen pipeline, the
 frozen model, batches). The reference cuts the same windows and calls the plain TorchScript
 module once per window (per-window STFT, batch 1). Scores must agree within 1e-4. The model
 is the shipped one, ``--model PATH``, or a freshly initialised ``--architecture`` (``shared``:
@@ -40,10 +40,10 @@ STARTUP_PROBE = """
 import time, sys
 t0 = time.perf_counter()
 from pathlib import Path
-import detector.scoring as scoring
-from detector.archive_scan import scan_recording
-from detector.config import Settings
-from detector.model import load_model
+import detector.model.scoring as scoring
+from detector.archive.scan import scan_recording
+from detector.core.config import Settings
+from detector.model.artifact import load_model
 first = []
 score = scoring.Scorer.score
 def timed(self, windows):
@@ -57,7 +57,7 @@ print(first[0])
 
 
 def synthetic_audio(seconds: float, seed: int = 1) -> np.ndarray:
-    from detector.synthetic import upcall
+    from detector.sources.synthetic import upcall
 
     rng = np.random.default_rng(seed)
     audio = rng.standard_normal(int(seconds * RATE_HZ)).astype(np.float32) * 0.01
@@ -70,8 +70,8 @@ def synthetic_audio(seconds: float, seed: int = 1) -> np.ndarray:
 
 def fast_path(path: Path, loaded: object, settings: object) -> tuple[float, float, np.ndarray]:
     """(wall seconds, CPU seconds, scores in window order) of the whaled detect path."""
-    import detector.scoring as scoring
-    from detector.archive_scan import scan_recording
+    import detector.model.scoring as scoring
+    from detector.archive.scan import scan_recording
 
     captured: list[np.ndarray] = []
     original = scoring.Scorer.score
@@ -109,8 +109,8 @@ def chosen_model(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
     if args.model:
         return args.model, str(args.model)
     if args.architecture:
-        from detector.model import ModelMetadata, save_model
-        from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
+        from detector.model.artifact import ModelMetadata, save_model
+        from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
 
         path = scratch / f"fresh-{args.architecture}.pt"
         save_model(build_network(args.architecture, width=args.width),
@@ -145,15 +145,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from detector.archive_commands import DETECT_BLOCK_SECONDS
-    from detector.config import Settings
-    from detector.model import load_model
+    from detector.core.config import Settings
+    from detector.model.artifact import load_model
+    from detector.stream.blocks import SCAN_BLOCK_SECONDS
 
     scratch = Path(tempfile.mkdtemp(prefix="whaled-bench-"))
     model_file, model_note = chosen_model(args, scratch)
     loaded = load_model(model_file)
     meta = loaded.metadata
-    settings = Settings(speed=0.0, block_seconds=DETECT_BLOCK_SECONDS,
+    settings = Settings(speed=0.0, block_seconds=SCAN_BLOCK_SECONDS,
                         torch_threads=args.threads)
     hop = round(settings.hop_seconds * meta.sample_rate_hz)
     audio = synthetic_audio(args.minutes * 60)

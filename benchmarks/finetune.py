@@ -4,7 +4,7 @@
 
 For each annotated recording of ``../shared/data`` (4 recordings of 15 min, 2 days), held out
 in turn: the shipped recipe's fold model that was trained without that recording's day
-(``models/upcall.fold-DAY.pt``) is fine-tuned (``detector.finetune``, the defaults of
+(``models/upcall.fold-DAY.pt``) is fine-tuned (``detector.train.finetune``, the defaults of
 ``whaled train --init``) on the expert labels of the recording's first ``--review-seconds``
 only, its threshold chosen inside those seconds only (the last 30 % of them, never trained
 on; with fewer than 5 calls there, the parent's threshold is kept). Both models are then
@@ -39,7 +39,7 @@ MAX_FALSE_ALARMS_PER_HOUR = 2.0
 
 
 def figures(report: object) -> dict[str, object]:
-    from detector.evaluation import EventReport
+    from detector.evaluate.measures import EventReport
 
     assert isinstance(report, EventReport)
     return {"threshold": report.threshold, "recall": round(report.recall, 4),
@@ -51,8 +51,8 @@ def figures(report: object) -> dict[str, object]:
 
 def judged(summary: object) -> dict[str, object]:
     """The operating figures and the recall at <= 2 false alarms per hour of a summary."""
-    from detector.evaluation import operating_points
-    from detector.recording_evaluation import Summary
+    from detector.evaluate.measures import operating_points
+    from detector.evaluate.recordings import Summary
 
     assert isinstance(summary, Summary)
     point = operating_points(summary.curve, (MAX_FALSE_ALARMS_PER_HOUR,))[0]
@@ -74,15 +74,16 @@ def main() -> int:
         return 0
     import torch
 
-    from detector import datasets, finetune, layouts
-    from detector.config import Settings
-    from detector.model import load_model
-    from detector.recording_evaluation import (
+    from detector.annotations import datasets, layouts
+    from detector.core.config import Settings
+    from detector.evaluate.recordings import (
         day_of,
         evaluate_recordings,
         loaded_from_network,
         summarise,
     )
+    from detector.model.artifact import load_model
+    from detector.train import finetune
 
     torch.set_num_threads(args.threads)
     recordings = [audio for folder in ANNOTATED_DAYS

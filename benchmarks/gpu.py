@@ -4,7 +4,7 @@ Self-contained: needs only torch, numpy, scipy and soundfile (no prometheus, no 
 network); generates its own audio. Run through ``benchmarks/gpu.sh`` (under 5 minutes on one
 GPU). Windows are cut on the GPU from the raw audio (``unfold``: 1/8 of the bytes of
 host-cut windows cross the bus at a 0.25-s hop); the host path the pipeline uses (windows
-cut on the CPU, pinned memory, non-blocking copies, ``detector.scoring.Scorer``) is timed
+cut on the CPU, pinned memory, non-blocking copies, ``detector.model.scoring.Scorer``) is timed
 too. Reduced precision is kept only where scores stay within 1e-3 of fp32.
 """
 
@@ -33,7 +33,7 @@ PRECISION_TOLERANCE = 1e-3
 
 
 def audio(seconds: float, seed: int) -> np.ndarray:
-    from detector.synthetic import upcall
+    from detector.sources.synthetic import upcall
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(int(seconds * RATE_HZ)).astype(np.float32) * 0.01
@@ -62,8 +62,8 @@ def score_on_gpu(module: Callable[[torch.Tensor], torch.Tensor], signals: torch.
 
 
 def main() -> None:
-    from detector.model import load_model
-    from detector.scoring import Scorer
+    from detector.model.artifact import load_model
+    from detector.model.scoring import Scorer
 
     if not torch.cuda.is_available():
         print(json.dumps({"benchmark": "gpu", "machine": machine(), "error": "no CUDA"}))

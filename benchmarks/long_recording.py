@@ -32,7 +32,7 @@ MEMORY_TARGET_BYTES = 1.5e9
 
 def write_recording(path: Path, hours: float, seed: int = 1) -> int:
     """Write the recording; return the number of upcalls placed in it."""
-    from detector.synthetic import upcall
+    from detector.sources.synthetic import upcall
 
     rng = np.random.default_rng(seed)
     seconds, placed = hours * 3600, 0

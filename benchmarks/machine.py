@@ -63,8 +63,8 @@ def model_path(scratch: Path) -> tuple[Path, str]:
     """The shipped model, or a freshly initialised UpcallNet of the same architecture."""
     if SHIPPED_MODEL.exists():
         return SHIPPED_MODEL, "shipped models/upcall.pt"
-    from detector.model import ModelMetadata, save_model
-    from detector.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
+    from detector.model.artifact import ModelMetadata, save_model
+    from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, UpcallNet
 
     path = scratch / "fresh.pt"
     save_model(UpcallNet(), ModelMetadata(SAMPLE_RATE_HZ, WINDOW_SAMPLES, ("upcall",)), path)

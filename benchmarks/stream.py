@@ -32,8 +32,8 @@ LIVE_CASES = ((2000, 1), (2000, 16), (96000, 1))  # (rate Hz, channels)
 
 
 def replay(loaded: object, minutes: float, scratch: Path) -> dict[str, object]:
-    from detector.archive_scan import detect_recording
-    from detector.config import Settings
+    from detector.archive.scan import detect_recording
+    from detector.core.config import Settings
 
     audio = synthetic_audio(minutes * 60)
     wav = scratch / "replay_20090329_000000.wav"
@@ -49,10 +49,10 @@ def replay(loaded: object, minutes: float, scratch: Path) -> dict[str, object]:
 def live(loaded: object, rate_hz: int, channels: int, seconds: float) -> dict[str, object]:
     from prometheus_client import CollectorRegistry
 
-    from detector.config import Settings
-    from detector.metrics import Metrics
-    from detector.pipeline import Pipeline
-    from detector.sources import SyntheticSource
+    from detector.core.config import Settings
+    from detector.outputs.metrics import Metrics
+    from detector.sources.replay import SyntheticSource
+    from detector.stream.pipeline import Pipeline
 
     source = SyntheticSource(rate_hz=rate_hz, block_frames=rate_hz // 10, speed=1.0,
                              channels=channels)
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--live-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    from detector.model import load_model
+    from detector.model.artifact import load_model
 
     scratch = Path(tempfile.mkdtemp(prefix="whaled-stream-"))
     model_file, note = model_path(scratch)

@@ -7,7 +7,8 @@ placed, at the model's own thresholds, over several seeds. Prints JSON.
 Each seed is one run of the simulated hydrophone (``--seed``; 1 is the README's default).
 No training run draws from the simulator's seeds (training's randomness comes from its own
 (seed, epoch) streams), so every seed here is audio the model never heard. Recall counts the
-upcalls at or above 5 dB SNR (:data:`detector.demo.DEMO_MIN_SNR_DB`) found one-to-one; a false
+upcalls at or above 5 dB SNR (:data:`detector.evaluate.demo.DEMO_MIN_SNR_DB`) found one-to-one; a
+false
 alarm is a detection on no placed upcall.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from machine import SHIPPED_MODEL, machine
 
-from detector.demo import score_demo
+from detector.evaluate.demo import score_demo
 
 
 def run_demo(model: Path, seconds: float, seed: int, out: Path) -> dict[str, object]:

@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from detector.labels import NOT_UPCALL, UPCALL, ReviewedLabel, append_reviewed
-from detector.review_items import reviewed_path
-from detector.threshold_guidance import BIN_WIDTH, bin_of
+from detector.annotations.reviewed import NOT_UPCALL, UPCALL, ReviewedLabel, append_reviewed
+from detector.review.items import reviewed_path
+from detector.season.threshold_guidance import BIN_WIDTH, bin_of
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

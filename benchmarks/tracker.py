@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from machine import REPO, machine
 
-from detector.evaluation import RecordingScores, combine, event_curve
-from detector.events import OFF_THRESHOLD_FRACTION
+from detector.evaluate.measures import RecordingScores, combine, event_curve
+from detector.stream.events import OFF_THRESHOLD_FRACTION
 
 HOP_SECONDS = 0.25
 MAX_DURATION_SECONDS = 10.0

@@ -15,9 +15,9 @@ import soundfile
 import torch
 from torch import nn
 
-from detector.events import Thresholds
-from detector.model import ModelMetadata, save_model
-from detector.synthetic import upcall
+from detector.model.artifact import ModelMetadata, save_model
+from detector.sources.synthetic import upcall
+from detector.stream.events import Thresholds
 
 RATE_HZ = 2000
 WINDOW_SAMPLES = 4000

@@ -110,7 +110,7 @@ def test_detect_on_an_empty_or_mistyped_folder_exits_2(tmp_path: Path, kind: str
     run = whaled("detect", str(folder), "--out", str(tmp_path / "out"), "--no-progress")
     line = one_error_line(run, 2)
     if kind == "empty":
-        from detector.audio_formats import readable_suffixes
+        from detector.sources.formats import readable_suffixes
 
         assert line == (f"whaled: error: no recordings ({' '.join(readable_suffixes())}) in "
                         f"{folder}")
@@ -136,8 +136,8 @@ def test_devices_with_no_input_device_says_so_and_exits_1(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from detector import devices
-    from detector.cli import app
+    from detector.cli.main import app
+    from detector.sources import devices
 
     monkeypatch.setattr(devices, "list_input_devices", lambda: [])
     result = CliRunner().invoke(app, ["devices"])
@@ -147,7 +147,7 @@ def test_devices_with_no_input_device_says_so_and_exits_1(
 
 
 def test_off_grid_hop_warns_that_it_is_slower(tmp_path: Path) -> None:
-    from detector.model import load_model, off_grid_hop_warning, span_grid_samples
+    from detector.model.artifact import load_model, off_grid_hop_warning, span_grid_samples
 
     loaded = load_model(SHIPPED_MODEL)
     assert span_grid_samples(loaded) == 100  # 0.05 s at 2 kHz
@@ -197,8 +197,8 @@ def test_inspect_saliency_rests_on_the_synthetic_call(tmp_path: Path) -> None:
 
     import matplotlib.image
 
-    from detector import inspection
-    from detector.model import load_model
+    from detector.model import inspection
+    from detector.model.artifact import load_model
 
     loaded = load_model(SHIPPED_MODEL)
     result = inspection.occlusion_saliency(loaded, inspection.synthetic_window(loaded), "x")
@@ -232,8 +232,8 @@ def test_inspect_saliency_over_a_real_call() -> None:
     through 100-200 Hz; the score rests on the call, in the 50-250 Hz call band."""
     from conftest import SHARED_DATA
 
-    from detector import inspection
-    from detector.model import load_model
+    from detector.model import inspection
+    from detector.model.artifact import load_model
 
     wav = SHARED_DATA / "pamguard" / "right_whale_example.wav"
     if not wav.exists():

@@ -1,0 +1,2 @@
+"""The matplotlib figures: a model's curves and filters, and single detections' spectrograms.
+"""

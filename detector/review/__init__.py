@@ -1,0 +1,3 @@
+"""``whaled review``: the local web page where a person confirms, rejects, adds and corrects
+detections.
+"""
