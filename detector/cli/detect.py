@@ -1,10 +1,10 @@
-"""The archive commands' edges: ``whaled detect``, ``events`` and ``presence``.
+"""``whaled detect``, ``events`` and ``presence``: their flags, and their edges.
 
-Each checks its arguments, runs the work (:mod:`detector.archive.run`,
-:mod:`detector.archive.rethreshold`, :mod:`detector.season.presence`) and turns the result into an
-exit
-status and a few lines on stderr. A known fault (any :class:`~detector.core.errors.WhaledError`)
-or an I/O error at start is one ``whaled: error:`` line and exit status 2.
+Each parses its flags, checks its arguments, runs the work (:mod:`detector.archive.run`,
+:mod:`detector.archive.rethreshold`, :mod:`detector.season.presence`) and turns the result
+into an exit status and a few lines on stderr. A known fault (any
+:class:`~detector.core.errors.WhaledError`) or an I/O error at start is one ``whaled: error:``
+line and exit status 2.
 """
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
+
+from detector.cli.model import HopOption, OffThresholdOption, OnThresholdOption
+from detector.cli.shared import parse_channels, setup_logging
 from detector.core.config import Settings
-from detector.core.errors import EXIT_BAD_INPUT, WhaledError, print_error
+from detector.core.errors import EXIT_BAD_INPUT, WhaledError, fail, print_error
 from detector.core.progress import counted
 
 if TYPE_CHECKING:
@@ -28,6 +32,102 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("whaled.detect")
 SIGNAL_EXIT_BASE = 128  # a run stopped by signal N exits 128 + N (SIGINT: 130), as shells do
+
+
+def detect(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Recordings (WAV, FLAC, AIFF; any rate; every channel) and folders of them.")],
+    model: Annotated[Path | None, typer.Option(
+        help="TorchScript model archive. (default: models/upcall.pt)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML config file (thresholds, hop, ...); flags override it.")] = None,
+    out: Annotated[str, typer.Option(
+        help="Directory for detections.jsonl and one Raven table per recording; a rerun "
+             "over it skips recordings already complete.")] = "detections",
+    shard: Annotated[str, typer.Option(
+        help="K/N: only the recordings of shard K (0-based) of N, e.g. "
+             "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")] = "0/1",
+    dask: Annotated[str | None, typer.Option(
+        help="Fan recordings out over a Dask scheduler at this address, or 'local' for a "
+             "LocalCluster (needs the dask extra).")] = None,
+    channels: Annotated[str | None, typer.Option(
+        help="Comma-separated 1-based channels, each detected separately. (default: all)")]
+    = None,
+    origin: Annotated[str | None, typer.Option(
+        help="Start of the one recording given, ISO 8601 (an offset is applied).")] = None,
+    timestamp_pattern: Annotated[str | None, typer.Option(
+        help="strptime pattern of the start in file names (%Y %y %m %d %j %H %M %S %f %z), "
+             "e.g. %Y%m%d_%H%M%S; with a / it is matched against the whole path. (default: "
+             "YYYYMMDD_HHMMSS, YYYY-MM-DD_HH-MM-SS, SoundTrap NNNN.YYMMDDHHMMSS, ISO 8601)")]
+    = None,
+    hop: HopOption = None,
+    on_threshold: OnThresholdOption = None,
+    off_threshold: OffThresholdOption = None,
+    torch_device: Annotated[str | None, typer.Option(
+        help="auto, cpu, cuda, cuda:N. (default: auto)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="Torch CPU threads. (default: torch's, one per core)")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress line on stderr.")] = True,
+    save_scores: Annotated[bool, typer.Option(
+        help="Keep every window's scores in OUT/scores/ (one .npz per recording), so "
+             "'whaled events' redoes detections at another threshold without rescanning.")]
+    = False,
+    evidence: Annotated[int, typer.Option(
+        help="Evidence clips (WAV, spectrogram, JSON) in OUT/evidence/ for the N "
+             "highest-scoring detections of each recording and N more drawn at random from "
+             "the rest, for whaled review and whaled train.")] = 0,
+    figure: Annotated[bool, typer.Option(
+        help="Redraw OUT/presence_daily.png at the end (about a second, matplotlib's); "
+             "--no-figure leaves it to 'whaled presence OUT', e.g. for shards or one file "
+             "at a time.")] = True,
+) -> None:
+    """Scan recordings and archives offline with the listen pipeline; resumable."""
+    from detector.core import config as config_module
+    from detector.stream.blocks import SCAN_BLOCK_SECONDS
+
+    overrides: dict[str, Any] = {
+        "model": str(model) if model else None, "channels": parse_channels(channels),
+        "hop_seconds": hop, "on_threshold": on_threshold, "off_threshold": off_threshold,
+        "torch_device": torch_device, "torch_threads": threads, "speed": 0.0,
+        "origin_utc": origin, "timestamp_pattern": timestamp_pattern,
+        "block_seconds": SCAN_BLOCK_SECONDS, "evidence": False, "metrics_port": 0}
+    try:
+        settings = config_module.load(config, overrides)
+    except config_module.ConfigError as error:
+        fail(error)
+    setup_logging(settings.log_level)
+    raise typer.Exit(run_detect_command(paths, settings, Path(out), shard, dask, progress,
+                                        save_scores, evidence, figure))
+
+
+def events(
+    scores: Annotated[list[Path], typer.Argument(
+        help="Scores files (*.scores.npz from detect --save-scores) and folders of them, "
+             "e.g. OUT/scores.")],
+    on_threshold: Annotated[float | None, typer.Option(
+        help="Score that opens a detection (required).")] = None,
+    off_threshold: Annotated[float | None, typer.Option(
+        help="Score below which a detection closes. (default: the model's, at most the "
+             "on-threshold, as detect)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Directory for the redone detections, written as detect writes them "
+             "(required).")] = None,
+) -> None:
+    """Redo detections from saved scores at another threshold, without rescanning."""
+    setup_logging("INFO")
+    raise typer.Exit(run_events_command(scores, on_threshold, off_threshold, out))
+
+
+def presence(
+    out_dir: Annotated[Path, typer.Argument(
+        help="A detect output folder, or one holding shards' detections.jsonl merged.")],
+    target_precision: Annotated[float | None, typer.Option(
+        help="Precision the threshold guidance aims for. (default: 0.9)")] = None,
+) -> None:
+    """Rewrite detections.csv, the presence tables (validated ones too), the figure and the
+    season's Raven table with the verdicts so far; print the threshold guidance."""
+    setup_logging("INFO")
+    raise typer.Exit(run_presence_command(out_dir, target_precision))
 
 
 def run_detect_command(paths: list[Path], settings: Settings, out_dir: Path, shard_text: str,
