@@ -47,8 +47,16 @@ def test_the_readme_example_finds_the_call_in_a_file_and_in_an_array(tmp_path: P
         (2, round(found[0].start_seconds, 3))]
 
 
-def test_scan_array_refuses_audio_of_the_wrong_shape() -> None:
+def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     import pytest
+
+    from detector.outputs.raven import RavenError
+    from detector.sources.replay import SourceError
 
     with pytest.raises(ValueError, match="frames"):
         detector.scan_array(np.zeros((2, 2, 2), np.float32), 2000)
+    with pytest.raises(SourceError, match=r"cannot read .*missing\.wav"):
+        detector.scan_file(tmp_path / "missing.wav")
+    (tmp_path / "notes.txt").write_text("Selection\tNote\n1\thello\n")
+    with pytest.raises(RavenError, match="not a Raven selection table"):
+        detector.read_raven(tmp_path / "notes.txt")

@@ -189,5 +189,8 @@ def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,
 def _block_frames(settings: Settings, path: Path) -> int:
     import soundfile
 
-    rate = soundfile.info(str(path)).samplerate
+    try:
+        rate = soundfile.info(str(path)).samplerate
+    except (RuntimeError, OSError, soundfile.LibsndfileError):  # FileSource names the reason
+        return frames_per_block(settings.block_seconds, 1)
     return frames_per_block(settings.block_seconds, rate)
