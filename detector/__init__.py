@@ -152,16 +152,11 @@ def stream_blocks(info: StreamInfo, items: Sequence[Item], model: LoadedModel | 
     """
     import threading
 
-    from prometheus_client import CollectorRegistry
-
-    from detector.outputs.metrics import Metrics
     from detector.sources.replay import ListSource
-    from detector.stream.pipeline import Pipeline
+    from detector.stream.pipeline import offline_pipeline
 
-    loaded = model or load_model()
-    chosen = _settings(settings, None)
-    metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
-    pipeline = Pipeline(ListSource(info, items, per_read=8), loaded, chosen, [], metrics)
+    source = ListSource(info, items, per_read=8)
+    pipeline = offline_pipeline(source, model or load_model(), _settings(settings, None), [])
     return pipeline.run(threading.Event())
 
 

@@ -170,7 +170,7 @@ def append_reviewed(path: Path, label: ReviewedLabel) -> None:
     selection = 1
     if not created and path.stat().st_size:
         with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, dialect="excel-tab")
+            reader = csv.reader(handle, dialect=raven.DIALECT)
             header = next(reader, header)
             selection = sum(1 for _ in reader) + 1
         if label.replaces is not None and not set(REPLACES_COLUMNS) <= set(header):
@@ -185,7 +185,7 @@ def append_reviewed(path: Path, label: ReviewedLabel) -> None:
            **({} if label.replaces is None else dict(zip(
                REPLACES_COLUMNS, (f"{s:.6f}" for s in label.replaces), strict=True)))}
     with path.open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, header, dialect="excel-tab", extrasaction="ignore",
+        writer = csv.DictWriter(handle, header, dialect=raven.DIALECT, extrasaction="ignore",
                                 restval="", lineterminator="\n")  # LF, as detect's tables
         if selection == 1 and handle.tell() == 0:
             writer.writeheader()
@@ -202,11 +202,11 @@ def add_columns(path: Path, header: list[str]) -> list[str]:
     from detector.core.durable import publish
 
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, dialect="excel-tab"))
+        rows = list(csv.DictReader(handle, dialect=raven.DIALECT))
     header = header + [c for c in WRITTEN_COLUMNS if c not in header]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, header, dialect="excel-tab", restval="",
+        writer = csv.DictWriter(handle, header, dialect=raven.DIALECT, restval="",
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)

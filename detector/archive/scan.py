@@ -18,19 +18,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from detector.archive.outputs import RecordingResult, fingerprint_doc
 from detector.archive.saved_scores import ScoreRecorder
 from detector.core.config import Settings
 from detector.core.stamps import parse_origin
 from detector.model.artifact import LoadedModel
-from detector.outputs.metrics import Metrics
 from detector.outputs.sinks import HoldsNothing, Record, Sink
-from detector.sources.replay import FileSource, Source, SourceError
+from detector.sources.replay import FileSource, Source, SourceError, one_line
 from detector.stream.blocks import EndOfStream, Item, StreamInfo, frames_per_block
 from detector.stream.events import Detection
-from detector.stream.pipeline import Pipeline
+from detector.stream.pipeline import offline_pipeline
 from detector.stream.run_summary import RunSummary
 
 READ_AHEAD_BLOCKS = 4  # decoded blocks waiting for the pipeline (detect's 8 s each)
@@ -116,8 +113,7 @@ def scan_recording(path: Path, loaded: LoadedModel, settings: Settings,
         info, expected = source.info, file.frames
         result.source, result.origin_utc = info.name, info.origin_utc
         result.origin_from, result.channels = info.origin_from, info.channels
-        metrics = Metrics(CollectorRegistry(), info.channels, loaded.metadata.labels)
-        pipeline = Pipeline(source, loaded, settings, sinks, metrics)
+        pipeline = offline_pipeline(source, loaded, settings, sinks)
         if recorder is not None:
             pipeline.score_taps.append(recorder.tap)
         if on_progress is not None:
@@ -179,8 +175,7 @@ def detect_recording(path: Path, loaded: LoadedModel, settings: Settings,
     source = FileSource(Path(path), block_frames=_block_frames(settings, path),
                         speed=0.0, channels=settings.channels)
     try:
-        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
-        pipeline = Pipeline(source, loaded, settings, list(sinks or []), metrics)
+        pipeline = offline_pipeline(source, loaded, settings, list(sinks or []))
         return pipeline.run(threading.Event()).detections
     finally:
         source.close()
@@ -191,6 +186,6 @@ def _block_frames(settings: Settings, path: Path) -> int:
 
     try:
         rate = soundfile.info(str(path)).samplerate
-    except (RuntimeError, OSError, soundfile.LibsndfileError):  # FileSource names the reason
-        return frames_per_block(settings.block_seconds, 1)
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as error:  # as FileSource says it
+        raise SourceError(f"cannot read {path}: {one_line(error)}") from None
     return frames_per_block(settings.block_seconds, rate)

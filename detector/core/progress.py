@@ -106,14 +106,16 @@ class EpochBar:
         now = time.monotonic()
         if now - self._last_draw >= REDRAW_SECONDS:
             self._last_draw = now
-            self.stream.write(self.line()[:160].ljust(80) + "\r")
-            self.stream.flush()
+            self._draw("\r")
 
     def set_postfix(self, **values: object) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
-        self.stream.write(self.line()[:160].ljust(80) + "\n")
+        self._draw("\n")
+
+    def _draw(self, end: str) -> None:
+        self.stream.write(self.line()[:160].ljust(80) + end)
         self.stream.flush()
 
 

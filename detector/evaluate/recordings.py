@@ -45,6 +45,7 @@ from detector.evaluate.measures import (
 from detector.model.artifact import LoadedModel, ModelMetadata
 from detector.stream.blocks import SCAN_BLOCK_SECONDS, frames_per_block
 from detector.stream.events import Detection, Thresholds
+from detector.stream.pipeline import offline_pipeline
 from detector.train.examples import GUARD_SECONDS
 
 EVENT_GRID = tuple(float(t) for t in np.unique(np.round(np.r_[
@@ -274,12 +275,9 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
     """(window centres s, scores, detections, origin, audio seconds) of the one channel of
     ``settings.channels``."""
     import soundfile
-    from prometheus_client import CollectorRegistry
 
     from detector.model.artifact import rate_refusal
-    from detector.outputs.metrics import Metrics
     from detector.sources.replay import FileSource, SourceError
-    from detector.stream.pipeline import Pipeline
 
     try:
         info = soundfile.info(str(path))
@@ -297,8 +295,7 @@ def run_pipeline(loaded: LoadedModel, path: Path, settings: Settings,
     centres: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     try:
-        metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
-        pipeline = Pipeline(source, loaded, settings, [], metrics)
+        pipeline = offline_pipeline(source, loaded, settings, [])
 
         def keep(window_centres: np.ndarray, window_scores: np.ndarray) -> None:
             centres.append(window_centres.copy())

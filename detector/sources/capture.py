@@ -32,7 +32,7 @@ import numpy as np
 from detector.core.rates import CAPTURE_RATES_HZ, in_range, range_text
 from detector.sources.devices import list_input_devices, match_device
 from detector.sources.reopen import LiveCounters
-from detector.sources.replay import SourceError, _one_line
+from detector.sources.replay import SourceError, one_line
 from detector.stream.blocks import Block, ClockStep, Gap, Item, StreamInfo, frames_per_block
 
 log = logging.getLogger("whaled.capture")
@@ -223,7 +223,7 @@ class PortAudioSource:
             self._abort()
             raise SourceError(f"input device {self.device.name!r} refuses "
                               f"{self.rate_hz} Hz x {self._open_channels} channel(s): "
-                              f"{_one_line(error)}") from None
+                              f"{one_line(error)}") from None
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
@@ -304,7 +304,7 @@ class PortAudioSource:
             stream.abort()
             stream.close()
         except Exception as error:
-            log.debug("closing %s: %s", self.device.name, _one_line(error))
+            log.debug("closing %s: %s", self.device.name, one_line(error))
 
     def close(self) -> None:
         self._abort()

@@ -107,7 +107,7 @@ class FileSource:
             with self._quiet(self.path):
                 self._file = soundfile.SoundFile(str(self.path))
         except (RuntimeError, OSError, soundfile.LibsndfileError) as error:
-            raise SourceError(f"cannot read {self.path}: {_one_line(error)}") from None
+            raise SourceError(f"cannot read {self.path}: {one_line(error)}") from None
         rate = int(self._file.samplerate)
         if rate < MIN_RECORDING_RATE_HZ:
             self._file.close()
@@ -143,7 +143,7 @@ class FileSource:
                 data = self._file.read(frames, dtype="float32", always_2d=True)
         except (RuntimeError, OSError) as error:
             log.error("read error in %s at sample %d: %s", self.path, self._position,
-                      _one_line(error))
+                      one_line(error))
             return [EndOfStream(self._position)]
         if len(data) == 0:
             return [EndOfStream(self._position)]
@@ -291,7 +291,8 @@ class SyntheticSource:
 
 
 class ListSource:
-    """The in-package fake: hands out prepared items, a few per read."""
+    """Hands out prepared items, a few per read: the in-package fake of the tests, and the
+    source of :func:`detector.stream_blocks`."""
 
     def __init__(self, info: StreamInfo, items: Sequence[Item], per_read: int = 1) -> None:
         self.info = info
@@ -311,6 +312,6 @@ class ListSource:
         self._items.clear()
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -319,3 +319,13 @@ class Pipeline:
         self._detected(self.detector.flush())
         self.retry_sinks()
         return self.summary
+
+
+def offline_pipeline(source: Source, loaded: LoadedModel, settings: Settings,
+                     sinks: list[Sink]) -> Pipeline:
+    """A pipeline for a scan rather than a daemon: its metrics in a registry of its own,
+    served nowhere (``detect``, ``evaluate`` and the Python API)."""
+    from prometheus_client import CollectorRegistry
+
+    metrics = Metrics(CollectorRegistry(), source.info.channels, loaded.metadata.labels)
+    return Pipeline(source, loaded, settings, sinks, metrics)
