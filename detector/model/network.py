@@ -80,13 +80,19 @@ class UpcallNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(4 * width, n_labels)
         self.mask_bins = 0  # training only: a random band of this many bins at most is hidden
+        self.mean_span_frames = 0  # >0: the mean is the best span of this many map frames
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         image = self.input_dropout(self.spectrogram(audio))
         if self.training and self.mask_bins > 0:
             image = mask_frequencies(image, self.mask_bins)
         maps = self.features(image)
-        pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)
+        over_time = maps.mean(dim=2)  # (batch, maps, frames)
+        if self.mean_span_frames > 0:
+            means = nn.functional.avg_pool1d(over_time, self.mean_span_frames, 1).amax(dim=2)
+        else:
+            means = over_time.mean(dim=2)
+        pooled = torch.cat([means, maps.amax(dim=(2, 3))], dim=1)
         return self.classifier(self.dropout(pooled))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -176,7 +182,12 @@ class SharedTrunkNet(UpcallNet):
         maps = self.features(self.spectrogram(audio))  # (channels, maps, rows, frames)
         step_frames = hop_samples // self.span_grid_samples
         length = self.window_map_frames
-        means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
+        if self.mean_span_frames > 0:  # each window's best span: its spans' means, then max
+            spans = nn.functional.avg_pool1d(maps.mean(dim=2), self.mean_span_frames, 1)
+            means = nn.functional.max_pool1d(spans, length - self.mean_span_frames + 1,
+                                             step_frames)
+        else:
+            means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
         peaks = nn.functional.max_pool1d(maps.amax(dim=2), length, step_frames)
         pooled = torch.cat([means, peaks], dim=1)[:, :, :n_windows].transpose(1, 2)
         return torch.sigmoid(self.classifier(pooled))
@@ -286,8 +297,23 @@ ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNe
 Network = UpcallNet | SharedTrunkNet
 
 
-def build_network(architecture: str, width: int) -> Network:
-    """The network called ``architecture`` (a key of ``ARCHITECTURES``)."""
+def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0) -> Network:
+    """The network called ``architecture`` (a key of ``ARCHITECTURES``).
+
+    ``mean_span_seconds`` > 0 (shared-trunk networks only): the pooled mean is that of the
+    window's best span of this length, not of the whole window, so a short call counts as
+    much as a long one; 0 keeps the whole-window mean.
+    """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; one of {list(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](width=width)
+    network = ARCHITECTURES[architecture](width=width)
+    if mean_span_seconds > 0:
+        if not isinstance(network, SharedTrunkNet):
+            raise ValueError(f"mean_span_seconds needs a shared-trunk network, not "
+                             f"{architecture!r}")
+        frames = round(mean_span_seconds * SAMPLE_RATE_HZ / network.span_grid_samples)
+        if not 1 <= frames <= network.window_map_frames:
+            raise ValueError(f"mean_span_seconds {mean_span_seconds} is not between "
+                             f"{network.span_grid_samples / SAMPLE_RATE_HZ} s and the window")
+        network.mean_span_frames = frames
+    return network

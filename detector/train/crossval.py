@@ -261,7 +261,7 @@ def fit_all(jobs: Sequence[tuple[str, Split]], config: TrainConfig,
         _FIT.clear()
     models = []
     for state in states:
-        model = build_network(config.architecture, config.width)
+        model = build_network(config.architecture, config.width, config.mean_span_seconds)
         model.load_state_dict(state)
         models.append(model.eval())
     return models

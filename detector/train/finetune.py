@@ -100,7 +100,7 @@ def read_parent(path: Path) -> Parent:
         config = config_from(doc)
         loaded = load_model(path)
         state = {k: v.detach().cpu().clone() for k, v in loaded.module.state_dict().items()}
-        network = build_network(config.architecture, config.width)
+        network = build_network(config.architecture, config.width, config.mean_span_seconds)
         wanted = network.state_dict()
         if set(wanted) - set(state) or any(state[k].shape != v.shape for k, v in wanted.items()):
             raise FineTuneError(f"--init {path}: its weights do not fit the {config.architecture}"

@@ -57,6 +57,7 @@ class TrainConfig:
     max_false_positive_rate: float = 0.005  # of validation negative windows above threshold
     width: int = 16  # channels of the first convolution
     architecture: str = "upcall"  # a key of detector.model.network.ARCHITECTURES
+    mean_span_seconds: float = 0.0  # >0: pool the mean over the window's best span this long
     select_best: bool = True  # keep the best validation epoch (else the last; no early stop)
     augment: bool = False  # windows drawn by train.augment (speed, noise, hard negatives)
     batches_per_epoch: int = 0  # with augment: fixed batches per epoch, half positives; 0: by data
@@ -156,7 +157,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     """``init_state``: weights to start from (a parent model's, for fine-tuning)."""
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_network(config.architecture, config.width)
+    model = build_network(config.architecture, config.width, config.mean_span_seconds)
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device)
