@@ -307,13 +307,15 @@ def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0)
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; one of {list(ARCHITECTURES)}")
     network = ARCHITECTURES[architecture](width=width)
-    if mean_span_seconds > 0:
+    if mean_span_seconds != 0:
         if not isinstance(network, SharedTrunkNet):
             raise ValueError(f"mean_span_seconds needs a shared-trunk network, not "
                              f"{architecture!r}")
-        frames = round(mean_span_seconds * SAMPLE_RATE_HZ / network.span_grid_samples)
+        frame_seconds = network.span_grid_samples / SAMPLE_RATE_HZ
+        frames = round(mean_span_seconds / frame_seconds)
         if not 1 <= frames <= network.window_map_frames:
-            raise ValueError(f"mean_span_seconds {mean_span_seconds} is not between "
-                             f"{network.span_grid_samples / SAMPLE_RATE_HZ} s and the window")
+            raise ValueError(f"mean_span_seconds {mean_span_seconds} must be between "
+                             f"{frame_seconds:g} and "
+                             f"{network.window_map_frames * frame_seconds:g} s")
         network.mean_span_frames = frames
     return network

@@ -17,7 +17,14 @@ import detector.model.scoring as scoring
 from detector.archive.scan import detect_recording
 from detector.core.config import Settings
 from detector.model.artifact import ModelMetadata, load_model, save_model, span_grid_samples
-from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES, FloorNet, SharedTrunkNet
+from detector.model.network import (
+    SAMPLE_RATE_HZ,
+    WINDOW_SAMPLES,
+    ContrastNet,
+    FloorNet,
+    SharedTrunkNet,
+    build_network,
+)
 from detector.stream.events import Detection, Thresholds
 
 SCORE_TOLERANCE = 1e-4
@@ -29,10 +36,11 @@ RECORDING_SECONDS = 40.0
 N_REFERENCE_WINDOWS = 40  # windows per channel scored one at a time by the plain module
 
 
-def random_net(seed: int = 0, architecture: type[SharedTrunkNet] = SharedTrunkNet
-               ) -> SharedTrunkNet:
+def random_net(seed: int = 0, architecture: type[SharedTrunkNet] = SharedTrunkNet,
+               mean_span_frames: int = 0) -> SharedTrunkNet:
     torch.manual_seed(seed)
     net = architecture(width=WIDTH).eval()
+    net.mean_span_frames = mean_span_frames
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -62,14 +70,19 @@ def windows_of(span: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return torch.stack([span[:, k * hop:k * hop + WINDOW_SAMPLES] for k in range(n)], dim=1)
 
 
-@pytest.mark.parametrize("architecture", [SharedTrunkNet, FloorNet])
+@pytest.mark.parametrize(("architecture", "mean_span_frames"),
+                         [(SharedTrunkNet, 0), (FloorNet, 0), (ContrastNet, 10),
+                          (SharedTrunkNet, 1)])
 @pytest.mark.parametrize(("channels", "n_windows", "tail_samples", "hop"),
                          [(1, 1, 0, 500), (1, 9, 499, 500), (2, 33, 17, 500),
                           (3, 12, 250, 1000), (2, 5, 0, 100)])
 def test_score_span_equals_forward_on_each_window(channels: int, n_windows: int,
                                                   tail_samples: int, hop: int,
-                                                  architecture: type[SharedTrunkNet]) -> None:
-    scripted = torch.jit.script(random_net(architecture=architecture))
+                                                  architecture: type[SharedTrunkNet],
+                                                  mean_span_frames: int) -> None:
+    """Also with the mean pooled over each window's best span (``mean_span_seconds``)."""
+    scripted = torch.jit.script(random_net(architecture=architecture,
+                                           mean_span_frames=mean_span_frames))
     span = varied_audio(channels, WINDOW_SAMPLES + (n_windows - 1) * hop + tail_samples)
     with torch.inference_mode():
         shared = scripted.score_span(span, hop)
@@ -77,6 +90,31 @@ def test_score_span_equals_forward_on_each_window(channels: int, n_windows: int,
     assert shared.shape == (channels, n_windows, 1)
     assert n_windows == 1 or float(shared.std()) > 0.02  # spread: the comparison means something
     assert float((shared.reshape(-1, 1) - alone).abs().max()) <= SCORE_TOLERANCE
+
+
+def test_the_best_span_mean_is_not_diluted_by_a_short_event() -> None:
+    """A feature lit in 10 of the window's map frames: the whole-window mean is diluted by
+    the quiet rest, the best 0.5-s span's mean is the event's own."""
+    net = build_network("contrast", WIDTH, mean_span_seconds=0.5).eval()
+    assert net.mean_span_frames == 10 and net.window_map_frames == 26
+    maps = torch.zeros(1, 2 * WIDTH, 3, net.window_map_frames)
+    maps[:, :, :, 8:18] = 1.0
+    net.features = torch.nn.Identity()  # type: ignore[assignment]
+    net.spectrogram = torch.nn.Identity()
+    net.input_dropout = torch.nn.Identity()  # type: ignore[assignment]
+    net.classifier = torch.nn.Identity()  # type: ignore[assignment]
+    pooled = net.logits(maps)
+    assert torch.allclose(pooled[0, :2 * WIDTH], torch.ones(2 * WIDTH))
+    net.mean_span_frames = 0
+    assert torch.allclose(net.logits(maps)[0, :2 * WIDTH], torch.full((2 * WIDTH,), 10 / 26))
+
+
+@pytest.mark.parametrize("seconds", [-0.5, 0.01, 1.4])
+def test_a_best_span_outside_the_window_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match=r"mean_span_seconds .* must be between 0.05 and 1.3 s"):
+        build_network("contrast", WIDTH, mean_span_seconds=seconds)
+    with pytest.raises(ValueError, match="needs a shared-trunk network"):
+        build_network("upcall", WIDTH, mean_span_seconds=0.5)
 
 
 def test_score_span_refuses_a_hop_off_its_grid() -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from detector.cli import evaluate as evaluate_command
 from detector.cli import train as train_command
-from detector.model.artifact import read_metadata
+from detector.model.artifact import load_model, read_metadata
 from detector.train.recipe import RecipeError, load_recipe
 
 app = typer.Typer()
@@ -49,6 +49,7 @@ max_false_alarms_per_hour = 3.0
 [network]
 architecture = "contrast"
 width = 4
+mean_span_seconds = 0.5
 
 [training]
 epochs = 1
@@ -92,6 +93,8 @@ def test_a_recipe_round_trips_into_the_model(tmp_path: Path, two_days: Path) -> 
             config["mask_bins"], config["batches_per_epoch"]) == ("contrast", 4, 1, 7, 6, 2)
     assert config["augmentation"]["tilt_probability"] == 0.25
     assert config["augmentation"]["upcall_seconds"] == [0.6, 1.2]
+    assert config["mean_span_seconds"] == 0.5
+    assert load_model(out).module.mean_span_frames == 10  # the archive pools as trained
     cv = meta.extra["cross_validation"]
     assert cv["by"] == "day" and cv["max_false_alarms_per_hour"] == 3.0
 
@@ -113,6 +116,15 @@ def test_a_bad_recipe_is_one_error_line(tmp_path: Path, body: str, expected: str
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("whaled: error: recipe ")
     assert expected in lines[0]
+
+
+def test_a_network_the_recipe_cannot_build_is_refused_before_training(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "[network]\narchitecture = \"contrast\"\n"
+                                    "mean_span_seconds = 5.0\n")
+    result = CliRunner().invoke(app, ["train", "data", "--recipe", str(recipe)])
+    assert result.exit_code == 2
+    assert result.output.strip() == ("whaled: error: mean_span_seconds 5.0 must be between "
+                                      f"0.05 and 1.3 s (recipe {recipe})")
 
 
 def test_a_training_flag_beside_a_recipe_is_refused(tmp_path: Path) -> None:
