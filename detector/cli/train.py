@@ -128,7 +128,7 @@ def train(
     """Train the upcall CNN and write the TorchScript archive that `whaled listen` loads."""
     from detector.annotations import datasets
     from detector.model.artifact import pick_torch_device
-    from detector.model.network import ARCHITECTURES, build_network
+    from detector.model.network import ARCHITECTURES
     from detector.train import loop as training
     from detector.train.crossval import GROUPINGS
 
@@ -199,7 +199,7 @@ def train(
         if not ok:
             fail(message)
     try:  # a network that cannot be built is refused before the data is read
-        build_network(config.architecture, config.width, config.mean_span_seconds)
+        training.network_for(config)
     except ValueError as error:
         fail(f"{error}{where}")
     check_writable("--out", out.parent)  # before hours of training, not after

@@ -88,10 +88,8 @@ class UpcallNet(nn.Module):
             image = mask_frequencies(image, self.mask_bins)
         maps = self.features(image)
         over_time = maps.mean(dim=2)  # (batch, maps, frames)
-        if self.mean_span_frames > 0:
-            means = nn.functional.avg_pool1d(over_time, self.mean_span_frames, 1).amax(dim=2)
-        else:
-            means = over_time.mean(dim=2)
+        span = self.mean_span_frames if self.mean_span_frames > 0 else over_time.shape[2]
+        means = nn.functional.avg_pool1d(over_time, span, 1).amax(dim=2)  # the best span's
         pooled = torch.cat([means, maps.amax(dim=(2, 3))], dim=1)
         return self.classifier(self.dropout(pooled))
 
@@ -182,12 +180,9 @@ class SharedTrunkNet(UpcallNet):
         maps = self.features(self.spectrogram(audio))  # (channels, maps, rows, frames)
         step_frames = hop_samples // self.span_grid_samples
         length = self.window_map_frames
-        if self.mean_span_frames > 0:  # each window's best span: its spans' means, then max
-            spans = nn.functional.avg_pool1d(maps.mean(dim=2), self.mean_span_frames, 1)
-            means = nn.functional.max_pool1d(spans, length - self.mean_span_frames + 1,
-                                             step_frames)
-        else:
-            means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
+        span = self.mean_span_frames if self.mean_span_frames > 0 else length
+        spans = nn.functional.avg_pool1d(maps.mean(dim=2), span, 1)  # every span's mean
+        means = nn.functional.max_pool1d(spans, length - span + 1, step_frames)  # window's best
         peaks = nn.functional.max_pool1d(maps.amax(dim=2), length, step_frames)
         pooled = torch.cat([means, peaks], dim=1)[:, :, :n_windows].transpose(1, 2)
         return torch.sigmoid(self.classifier(pooled))

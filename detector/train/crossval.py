@@ -34,7 +34,7 @@ from detector.model.network import Network
 from detector.stream.events import OFF_THRESHOLD_FRACTION, Thresholds
 from detector.train.calibration import THRESHOLD_GRID, block_scores, choose_on_threshold
 from detector.train.examples import GUARD_SECONDS, Recording
-from detector.train.loop import EpochRecord, TrainConfig, train
+from detector.train.loop import EpochRecord, TrainConfig, network_for, train
 from detector.train.selection import (
     Split,
     bootstrap_recall,
@@ -250,8 +250,6 @@ def fit_all(jobs: Sequence[tuple[str, Split]], config: TrainConfig,
         return [fit(name, split) for name, split in jobs]
     import multiprocessing
 
-    from detector.model.network import build_network
-
     _JOBS[:], _FIT[:] = list(jobs), [fit]
     try:
         with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
@@ -261,7 +259,7 @@ def fit_all(jobs: Sequence[tuple[str, Split]], config: TrainConfig,
         _FIT.clear()
     models = []
     for state in states:
-        model = build_network(config.architecture, config.width, config.mean_span_seconds)
+        model = network_for(config)
         model.load_state_dict(state)
         models.append(model.eval())
     return models

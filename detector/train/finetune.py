@@ -22,11 +22,11 @@ import torch
 
 from detector.core.errors import WhaledError
 from detector.model.artifact import ModelError, ModelMetadata, read_metadata
-from detector.model.network import ARCHITECTURES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, build_network
+from detector.model.network import ARCHITECTURES, SAMPLE_RATE_HZ, WINDOW_SAMPLES
 from detector.stream.events import Thresholds
 from detector.train.augment import Augmentation
 from detector.train.examples import Dataset, Recording, cut, reviewed_summary
-from detector.train.loop import TrainConfig, TrainResult
+from detector.train.loop import TrainConfig, TrainResult, network_for
 
 FINETUNE_EPOCHS = 4
 FINETUNE_BATCHES_PER_EPOCH = 40  # with augmentation; 160 batches of 32 windows in all
@@ -100,7 +100,7 @@ def read_parent(path: Path) -> Parent:
         config = config_from(doc)
         loaded = load_model(path)
         state = {k: v.detach().cpu().clone() for k, v in loaded.module.state_dict().items()}
-        network = build_network(config.architecture, config.width, config.mean_span_seconds)
+        network = network_for(config)
         wanted = network.state_dict()
         if set(wanted) - set(state) or any(state[k].shape != v.shape for k, v in wanted.items()):
             raise FineTuneError(f"--init {path}: its weights do not fit the {config.architecture}"

@@ -71,6 +71,11 @@ class TrainConfig:
     device: str = "auto"
 
 
+def network_for(config: TrainConfig) -> Network:
+    """The untrained network ``config``'s ``[network]`` keys name."""
+    return build_network(config.architecture, config.width, config.mean_span_seconds)
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     epoch: int
@@ -157,7 +162,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
     """``init_state``: weights to start from (a parent model's, for fine-tuning)."""
     device = pick_torch_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_network(config.architecture, config.width, config.mean_span_seconds)
+    model = network_for(config)
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device)
