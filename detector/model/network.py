@@ -57,15 +57,18 @@ def conv_trunk(width: int, in_channels: int = 1) -> nn.Sequential:
     )
 
 
-def mask_frequencies(image: torch.Tensor, max_bins: int) -> torch.Tensor:
-    """SpecAugment's frequency mask: each example loses a random band of up to ``max_bins``
-    rows (set to zero), so no single band (a harmonic, one day's noise line) is relied on."""
-    batch, rows = image.shape[0], image.shape[2]
-    widths = torch.randint(0, max_bins + 1, (batch, 1), device=image.device)
-    starts = (torch.rand(batch, 1, device=image.device) * (rows - widths + 1)).long()
-    row = torch.arange(rows, device=image.device).unsqueeze(0)
-    hidden = (row >= starts) & (row < starts + widths)
-    return image.masked_fill(hidden[:, None, :, None], 0.0)
+def mask_stripes(image: torch.Tensor, max_width: int, dim: int) -> torch.Tensor:
+    """SpecAugment's mask: each example of ``image`` (batch, channels, bins, frames) loses a
+    random stripe of up to ``max_width`` rows (``dim`` 2: frequency bins) or columns (``dim``
+    3: time frames), set to zero, so no single band or moment is relied on."""
+    batch, length = image.shape[0], image.shape[dim]
+    widths = torch.randint(0, max_width + 1, (batch, 1), device=image.device)
+    starts = (torch.rand(batch, 1, device=image.device) * (length - widths + 1)).long()
+    index = torch.arange(length, device=image.device).unsqueeze(0)
+    hidden = (index >= starts) & (index < starts + widths)  # (batch, length)
+    shape = [batch, 1, 1, 1]
+    shape[dim] = length
+    return image.masked_fill(hidden.reshape(shape), 0.0)
 
 
 class UpcallNet(nn.Module):
@@ -80,12 +83,15 @@ class UpcallNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(4 * width, n_labels)
         self.mask_bins = 0  # training only: a random band of this many bins at most is hidden
+        self.mask_frames = 0  # training only: a random span of this many frames at most
         self.mean_span_frames = 0  # >0: the mean is the best span of this many map frames
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         image = self.input_dropout(self.spectrogram(audio))
         if self.training and self.mask_bins > 0:
-            image = mask_frequencies(image, self.mask_bins)
+            image = mask_stripes(image, self.mask_bins, dim=2)
+        if self.training and self.mask_frames > 0:
+            image = mask_stripes(image, self.mask_frames, dim=3)
         maps = self.features(image)
         over_time = maps.mean(dim=2)  # (batch, maps, frames)
         span = self.mean_span_frames if self.mean_span_frames > 0 else over_time.shape[2]

@@ -67,6 +67,7 @@ class TrainConfig:
     mined_windows: int = 256  # the highest-scoring training negative windows kept each epoch
     mined_share: float = 0.25  # of an epoch's negative draws, taken from the mined windows
     mask_bins: int = 0  # SpecAugment: each training image hides a random band of up to this many
+    mask_frames: int = 0  # and a span of up to this many frames (12.5 ms in shared-trunk nets)
     seed: int = 0
     device: str = "auto"
 
@@ -167,6 +168,7 @@ def train(dataset: Dataset, config: TrainConfig, resume: Path | None = None,
         model.load_state_dict(init_state)
     model = model.to(device)
     model.mask_bins = config.mask_bins
+    model.mask_frames = config.mask_frames
     optimizer = make_optimizer(model, config)
     train_set = dataset.train
     negatives = [i for i, e in enumerate(train_set) if e.label == 0]

@@ -57,6 +57,7 @@ batches_per_epoch = 2
 batch_size = 8
 augment = true
 mask_bins = 6
+mask_frames = 5
 seed = 7
 
 [augmentation]
@@ -90,7 +91,8 @@ def test_a_recipe_round_trips_into_the_model(tmp_path: Path, two_days: Path) -> 
     assert meta.extra["recipe"]["text"] == recipe.read_text()
     config = meta.extra["config"]
     assert (config["architecture"], config["width"], config["epochs"], config["seed"],
-            config["mask_bins"], config["batches_per_epoch"]) == ("contrast", 4, 1, 7, 6, 2)
+            config["mask_bins"], config["mask_frames"], config["batches_per_epoch"]) == \
+        ("contrast", 4, 1, 7, 6, 5, 2)
     assert config["augmentation"]["tilt_probability"] == 0.25
     assert config["augmentation"]["upcall_seconds"] == [0.6, 1.2]
     assert config["mean_span_seconds"] == 0.5
