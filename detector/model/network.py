@@ -85,6 +85,7 @@ class UpcallNet(nn.Module):
         self.mask_bins = 0  # training only: a random band of this many bins at most is hidden
         self.mask_frames = 0  # training only: a random span of this many frames at most
         self.mean_span_frames = 0  # >0: the mean is the best span of this many map frames
+        self.window_mean_too = False  # with a span: the whole window's mean pooled as well
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         image = self.input_dropout(self.spectrogram(audio))
@@ -97,6 +98,8 @@ class UpcallNet(nn.Module):
         span = self.mean_span_frames if self.mean_span_frames > 0 else over_time.shape[2]
         means = nn.functional.avg_pool1d(over_time, span, 1).amax(dim=2)  # the best span's
         pooled = torch.cat([means, maps.amax(dim=(2, 3))], dim=1)
+        if self.window_mean_too:
+            pooled = torch.cat([pooled, over_time.mean(dim=2)], dim=1)
         return self.classifier(self.dropout(pooled))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -190,7 +193,11 @@ class SharedTrunkNet(UpcallNet):
         spans = nn.functional.avg_pool1d(maps.mean(dim=2), span, 1)  # every span's mean
         means = nn.functional.max_pool1d(spans, length - span + 1, step_frames)  # window's best
         peaks = nn.functional.max_pool1d(maps.amax(dim=2), length, step_frames)
-        pooled = torch.cat([means, peaks], dim=1)[:, :, :n_windows].transpose(1, 2)
+        pooled = torch.cat([means, peaks], dim=1)
+        if self.window_mean_too:
+            window_means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
+            pooled = torch.cat([pooled, window_means], dim=1)
+        pooled = pooled[:, :, :n_windows].transpose(1, 2)
         return torch.sigmoid(self.classifier(pooled))
 
 
@@ -298,12 +305,14 @@ ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNe
 Network = UpcallNet | SharedTrunkNet
 
 
-def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0) -> Network:
+def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0,
+                  window_mean_too: bool = False) -> Network:
     """The network called ``architecture`` (a key of ``ARCHITECTURES``).
 
     ``mean_span_seconds`` > 0 (shared-trunk networks only): the pooled mean is that of the
     window's best span of this length, not of the whole window, so a short call counts as
-    much as a long one; 0 keeps the whole-window mean.
+    much as a long one; 0 keeps the whole-window mean. ``window_mean_too`` (with a span):
+    the whole window's mean is pooled beside the best span's, so the head weighs both.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; one of {list(ARCHITECTURES)}")
@@ -319,4 +328,11 @@ def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0)
                              f"{frame_seconds:g} and "
                              f"{network.window_map_frames * frame_seconds:g} s")
         network.mean_span_frames = frames
+    if window_mean_too:
+        if network.mean_span_frames == 0:
+            raise ValueError("window_mean_too needs mean_span_seconds: without a span the "
+                             "window's mean is already the pooled one")
+        network.window_mean_too = True
+        features = network.classifier.in_features
+        network.classifier = nn.Linear(features + features // 2, network.classifier.out_features)
     return network

@@ -12,7 +12,7 @@ defaults):
 - ``[selection]``: ``cross_validate`` (``day`` or ``recording``), ``nested`` (true: each
   held-out group judged at a threshold chosen inside its training data),
   ``max_false_alarms_per_hour``;
-- ``[network]``: ``architecture``, ``width``, ``mean_span_seconds``;
+- ``[network]``: ``architecture``, ``width``, ``mean_span_seconds``, ``window_mean_too``;
 - ``[training]``: any other :class:`~detector.train.loop.TrainConfig` field but ``device``;
 - ``[augmentation]``: any :class:`~detector.train.augment.Augmentation` field.
 
@@ -31,7 +31,7 @@ from detector.core.errors import WhaledError
 from detector.train.augment import Augmentation
 from detector.train.loop import TrainConfig
 
-NETWORK_KEYS = ("architecture", "width", "mean_span_seconds")
+NETWORK_KEYS = ("architecture", "width", "mean_span_seconds", "window_mean_too")
 NOT_IN_RECIPE = ("device", "augmentation", *NETWORK_KEYS)  # machine settings, or own sections
 SELECTION_DEFAULTS: dict[str, Any] = {"cross_validate": None, "nested": False,
                                       "max_false_alarms_per_hour": 2.0}

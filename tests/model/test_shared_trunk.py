@@ -37,10 +37,13 @@ N_REFERENCE_WINDOWS = 40  # windows per channel scored one at a time by the plai
 
 
 def random_net(seed: int = 0, architecture: type[SharedTrunkNet] = SharedTrunkNet,
-               mean_span_frames: int = 0) -> SharedTrunkNet:
+               mean_span_frames: int = 0, window_mean_too: bool = False) -> SharedTrunkNet:
     torch.manual_seed(seed)
     net = architecture(width=WIDTH).eval()
     net.mean_span_frames = mean_span_frames
+    if window_mean_too:  # as build_network(window_mean_too=True) makes it
+        net.window_mean_too = True
+        net.classifier = torch.nn.Linear(6 * WIDTH, 1)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -70,19 +73,23 @@ def windows_of(span: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return torch.stack([span[:, k * hop:k * hop + WINDOW_SAMPLES] for k in range(n)], dim=1)
 
 
-@pytest.mark.parametrize(("architecture", "mean_span_frames"),
-                         [(SharedTrunkNet, 0), (FloorNet, 0), (ContrastNet, 10),
-                          (SharedTrunkNet, 1)])
+@pytest.mark.parametrize(("architecture", "mean_span_frames", "window_mean_too"),
+                         [(SharedTrunkNet, 0, False), (FloorNet, 0, False),
+                          (ContrastNet, 10, False), (SharedTrunkNet, 1, False),
+                          (ContrastNet, 10, True)])
 @pytest.mark.parametrize(("channels", "n_windows", "tail_samples", "hop"),
                          [(1, 1, 0, 500), (1, 9, 499, 500), (2, 33, 17, 500),
                           (3, 12, 250, 1000), (2, 5, 0, 100)])
 def test_score_span_equals_forward_on_each_window(channels: int, n_windows: int,
                                                   tail_samples: int, hop: int,
                                                   architecture: type[SharedTrunkNet],
-                                                  mean_span_frames: int) -> None:
-    """Also with the mean pooled over each window's best span (``mean_span_seconds``)."""
+                                                  mean_span_frames: int,
+                                                  window_mean_too: bool) -> None:
+    """Also with the mean pooled over each window's best span (``mean_span_seconds``), and
+    with the whole window's mean beside it (``window_mean_too``)."""
     scripted = torch.jit.script(random_net(architecture=architecture,
-                                           mean_span_frames=mean_span_frames))
+                                           mean_span_frames=mean_span_frames,
+                                           window_mean_too=window_mean_too))
     span = varied_audio(channels, WINDOW_SAMPLES + (n_windows - 1) * hop + tail_samples)
     with torch.inference_mode():
         shared = scripted.score_span(span, hop)
@@ -107,6 +114,11 @@ def test_the_best_span_mean_is_not_diluted_by_a_short_event() -> None:
     assert torch.allclose(pooled[0, :2 * WIDTH], torch.ones(2 * WIDTH))
     net.mean_span_frames = 0
     assert torch.allclose(net.logits(maps)[0, :2 * WIDTH], torch.full((2 * WIDTH,), 10 / 26))
+    net.mean_span_frames, net.window_mean_too = 10, True  # both: best span, max, window
+    both = net.logits(maps)[0]
+    assert both.shape == (6 * WIDTH,)
+    assert torch.allclose(both[:4 * WIDTH], torch.ones(4 * WIDTH))
+    assert torch.allclose(both[4 * WIDTH:], torch.full((2 * WIDTH,), 10 / 26))
 
 
 @pytest.mark.parametrize("seconds", [-0.5, 0.01, 1.4])
@@ -115,6 +127,14 @@ def test_a_best_span_outside_the_window_is_refused(seconds: float) -> None:
         build_network("contrast", WIDTH, mean_span_seconds=seconds)
     with pytest.raises(ValueError, match="needs a shared-trunk network"):
         build_network("upcall", WIDTH, mean_span_seconds=0.5)
+
+
+def test_the_window_mean_beside_a_span_widens_the_head_and_needs_a_span() -> None:
+    net = build_network("contrast", WIDTH, mean_span_seconds=0.5, window_mean_too=True)
+    assert net.window_mean_too and net.classifier.in_features == 6 * WIDTH
+    assert build_network("contrast", WIDTH).classifier.in_features == 4 * WIDTH
+    with pytest.raises(ValueError, match="window_mean_too needs mean_span_seconds"):
+        build_network("contrast", WIDTH, window_mean_too=True)
 
 
 def test_score_span_refuses_a_hop_off_its_grid() -> None:

@@ -50,6 +50,7 @@ max_false_alarms_per_hour = 3.0
 architecture = "contrast"
 width = 4
 mean_span_seconds = 0.5
+window_mean_too = true
 
 [training]
 epochs = 1
@@ -96,7 +97,8 @@ def test_a_recipe_round_trips_into_the_model(tmp_path: Path, two_days: Path) -> 
     assert config["augmentation"]["tilt_probability"] == 0.25
     assert config["augmentation"]["upcall_seconds"] == [0.6, 1.2]
     assert config["mean_span_seconds"] == 0.5
-    assert load_model(out).module.mean_span_frames == 10  # the archive pools as trained
+    module = load_model(out).module
+    assert (module.mean_span_frames, module.window_mean_too) == (10, True)  # pools as trained
     cv = meta.extra["cross_validation"]
     assert cv["by"] == "day" and cv["max_false_alarms_per_hour"] == 3.0
 
