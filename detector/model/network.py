@@ -189,13 +189,14 @@ class SharedTrunkNet(UpcallNet):
         maps = self.features(self.spectrogram(audio))  # (channels, maps, rows, frames)
         step_frames = hop_samples // self.span_grid_samples
         length = self.window_map_frames
+        over_time = maps.mean(dim=2)  # (channels, maps, frames)
         span = self.mean_span_frames if self.mean_span_frames > 0 else length
-        spans = nn.functional.avg_pool1d(maps.mean(dim=2), span, 1)  # every span's mean
+        spans = nn.functional.avg_pool1d(over_time, span, 1)  # every span's mean
         means = nn.functional.max_pool1d(spans, length - span + 1, step_frames)  # window's best
         peaks = nn.functional.max_pool1d(maps.amax(dim=2), length, step_frames)
         pooled = torch.cat([means, peaks], dim=1)
         if self.window_mean_too:
-            window_means = nn.functional.avg_pool1d(maps.mean(dim=2), length, step_frames)
+            window_means = nn.functional.avg_pool1d(over_time, length, step_frames)
             pooled = torch.cat([pooled, window_means], dim=1)
         pooled = pooled[:, :, :n_windows].transpose(1, 2)
         return torch.sigmoid(self.classifier(pooled))
@@ -333,6 +334,6 @@ def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0,
             raise ValueError("window_mean_too needs mean_span_seconds: without a span the "
                              "window's mean is already the pooled one")
         network.window_mean_too = True
-        features = network.classifier.in_features
-        network.classifier = nn.Linear(features + features // 2, network.classifier.out_features)
+        pooled = network.classifier.in_features  # (best-span mean, max) per map: 2 per map
+        network.classifier = nn.Linear(pooled + pooled // 2, network.classifier.out_features)
     return network
