@@ -47,14 +47,19 @@ class Spectrogram(nn.Module):
         return whitened.unsqueeze(1)
 
 
-def conv_trunk(width: int, in_channels: int = 1) -> nn.Sequential:
-    """Three unpadded 3x3 convolutions with batch norm and ReLU, two 2x2 max pools between."""
-    return nn.Sequential(
+def conv_trunk(width: int, in_channels: int = 1, extra_layers: int = 0) -> nn.Sequential:
+    """Three unpadded 3x3 convolutions with batch norm and ReLU, two 2x2 max pools between,
+    then ``extra_layers`` more 3x3 convolutions at the third one's resolution: each widens
+    what a unit sees by 8 spectrogram frames and 8 bins (in shared-trunk nets 0.1 s, 62 Hz)."""
+    layers: list[nn.Module] = [
         nn.Conv2d(in_channels, width, 3), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU(),
-    )
+    ]
+    for _ in range(extra_layers):
+        layers += [nn.Conv2d(2 * width, 2 * width, 3), nn.BatchNorm2d(2 * width), nn.ReLU()]
+    return nn.Sequential(*layers)
 
 
 def mask_stripes(image: torch.Tensor, max_width: int, dim: int) -> torch.Tensor:
@@ -86,6 +91,16 @@ class UpcallNet(nn.Module):
         self.mask_frames = 0  # training only: a random span of this many frames at most
         self.mean_span_frames = 0  # >0: the mean is the best span of this many map frames
         self.window_mean_too = False  # with a span: the whole window's mean pooled as well
+        self.extra_layers = 0  # 3x3 convolutions after the third (see :func:`conv_trunk`)
+
+    def deepen(self, extra_layers: int) -> None:
+        """A fresh trunk with ``extra_layers`` more convolutions after the third."""
+        first = self.features[0]
+        assert isinstance(first, nn.Conv2d)
+        width = first.out_channels
+        self.features = conv_trunk(width, first.in_channels, extra_layers)
+        self.features.train(self.training)  # a fresh module is in training mode: keep ours
+        self.extra_layers = extra_layers
 
     def logits(self, audio: torch.Tensor) -> torch.Tensor:
         image = self.input_dropout(self.spectrogram(audio))
@@ -168,14 +183,19 @@ class SharedTrunkNet(UpcallNet):
         self.stride_frames = SHARED_POOL_FRAMES ** SHARED_POOLS
         self.span_grid_samples = SHARED_STFT_HOP_SAMPLES * self.stride_frames
         self.window_samples = window_samples
-        self.window_map_frames = trunk_frames((window_samples - N_FFT)
-                                              // SHARED_STFT_HOP_SAMPLES + 1)
+        self.front_frames = (window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
+        self.window_map_frames = trunk_frames(self.front_frames)
 
     def use_front(self, front: nn.Module, shrink_frames: int) -> None:
         """Put ``front`` before the trunk; it loses ``shrink_frames`` frames of each window."""
         self.spectrogram = front
-        frames = (self.window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1
-        self.window_map_frames = trunk_frames(frames - shrink_frames)
+        self.front_frames = (self.window_samples - N_FFT) // SHARED_STFT_HOP_SAMPLES + 1 \
+            - shrink_frames
+        self.window_map_frames = trunk_frames(self.front_frames, self.extra_layers)
+
+    def deepen(self, extra_layers: int) -> None:
+        super().deepen(extra_layers)
+        self.window_map_frames = trunk_frames(self.front_frames, extra_layers)
 
     @torch.jit.export
     def score_span(self, audio: torch.Tensor, hop_samples: int) -> torch.Tensor:
@@ -202,11 +222,11 @@ class SharedTrunkNet(UpcallNet):
         return torch.sigmoid(self.classifier(pooled))
 
 
-def trunk_frames(frames: int) -> int:
+def trunk_frames(frames: int, extra_layers: int = 0) -> int:
     """Frames of the trunk's output map for ``frames`` spectrogram frames."""
     for _ in range(SHARED_POOLS):
         frames = (frames - (SHARED_CONV_FRAMES - 1)) // SHARED_POOL_FRAMES
-    return frames - (SHARED_CONV_FRAMES - 1)
+    return frames - (1 + extra_layers) * (SHARED_CONV_FRAMES - 1)
 
 
 # ---- a front end that removes each frequency's own noise floor, still frame-local ----
@@ -304,20 +324,27 @@ class ContrastNet(SharedTrunkNet):
 ARCHITECTURES = {"upcall": UpcallNet, "shared": SharedTrunkNet, "floor": FloorNet,
                  "contrast": ContrastNet}
 Network = UpcallNet | SharedTrunkNet
+MAX_EXTRA_LAYERS = 4  # the third convolution leaves 12 rows of the 64 bins; each trims 2
 
 
 def build_network(architecture: str, width: int, mean_span_seconds: float = 0.0,
-                  window_mean_too: bool = False) -> Network:
+                  window_mean_too: bool = False, extra_layers: int = 0) -> Network:
     """The network called ``architecture`` (a key of ``ARCHITECTURES``).
 
     ``mean_span_seconds`` > 0 (shared-trunk networks only): the pooled mean is that of the
     window's best span of this length, not of the whole window, so a short call counts as
     much as a long one; 0 keeps the whole-window mean. ``window_mean_too`` (with a span):
     the whole window's mean is pooled beside the best span's, so the head weighs both.
+    ``extra_layers``: that many more 3x3 convolutions after the third (a deeper trunk whose
+    units see more of a call's contour).
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; one of {list(ARCHITECTURES)}")
     network = ARCHITECTURES[architecture](width=width)
+    if not 0 <= extra_layers <= MAX_EXTRA_LAYERS:
+        raise ValueError(f"extra_layers {extra_layers} must be between 0 and {MAX_EXTRA_LAYERS}")
+    if extra_layers:
+        network.deepen(extra_layers)
     if mean_span_seconds != 0:
         if not isinstance(network, SharedTrunkNet):
             raise ValueError(f"mean_span_seconds needs a shared-trunk network, not "

@@ -59,6 +59,7 @@ class TrainConfig:
     architecture: str = "upcall"  # a key of detector.model.network.ARCHITECTURES
     mean_span_seconds: float = 0.0  # >0: pool the mean over the window's best span this long
     window_mean_too: bool = False  # with a span: pool the whole window's mean beside it
+    extra_layers: int = 0  # 3x3 convolutions after the third: a deeper trunk
     select_best: bool = True  # keep the best validation epoch (else the last; no early stop)
     augment: bool = False  # windows drawn by train.augment (speed, noise, hard negatives)
     batches_per_epoch: int = 0  # with augment: fixed batches per epoch, half positives; 0: by data
@@ -76,7 +77,7 @@ class TrainConfig:
 def network_for(config: TrainConfig) -> Network:
     """The untrained network ``config``'s ``[network]`` keys name."""
     return build_network(config.architecture, config.width, config.mean_span_seconds,
-                         config.window_mean_too)
+                         config.window_mean_too, config.extra_layers)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ defaults):
 - ``[selection]``: ``cross_validate`` (``day`` or ``recording``), ``nested`` (true: each
   held-out group judged at a threshold chosen inside its training data),
   ``max_false_alarms_per_hour``;
-- ``[network]``: ``architecture``, ``width``, ``mean_span_seconds``, ``window_mean_too``;
+- ``[network]``: ``architecture``, ``width``, ``mean_span_seconds``, ``window_mean_too``,
+  ``extra_layers``;
 - ``[training]``: any other :class:`~detector.train.loop.TrainConfig` field but ``device``;
 - ``[augmentation]``: any :class:`~detector.train.augment.Augmentation` field.
 
@@ -31,7 +32,8 @@ from detector.core.errors import WhaledError
 from detector.train.augment import Augmentation
 from detector.train.loop import TrainConfig
 
-NETWORK_KEYS = ("architecture", "width", "mean_span_seconds", "window_mean_too")
+NETWORK_KEYS = ("architecture", "width", "mean_span_seconds", "window_mean_too",
+                "extra_layers")
 NOT_IN_RECIPE = ("device", "augmentation", *NETWORK_KEYS)  # machine settings, or own sections
 SELECTION_DEFAULTS: dict[str, Any] = {"cross_validate": None, "nested": False,
                                       "max_false_alarms_per_hour": 2.0}

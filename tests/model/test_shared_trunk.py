@@ -37,9 +37,12 @@ N_REFERENCE_WINDOWS = 40  # windows per channel scored one at a time by the plai
 
 
 def random_net(seed: int = 0, architecture: type[SharedTrunkNet] = SharedTrunkNet,
-               mean_span_frames: int = 0, window_mean_too: bool = False) -> SharedTrunkNet:
+               mean_span_frames: int = 0, window_mean_too: bool = False,
+               extra_layers: int = 0) -> SharedTrunkNet:
     torch.manual_seed(seed)
     net = architecture(width=WIDTH).eval()
+    if extra_layers:
+        net.deepen(extra_layers)
     net.mean_span_frames = mean_span_frames
     if window_mean_too:  # as build_network(window_mean_too=True) makes it
         net.window_mean_too = True
@@ -73,10 +76,10 @@ def windows_of(span: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     return torch.stack([span[:, k * hop:k * hop + WINDOW_SAMPLES] for k in range(n)], dim=1)
 
 
-@pytest.mark.parametrize(("architecture", "mean_span_frames", "window_mean_too"),
-                         [(SharedTrunkNet, 0, False), (FloorNet, 0, False),
-                          (ContrastNet, 10, False), (SharedTrunkNet, 1, False),
-                          (ContrastNet, 10, True)])
+@pytest.mark.parametrize(("architecture", "mean_span_frames", "window_mean_too", "extra_layers"),
+                         [(SharedTrunkNet, 0, False, 0), (FloorNet, 0, False, 0),
+                          (ContrastNet, 10, False, 0), (SharedTrunkNet, 1, False, 0),
+                          (ContrastNet, 10, True, 0), (ContrastNet, 10, True, 2)])
 @pytest.mark.parametrize(("channels", "n_windows", "tail_samples", "hop"),
                          [(1, 1, 0, 500), (1, 9, 499, 500), (2, 33, 17, 500),
                           (3, 12, 250, 1000), (2, 5, 0, 100)])
@@ -84,12 +87,14 @@ def test_score_span_equals_forward_on_each_window(channels: int, n_windows: int,
                                                   tail_samples: int, hop: int,
                                                   architecture: type[SharedTrunkNet],
                                                   mean_span_frames: int,
-                                                  window_mean_too: bool) -> None:
-    """Also with the mean pooled over each window's best span (``mean_span_seconds``), and
-    with the whole window's mean beside it (``window_mean_too``)."""
+                                                  window_mean_too: bool,
+                                                  extra_layers: int) -> None:
+    """Also with the mean pooled over each window's best span (``mean_span_seconds``), with
+    the whole window's mean beside it (``window_mean_too``), and with a deeper trunk."""
     scripted = torch.jit.script(random_net(architecture=architecture,
                                            mean_span_frames=mean_span_frames,
-                                           window_mean_too=window_mean_too))
+                                           window_mean_too=window_mean_too,
+                                           extra_layers=extra_layers))
     span = varied_audio(channels, WINDOW_SAMPLES + (n_windows - 1) * hop + tail_samples)
     with torch.inference_mode():
         shared = scripted.score_span(span, hop)
@@ -135,6 +140,22 @@ def test_the_window_mean_beside_a_span_widens_the_head_and_needs_a_span() -> Non
     assert build_network("contrast", WIDTH).classifier.in_features == 4 * WIDTH
     with pytest.raises(ValueError, match="window_mean_too needs mean_span_seconds"):
         build_network("contrast", WIDTH, window_mean_too=True)
+
+
+def test_extra_layers_deepen_the_trunk_and_shorten_its_map() -> None:
+    """Each extra 3x3 convolution trims 2 map frames (0.2 s of the window's 26 frames) and
+    adds one conv layer of 2 x width maps; the count is bounded by the 12 rows left."""
+    for extra, frames in ((0, 26), (1, 24), (2, 22)):
+        net = build_network("contrast", WIDTH, mean_span_seconds=0.5, window_mean_too=True,
+                            extra_layers=extra)
+        convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+        assert (len(convs), net.window_map_frames, net.extra_layers) == (3 + extra, frames, extra)
+        assert all(c.in_channels == c.out_channels == 2 * WIDTH for c in convs[2:])
+        assert convs[0].in_channels == 2  # the contrast front's two channels are kept
+        maps = net.features(net.spectrogram(varied_audio(1, WINDOW_SAMPLES)))
+        assert maps.shape[1:] == (2 * WIDTH, 12 - 2 * extra, frames)
+    with pytest.raises(ValueError, match="extra_layers 5 must be between 0 and 4"):
+        build_network("contrast", WIDTH, extra_layers=5)
 
 
 def test_score_span_refuses_a_hop_off_its_grid() -> None:

@@ -51,6 +51,7 @@ architecture = "contrast"
 width = 4
 mean_span_seconds = 0.5
 window_mean_too = true
+extra_layers = 1
 
 [training]
 epochs = 1
@@ -99,6 +100,7 @@ def test_a_recipe_round_trips_into_the_model(tmp_path: Path, two_days: Path) -> 
     assert config["mean_span_seconds"] == 0.5
     module = load_model(out).module
     assert (module.mean_span_frames, module.window_mean_too) == (10, True)  # pools as trained
+    assert (config["extra_layers"], module.extra_layers) == (1, 1)  # and is as deep
     cv = meta.extra["cross_validation"]
     assert cv["by"] == "day" and cv["max_false_alarms_per_hour"] == 3.0
 
