@@ -294,7 +294,8 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Load
     fit = calibration.cross_fit_thresholds(recordings, config, folds, max_false_alarms_per_hour,
                                         progress, say=typer.echo)
     chosen = fit.chosen
-    typer.echo(f"out-of-fold: on-threshold {fit.on:.2f}, recall {chosen.recall:.3f} "
+    on_text = calibration.threshold_text(fit.on)
+    typer.echo(f"out-of-fold: on-threshold {on_text}, recall {chosen.recall:.3f} "
                f"({chosen.n_found}/{chosen.n_annotations}), false alarms "
                f"{chosen.n_false_alarms} in {chosen.hours:.3f} h")
     dataset = examples.fold_dataset(recordings, folds, None)
@@ -314,6 +315,6 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Load
     oof_path = out.with_suffix(".oof.json")
     oof_path.write_text(json.dumps(fit.scores_doc()) + "\n")
     written.append(oof_path)
-    typer.echo(f"threshold on {fit.on:.3f} off {fit.off:.3f} (out of fold); all "
+    typer.echo(f"threshold on {on_text} off {fit.off:.3f} (out of fold); all "
                f"{len(result.history)} epochs kept the last; trained in {seconds:.0f} s")
     typer.echo("wrote " + ", ".join(str(p) for p in written))

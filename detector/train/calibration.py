@@ -35,9 +35,22 @@ from detector.train.examples import Recording, fold_blocks, fold_dataset
 if TYPE_CHECKING:
     from detector.train.loop import TrainConfig
 
-# candidate on-thresholds: 0.01 steps, then 0.001 steps above 0.99
-THRESHOLD_GRID: np.ndarray = np.round(np.concatenate(
-    [np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3)
+# candidate on-thresholds: 0.01 steps, then 0.001 steps above 0.99, then steps of 0.25 in
+# logit up to logit 16 (1 - 1.1e-7, where a float32 sigmoid stops): a confident network
+# scores calls and its loudest noise above 0.999, and a grid that stopped there could not
+# keep false alarms under the limit, so the rule fell back to its top and let them through
+TOP_LOGIT = 16.0
+TAIL_LOGITS = np.arange(7.0, TOP_LOGIT + 0.125, 0.25)  # from just above 0.999
+THRESHOLD_GRID: np.ndarray = np.concatenate(
+    [np.round(np.concatenate([np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3),
+     1.0 / (1.0 + np.exp(-TAIL_LOGITS))])
+
+
+def threshold_text(threshold: float) -> str:
+    """A raw threshold with the digits that tell it from 1: 0.991, 0.99909, 0.99999989."""
+    if threshold <= 0.999 or threshold >= 1.0:
+        return f"{threshold:.3f}"
+    return f"{threshold:.{int(np.ceil(-np.log10(1.0 - threshold))) + 1}f}"
 
 
 @dataclass(frozen=True)

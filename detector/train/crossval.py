@@ -32,7 +32,12 @@ from detector.evaluate.measures import (
 from detector.evaluate.recordings import day_of
 from detector.model.network import Network
 from detector.stream.events import OFF_THRESHOLD_FRACTION, Thresholds
-from detector.train.calibration import THRESHOLD_GRID, block_scores, choose_on_threshold
+from detector.train.calibration import (
+    THRESHOLD_GRID,
+    block_scores,
+    choose_on_threshold,
+    threshold_text,
+)
 from detector.train.examples import GUARD_SECONDS, Recording
 from detector.train.loop import EpochRecord, TrainConfig, network_for, train
 from detector.train.selection import (
@@ -327,7 +332,7 @@ def cross_validate(recordings: Sequence[Recording], noise: Sequence[Recording],
                           choice)
         folds.append(fold)
         nested_text = "" if choice is None else (
-            f"; nested on {choice.on:.3f}: {fold.at(choice.on).n_found}/"
+            f"; nested on {threshold_text(choice.on)}: {fold.at(choice.on).n_found}/"
             f"{fold.at(choice.on).n_annotations} calls, {fold.at(choice.on).n_false_alarms} "
             "false alarms")
         say(f"fold {n}/{len(groups)}: {by} {group} clip ROC AUC {fold.clip_auc:.4f}"

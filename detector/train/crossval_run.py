@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 
 def format_fold(fold: FoldResult, on: float) -> str:
+    from detector.train.calibration import threshold_text
+
     at = fold.at(on)
-    return (f"  {fold.group}: clip ROC AUC {fold.clip_auc:.4f}; at on {on:.3f}: recall "
+    return (f"  {fold.group}: clip ROC AUC {fold.clip_auc:.4f}; at on {threshold_text(on)}: recall "
             f"{at.recall:.3f} ({at.n_found}/{at.n_annotations}), false alarms "
             f"{at.n_false_alarms} in {at.hours:.2f} h = {at.false_alarms_per_hour:.1f}/h")
 
@@ -77,6 +79,7 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
     from detector.stream.events import Thresholds
     from detector.train import crossval, selection
     from detector.train import loop as training
+    from detector.train.calibration import threshold_text
 
     try:
         pick_torch_device(config.device)
@@ -119,7 +122,7 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
                                  progress, say=typer.echo, on_epoch=fold_log, nested=nested,
                                  workers=jobs)
     pooled = cv.chosen
-    typer.echo(f"out of fold, by {by}: on-threshold {cv.on:.3f}; pooled recall "
+    typer.echo(f"out of fold, by {by}: on-threshold {threshold_text(cv.on)}; pooled recall "
                f"{pooled.recall:.3f} ({pooled.n_found}/{pooled.n_annotations}), false alarms "
                f"{pooled.n_false_alarms} in {pooled.hours:.2f} h")
     for fold in cv.folds:
@@ -168,7 +171,7 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
     cv_path.write_text(json.dumps({**scores_doc(cv), "calibration": calibration.as_dict()})
                        + "\n")
     written.append(cv_path)
-    typer.echo(f"threshold on {cv.on:.3f} off {cv.off:.3f} (out of fold), calibrated "
+    typer.echo(f"threshold on {threshold_text(cv.on)} off {cv.off:.3f} (out of fold), calibrated "
                f"(Platt, on the out-of-fold windows) to on {metadata.thresholds.on:.3f} off "
                f"{metadata.thresholds.off:.3f}; shipped model "
                f"trained on all {len(recordings)} recordings for {len(result.history)} epochs; "

@@ -197,6 +197,22 @@ def test_threshold_choice_maximises_recall_under_the_false_alarm_limit() -> None
     assert calibration.choose_on_threshold(too_many, 1.0).threshold == 0.6  # fewest, then recall
 
 
+def test_a_confident_model_s_threshold_is_found_above_0_999() -> None:
+    """Calls at 1 - 1e-6 and noise at 0.9995 (both above the old grid's top, 0.999): the
+    rule finds a threshold between them, not the quietest point of a grid that cannot
+    separate them, and the log line tells that threshold from 1."""
+    grid = calibration.THRESHOLD_GRID
+    assert np.all(np.diff(grid) > 0) and grid[-1] > 1 - 2e-7
+    curve = [event(float(t), 10 if t <= 1 - 1e-6 else 0, 3 if t <= 0.9995 else 0)
+             for t in grid]
+    chosen = calibration.choose_on_threshold(curve, 2.0)  # 0.5 h: at most 1 false alarm
+    assert 0.9995 < chosen.threshold <= 1 - 1e-6 and chosen.n_found == 10
+    text = calibration.threshold_text(chosen.threshold)  # the middle of 0.9995 to 1 - 1e-6
+    assert text == "0.999979" and float(text) < 1.0
+    assert calibration.threshold_text(0.991) == "0.991"
+    assert calibration.threshold_text(float(grid[-1])) == "0.99999989"
+
+
 def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Path) -> None:
     from labelled import raven_recording
 
