@@ -18,6 +18,7 @@ import torch
 
 from detector.core.errors import WhaledError
 from detector.model.artifact import LoadedModel
+from detector.model.platt import threshold_text
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -63,7 +64,7 @@ def calibration_note(fit: dict[str, Any] | None) -> str:
         return ""
     raw = fit["raw_thresholds"]
     return (f" (calibrated probabilities, Platt scale {fit['scale']:.3f} bias "
-            f"{fit['bias']:.3f} fitted on {fit['fitted_on']}; raw on {raw['on']:.3f}, "
+            f"{fit['bias']:.3f} fitted on {fit['fitted_on']}; raw on {threshold_text(raw['on'])}, "
             f"off {raw['off']:.3f})")
 
 
@@ -124,7 +125,7 @@ def out_of_fold_lines(extra: dict[str, Any]) -> list[str]:
         return (f"recall {at['recall']:.3f} ({at['n_found']}/{at['n_annotations']}), "
                 f"{at['n_false_alarms']} false alarms in {at['hours']:.2f} h")
 
-    lines = [f"out of fold by {cv['by']}, at on {cv['on']:.3f}: "
+    lines = [f"out of fold by {cv['by']}, at on {threshold_text(cv['on'])}: "
              + figures(cv["pooled"]["at_threshold"])]
     nested = cv["pooled"].get("nested")
     if nested:
@@ -134,9 +135,9 @@ def out_of_fold_lines(extra: dict[str, Any]) -> list[str]:
                      f"{interval[1]:.3f}")
     for held in cv["held_out"]:
         text = (f"  {held['group']}: clip ROC AUC {held['clip_roc_auc']:.4f}; at "
-                f"{cv['on']:.3f}: " + figures(held["at_threshold"]))
+                f"{threshold_text(cv['on'])}: " + figures(held["at_threshold"]))
         if held.get("nested"):
-            text += (f"; nested on {held['nested']['on']:.3f}: "
+            text += (f"; nested on {threshold_text(held['nested']['on'])}: "
                      + figures(held["nested"]["held_out_at_on"]))
         lines.append(text)
     return lines

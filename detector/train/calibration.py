@@ -28,6 +28,7 @@ from detector.evaluate.measures import (
 )
 from detector.model.artifact import pick_torch_device
 from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from detector.model.platt import threshold_text
 from detector.model.scoring import score_windows
 from detector.stream.events import OFF_THRESHOLD_FRACTION
 from detector.train.examples import Recording, fold_blocks, fold_dataset
@@ -44,13 +45,6 @@ TAIL_LOGITS = np.arange(7.0, TOP_LOGIT + 0.125, 0.25)  # from just above 0.999
 THRESHOLD_GRID: np.ndarray = np.concatenate(
     [np.round(np.concatenate([np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3),
      1.0 / (1.0 + np.exp(-TAIL_LOGITS))])
-
-
-def threshold_text(threshold: float) -> str:
-    """A raw threshold with the digits that tell it from 1: 0.991, 0.99909, 0.99999989."""
-    if threshold <= 0.999 or threshold >= 1.0:
-        return f"{threshold:.3f}"
-    return f"{threshold:.{int(np.ceil(-np.log10(1.0 - threshold))) + 1}f}"
 
 
 @dataclass(frozen=True)

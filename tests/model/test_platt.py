@@ -72,3 +72,20 @@ def test_unfolded_state_is_the_raw_network_again() -> None:
         np.testing.assert_allclose(raw(windows).numpy(), before.numpy(), atol=1e-6)
         fold_into(raw, platt)
         np.testing.assert_allclose(raw(windows).numpy(), calibrated.numpy(), atol=1e-6)
+
+
+def test_inspect_tells_a_raw_threshold_above_0_999_from_1() -> None:
+    """A confident network's raw on-threshold (0.99966) is printed with its digits, not as
+    1.000, wherever `whaled inspect` shows it."""
+    from detector.model.inspection import calibration_note, out_of_fold_lines
+
+    note = calibration_note({"scale": 0.727, "bias": -4.217, "fitted_on": "windows",
+                             "raw_thresholds": {"on": 0.99966, "off": 0.800}})
+    assert "raw on 0.99966, off 0.800" in note
+    at = {"recall": 0.5, "n_found": 1, "n_annotations": 2, "n_false_alarms": 0, "hours": 1.0}
+    lines = out_of_fold_lines({"cross_validation": {
+        "by": "day", "on": 0.99966, "pooled": {"at_threshold": at},
+        "held_out": [{"group": "2009-03-29", "clip_roc_auc": 0.99, "at_threshold": at,
+                      "nested": {"on": 0.999904, "held_out_at_on": at}}]}})
+    assert lines[0].startswith("out of fold by day, at on 0.99966: recall 0.500 (1/2)")
+    assert "at 0.99966: recall" in lines[1] and "nested on 0.999904: recall" in lines[1]
