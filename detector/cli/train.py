@@ -274,6 +274,7 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Load
                      progress: bool, command: str, holdout_after: float | None) -> None:
     """Out-of-fold threshold, then the shipped model trained on everything up to the holdout."""
     from detector.annotations import datasets
+    from detector.model import platt
     from detector.model.artifact import pick_torch_device
     from detector.stream.events import Thresholds
     from detector.train import calibration, examples
@@ -294,7 +295,7 @@ def train_with_folds(data_dir: Path, out: Path, noise: list[Path], options: Load
     fit = calibration.cross_fit_thresholds(recordings, config, folds, max_false_alarms_per_hour,
                                         progress, say=typer.echo)
     chosen = fit.chosen
-    on_text = calibration.threshold_text(fit.on)
+    on_text = platt.threshold_text(fit.on)
     typer.echo(f"out-of-fold: on-threshold {on_text}, recall {chosen.recall:.3f} "
                f"({chosen.n_found}/{chosen.n_annotations}), false alarms "
                f"{chosen.n_false_alarms} in {chosen.hours:.3f} h")

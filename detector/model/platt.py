@@ -28,7 +28,7 @@ RIDGE = 1e-6  # keeps the Newton system solvable when a class is separable
 
 
 def threshold_text(threshold: float) -> str:
-    """A raw (uncalibrated) threshold with the digits that tell it from 1: 0.991, 0.99909, 0.99999989."""
+    """A raw threshold with the digits that tell it from 1: 0.991, 0.99909, 0.99999989."""
     if threshold <= 0.999 or threshold >= 1.0:
         return f"{threshold:.3f}"
     return f"{threshold:.{int(np.ceil(-np.log10(1.0 - threshold))) + 1}f}"

@@ -28,7 +28,6 @@ from detector.evaluate.measures import (
 )
 from detector.model.artifact import pick_torch_device
 from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
-from detector.model.platt import threshold_text
 from detector.model.scoring import score_windows
 from detector.stream.events import OFF_THRESHOLD_FRACTION
 from detector.train.examples import Recording, fold_blocks, fold_dataset

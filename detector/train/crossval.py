@@ -31,12 +31,12 @@ from detector.evaluate.measures import (
 )
 from detector.evaluate.recordings import day_of
 from detector.model.network import Network
+from detector.model.platt import threshold_text
 from detector.stream.events import OFF_THRESHOLD_FRACTION, Thresholds
 from detector.train.calibration import (
     THRESHOLD_GRID,
     block_scores,
     choose_on_threshold,
-    threshold_text,
 )
 from detector.train.examples import GUARD_SECONDS, Recording
 from detector.train.loop import EpochRecord, TrainConfig, network_for, train

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def format_fold(fold: FoldResult, on: float) -> str:
-    from detector.train.calibration import threshold_text
+    from detector.model.platt import threshold_text
 
     at = fold.at(on)
     return (f"  {fold.group}: clip ROC AUC {fold.clip_auc:.4f}; at on {threshold_text(on)}: recall "
@@ -76,10 +76,10 @@ def train_cross_validated(data: list[Path], out: Path, noise: list[Path],
     from detector.core.config import Settings
     from detector.model import platt
     from detector.model.artifact import pick_torch_device
+    from detector.model.platt import threshold_text
     from detector.stream.events import Thresholds
     from detector.train import crossval, selection
     from detector.train import loop as training
-    from detector.train.calibration import threshold_text
 
     try:
         pick_torch_device(config.device)

@@ -21,6 +21,7 @@ from detector.core.band import band_rms
 from detector.evaluate.measures import EventReport
 from detector.model.artifact import load_model, read_metadata
 from detector.model.network import SAMPLE_RATE_HZ, WINDOW_SAMPLES
+from detector.model.platt import threshold_text
 from detector.train import augment, batches, calibration
 from detector.train import loop as training
 from detector.train.calibration import OFF_THRESHOLD_FRACTION
@@ -207,10 +208,10 @@ def test_a_confident_model_s_threshold_is_found_above_0_999() -> None:
              for t in grid]
     chosen = calibration.choose_on_threshold(curve, 2.0)  # 0.5 h: at most 1 false alarm
     assert 0.9995 < chosen.threshold <= 1 - 1e-6 and chosen.n_found == 10
-    text = calibration.threshold_text(chosen.threshold)  # the middle of 0.9995 to 1 - 1e-6
+    text = threshold_text(chosen.threshold)  # the middle of 0.9995 to 1 - 1e-6
     assert text == "0.999979" and float(text) < 1.0
-    assert calibration.threshold_text(0.991) == "0.991"
-    assert calibration.threshold_text(float(grid[-1])) == "0.99999989"
+    assert threshold_text(0.991) == "0.991"
+    assert threshold_text(float(grid[-1])) == "0.99999989"
 
 
 def test_train_with_threshold_folds_ships_the_out_of_fold_threshold(tmp_path: Path) -> None:
