@@ -24,10 +24,13 @@ from machine import REPO, machine
 
 from detector.evaluate.measures import RecordingScores, combine, event_curve
 from detector.stream.events import OFF_THRESHOLD_FRACTION
+from detector.train.calibration import THRESHOLD_GRID
 
 HOP_SECONDS = 0.25
 MAX_DURATION_SECONDS = 10.0
-GRID = np.round(np.concatenate([np.arange(0.5, 0.99, 0.01), np.arange(0.99, 1.0, 0.0005)]), 4)
+# the training rule's candidates: they go on above 0.999 in logit steps, where a confident
+# model's calls and loudest noise both score (a grid that stopped at 0.9995 found no ceiling)
+GRID = THRESHOLD_GRID
 MAX_FALSE_ALARMS_PER_HOUR = 2.0
 
 
