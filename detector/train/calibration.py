@@ -44,6 +44,9 @@ TAIL_LOGITS = np.arange(7.0, TOP_LOGIT + 0.125, 0.25)  # from just above 0.999
 THRESHOLD_GRID: np.ndarray = np.concatenate(
     [np.round(np.concatenate([np.arange(0.01, 0.99, 0.01), np.arange(0.99, 0.9995, 0.001)]), 3),
      1.0 / (1.0 + np.exp(-TAIL_LOGITS))])
+# digits of a window score in the saved out-of-fold files: float32 resolves 6e-8 near 1, and a
+# confident model's thresholds (0.99966, 0.999904) need them; 5 digits made 0.999996 read as 1
+SCORE_DECIMALS = 8
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class CrossFit:
             {"recording": r.name, "span": list(r.span), "window_seconds": r.window_seconds,
              "calls": [list(c) for c in r.calls],
              "starts": [round(float(t), 3) for t in r.starts_seconds],
-             "scores": [round(float(x), 5) for x in r.scores]} for r in self.scored]}
+             "scores": [round(float(x), SCORE_DECIMALS) for x in r.scores]}
+            for r in self.scored]}
 
     def as_dict(self) -> dict[str, object]:
         return {"on": self.on, "off": self.off, "folds": self.folds, "rule": self.rule,

@@ -315,3 +315,25 @@ def test_an_on_threshold_alone_keeps_the_model_s_hysteresis_everywhere() -> None
     assert shipped == model
     at_half = thresholds_for(Settings(on_threshold=0.5), Loaded)  # type: ignore[arg-type]
     assert at_half.off == pytest.approx(0.5 * OFF_THRESHOLD_FRACTION)  # evaluate's rule too
+
+
+def test_saved_out_of_fold_scores_keep_a_confident_model_s_digits() -> None:
+    """The out-of-fold files (``.oof.json``, ``.cv.json``) keep the digits float32 has near 1:
+    a window at 0.9999961 must not read as 1.0, nor one at 0.99966 as 0.99967, or a review of
+    a confident model's windows against its threshold (raw 0.99966) is off by a window."""
+    from types import SimpleNamespace
+
+    from detector.evaluate.measures import RecordingScores
+    from detector.train.crossval_run import scores_doc
+
+    scores = np.array([0.2, 0.9996646, 0.9999961, 1 - 1.2e-7], np.float32)
+    held = RecordingScores("r.wav", np.arange(4) * 0.25, scores, 2.0, ((0.0, 1.0),),
+                           ((0.0, 1.0),), (0.0, 2.75))
+    fit = calibration.CrossFit(0.9996646, 0.8, event(0.9996646, 1, 0), (), "rule", 2, (),
+                               (held,))
+    folds = [SimpleNamespace(group="2009-03-29", scored=[held])]
+    cv = SimpleNamespace(rule="rule", on=0.9996646, off=0.8, folds=folds)
+    for saved in (fit.scores_doc()["blocks"][0]["scores"],  # type: ignore[index]
+                  scores_doc(cv)["held_out"][0]["scores"]):  # type: ignore[arg-type,index]
+        assert saved == pytest.approx(scores.astype(float).tolist(), abs=1e-8)
+        assert saved[1] < 0.99966466 < saved[2] < saved[3] < 1.0
