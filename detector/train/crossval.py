@@ -88,6 +88,7 @@ class NestedChoice:
     splits: tuple[str, ...]  # the inner splits' names
     trained_on: frozenset[str]  # every recording an inner model trained on
     judged_on: frozenset[str]  # every recording an inner split was scored on
+    curve: tuple[EventReport, ...] = ()  # the pooled inner events at every THRESHOLD_GRID on
 
     def as_dict(self) -> dict[str, object]:
         return {"on": self.on, "inner_splits": list(self.splits),
@@ -158,6 +159,13 @@ class CrossValidation:
                 "operating_points": points(f.curve)} for f in self.folds]}
 
 
+def curve_rows(curve: Sequence[EventReport]) -> list[list[float]]:
+    """A curve at every THRESHOLD_GRID on, compactly: [on, calls, found, false alarms, hours]
+    per threshold, so another threshold rule can be judged again without training."""
+    return [[r.threshold, r.n_annotations, r.n_found, r.n_false_alarms, r.hours]
+            for r in curve]
+
+
 def points(curve: Sequence[EventReport]) -> list[dict[str, object]]:
     return [p.as_dict() for p in operating_points(curve)]
 
@@ -202,7 +210,7 @@ def choose_nested(splits: Sequence[Split], models: Sequence[Network],
     chosen = choose_on_threshold(pooled, max_false_alarms_per_hour)
     return NestedChoice(chosen.threshold, chosen, tuple(s.name for s in splits),
                         frozenset().union(*(s.sources for s in splits)),
-                        frozenset(r.source for s in splits for r, _ in s.held))
+                        frozenset(r.source for s in splits for r, _ in s.held), tuple(pooled))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def format_fold(fold: FoldResult, on: float) -> str:
 
 
 def scores_doc(cv: CrossValidation) -> dict[str, object]:
+    from detector.train import crossval
     from detector.train.calibration import SCORE_DECIMALS
 
     return {"rule": cv.rule, "on": cv.on, "off": cv.off, "held_out": [
@@ -45,7 +46,13 @@ def scores_doc(cv: CrossValidation) -> dict[str, object]:
          "calls": [list(c) for c in r.calls],
          "starts": [round(float(t), 3) for t in r.starts_seconds],
          "scores": [round(float(x), SCORE_DECIMALS) for x in r.scores]}
-        for fold in cv.folds for r in fold.scored]}
+        for fold in cv.folds for r in fold.scored],
+        # each held-out group's events (its background included) and, when nested, its inner
+        # folds' pooled events, at every candidate threshold: a threshold rule other than the
+        # shipped one is judged again, nested, from these alone
+        "curves": [{"group": fold.group, "held_out": crossval.curve_rows(fold.curve),
+                    "inner": crossval.curve_rows(fold.nested.curve) if fold.nested else None}
+                   for fold in cv.folds]}
 
 
 def fold_model_path(out: Path, group: str) -> Path:

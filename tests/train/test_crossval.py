@@ -235,6 +235,23 @@ def test_nested_selection_never_sees_the_judged_day(nested_days: Path,
     assert nested is not None
     assert nested.n_annotations == 10
     assert nested.n_found == sum(f.at(f.nested.on).n_found for f in cv.folds if f.nested)
+    # the curves a threshold rule is judged again from: the inner folds' pooled events and
+    # the held-out group's, at every candidate threshold, with the chosen points among them
+    from detector.train.crossval_run import scores_doc
+
+    curves = scores_doc(cv)["curves"]
+    assert [c["group"] for c in curves] == ["2009-03-28", "2009-03-29"]  # type: ignore[index]
+    for fold, doc in zip(cv.folds, curves, strict=True):  # type: ignore[call-overload]
+        assert fold.nested is not None
+        index = int(np.argmin(np.abs(crossval.THRESHOLD_GRID - fold.nested.on)))
+        assert len(doc["inner"]) == len(doc["held_out"]) == len(crossval.THRESHOLD_GRID)
+        chosen, judged_at = doc["inner"][index], doc["held_out"][index]
+        inner = fold.nested.inner
+        assert chosen == [inner.threshold, inner.n_annotations, inner.n_found,
+                          inner.n_false_alarms, pytest.approx(inner.hours)]
+        at = fold.at(fold.nested.on)
+        assert judged_at[1:4] == [at.n_annotations, at.n_found, at.n_false_alarms]
+        assert judged_at[4] == pytest.approx(3 * SECONDS / 3600)  # each: 3 recordings held out
 
 
 def test_a_judged_day_does_not_move_its_own_nested_threshold(nested_days: Path) -> None:

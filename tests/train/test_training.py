@@ -331,7 +331,7 @@ def test_saved_out_of_fold_scores_keep_a_confident_model_s_digits() -> None:
                            ((0.0, 1.0),), (0.0, 2.75))
     fit = calibration.CrossFit(0.9996646, 0.8, event(0.9996646, 1, 0), (), "rule", 2, (),
                                (held,))
-    folds = [SimpleNamespace(group="2009-03-29", scored=[held])]
+    folds = [SimpleNamespace(group="2009-03-29", scored=[held], curve=(), nested=None)]
     cv = SimpleNamespace(rule="rule", on=0.9996646, off=0.8, folds=folds)
     for saved in (fit.scores_doc()["blocks"][0]["scores"],  # type: ignore[index]
                   scores_doc(cv)["held_out"][0]["scores"]):  # type: ignore[arg-type,index]
