@@ -29,7 +29,7 @@ from machine import machine
 
 from detector.evaluate.measures import EventReport
 from detector.model.platt import threshold_text
-from detector.train.calibration import choose_on_threshold
+from detector.train.calibration import best_recall_plateau, choose_on_threshold
 
 Rule = Callable[[Sequence[EventReport]], EventReport]
 
@@ -41,20 +41,9 @@ def report(row: Sequence[float]) -> EventReport:
                        int(false_alarms), float(hours))
 
 
-def lowest(curve: Sequence[EventReport], limit: float) -> EventReport:
-    """The shipped rule's candidates (at most ``limit`` false alarms per hour, else the
-    fewest) and recall, but the lowest threshold that reaches it instead of the middle one."""
-    allowed = [r for r in curve if r.false_alarms_per_hour <= limit]
-    if not allowed:
-        fewest = min(r.n_false_alarms for r in curve)
-        allowed = [r for r in curve if r.n_false_alarms == fewest]
-    best = max(r.n_found for r in allowed)
-    return min((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
-
-
 RULES: dict[str, Rule] = {
     "shipped: <= 2/h, middle": lambda c: choose_on_threshold(c, 2.0),
-    "<= 2/h, lowest": lambda c: lowest(c, 2.0),
+    "<= 2/h, lowest": lambda c: best_recall_plateau(c, 2.0)[0],
     "<= 1/h, middle": lambda c: choose_on_threshold(c, 1.0),
     "<= 3/h, middle": lambda c: choose_on_threshold(c, 3.0),
     "<= 5/h, middle": lambda c: choose_on_threshold(c, 5.0),
@@ -69,7 +58,7 @@ def judge(doc: dict[str, object], rule: Rule) -> dict[str, object]:
         inner = [report(r) for r in fold["inner"]]
         held = [report(r) for r in fold["held_out"]]
         chosen = rule(inner)
-        (at,) = [r for r in held if r.threshold == chosen.threshold]
+        at = held[inner.index(chosen)]  # both curves are on the training's threshold grid
         folds.append({"group": fold["group"], "on": threshold_text(chosen.threshold),
                       "found": at.n_found, "calls": at.n_annotations,
                       "false_alarms": at.n_false_alarms, "hours": round(at.hours, 3)})

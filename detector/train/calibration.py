@@ -49,6 +49,11 @@ THRESHOLD_GRID: np.ndarray = np.concatenate(
 SCORE_DECIMALS = 8
 
 
+def saved_scores(scores: np.ndarray) -> list[float]:
+    """Window scores as the out-of-fold files keep them, with SCORE_DECIMALS digits."""
+    return [round(float(x), SCORE_DECIMALS) for x in scores]
+
+
 @dataclass(frozen=True)
 class CrossFit:
     """Out-of-fold event figures at each candidate on-threshold, and the one chosen."""
@@ -68,8 +73,7 @@ class CrossFit:
             {"recording": r.name, "span": list(r.span), "window_seconds": r.window_seconds,
              "calls": [list(c) for c in r.calls],
              "starts": [round(float(t), 3) for t in r.starts_seconds],
-             "scores": [round(float(x), SCORE_DECIMALS) for x in r.scores]}
-            for r in self.scored]}
+             "scores": saved_scores(r.scores)} for r in self.scored]}
 
     def as_dict(self) -> dict[str, object]:
         return {"on": self.on, "off": self.off, "folds": self.folds, "rule": self.rule,
@@ -104,17 +108,23 @@ def block_curve(model: nn.Module, rec: Recording, block: tuple[float, float],
                                settings.max_duration_seconds)
 
 
-def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
-                        ) -> EventReport:
-    """Highest recall with at most ``max_false_alarms_per_hour``; among the thresholds that
-    reach it, the middle one (a margin on both sides). When no threshold is that quiet: the
-    fewest false alarms first, then the same."""
+def best_recall_plateau(curve: Sequence[EventReport], max_false_alarms_per_hour: float
+                        ) -> list[EventReport]:
+    """The thresholds with the highest recall at most ``max_false_alarms_per_hour`` allows,
+    lowest first. When no threshold is that quiet: the fewest false alarms first, then the
+    same."""
     allowed = [r for r in curve if r.false_alarms_per_hour <= max_false_alarms_per_hour]
     if not allowed:
         fewest = min(r.n_false_alarms for r in curve)
         allowed = [r for r in curve if r.n_false_alarms == fewest]
     best = max(r.n_found for r in allowed)
-    reaching = sorted((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
+    return sorted((r for r in allowed if r.n_found == best), key=lambda r: r.threshold)
+
+
+def choose_on_threshold(curve: Sequence[EventReport], max_false_alarms_per_hour: float
+                        ) -> EventReport:
+    """The middle of :func:`best_recall_plateau` (a margin on both sides)."""
+    reaching = best_recall_plateau(curve, max_false_alarms_per_hour)
     return reaching[(len(reaching) - 1) // 2]
 
 

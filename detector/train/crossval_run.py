@@ -39,13 +39,13 @@ def format_fold(fold: FoldResult, on: float) -> str:
 
 def scores_doc(cv: CrossValidation) -> dict[str, object]:
     from detector.train import crossval
-    from detector.train.calibration import SCORE_DECIMALS
+    from detector.train.calibration import saved_scores
 
     return {"rule": cv.rule, "on": cv.on, "off": cv.off, "held_out": [
         {"group": fold.group, "recording": r.name, "window_seconds": r.window_seconds,
          "calls": [list(c) for c in r.calls],
          "starts": [round(float(t), 3) for t in r.starts_seconds],
-         "scores": [round(float(x), SCORE_DECIMALS) for x in r.scores]}
+         "scores": saved_scores(r.scores)}
         for fold in cv.folds for r in fold.scored],
         # each held-out group's events (its background included) and, when nested, its inner
         # folds' pooled events, at every candidate threshold: a threshold rule other than the
