@@ -14,7 +14,7 @@ event stays as it is. Nothing is tuned: the threshold is the one the event was f
 
 For each held-out day of the model's leave-one-day-out cross-validation (its metadata), the
 fold model that never heard the day scores the day and the background the fold held out, at
-the shipped threshold and at the fold's nested one; found calls and false alarms are counted
+the model's own threshold and at the fold's nested one; found calls and false alarms are counted
 one-to-one, with and without the split. On the simulated hydrophone (seeds the training never
 used, the shipped model), the split's extra detections are counted: every split of an event
 that covers one placed upcall is a call cut in two.
@@ -157,7 +157,7 @@ def held_out_days(model: Path) -> list[dict[str, object]]:
                       if (folder / name).exists()]
         background = [BACKGROUND / name for name in fold["background"]]
         row: dict[str, object] = {"day": fold["group"], "nested_on": round(nested_on, 4)}
-        for name, on in (("shipped", shipped.on), ("nested", nested_on)):
+        for name, on in (("at_model_threshold", shipped.on), ("nested", nested_on)):
             total: dict[str, int] = {}
             for wav in [*recordings, *background]:
                 audio, rate = read_audio(wav)
@@ -218,7 +218,7 @@ def main() -> None:
         raise SystemExit(f"bout_split: {SHARED_DATA} is absent: the study needs the shared "
                          "recordings")
     days = held_out_days(args.model)
-    pooled = {name: {} for name in ("shipped", "nested")}  # type: dict[str, dict[str, int]]
+    pooled = {name: {} for name in ("at_model_threshold", "nested")}  # type: dict[str, dict[str, int]]
     for row in days:
         for name in pooled:
             pooled[name] = add(pooled[name], row[name])  # type: ignore[arg-type]
