@@ -51,7 +51,8 @@ class Traces:
     window_centres_seconds: np.ndarray
     window_scores: np.ndarray  # calibrated probabilities
     local_centres_seconds: np.ndarray
-    local_logits: np.ndarray  # the head on each 0.5-s span, calibrated logit
+    local_logits: np.ndarray  # the head on each span, calibrated logit
+    local_span_seconds: float  # the span the head pools (the model's best-span mean: 0.5 s)
     audio_seconds: float
 
 
@@ -75,7 +76,8 @@ def traces(module: torch.jit.ScriptModule, audio: np.ndarray, rate_hz: int) -> T
         * frame_seconds
     local_centres = first_centre + (np.arange(len(local)) + (span - 1) / 2) * frame_seconds
     window_centres = (np.arange(len(scores)) * HOP_SAMPLES + window_samples / 2) / rate_hz
-    return Traces(window_centres, scores, local_centres, local, len(audio) / rate_hz)
+    return Traces(window_centres, scores, local_centres, local, span * frame_seconds,
+                  len(audio) / rate_hz)
 
 
 def logit(p: float) -> float:
@@ -125,8 +127,8 @@ def count(trace: Traces, calls: list[Interval], thresholds: Thresholds, hop_seco
     events = [(e.start_seconds, e.end_seconds) for e in
               tracker_events(trace.window_centres_seconds, trace.window_scores, settings)]
     reach = window_reach_seconds(window_seconds, hop_seconds)
-    half = 0.25  # half of a 0.5-s local span
-    split, n_split = split_events(events, trace, thresholds.on, reach, half)
+    split, n_split = split_events(events, trace, thresholds.on, reach,
+                                  trace.local_span_seconds / 2)
     hours = trace.audio_seconds / 3600
     plain = match_events(events, calls, hours, thresholds.on, reach)
     cut = match_events(split, calls, hours, thresholds.on, reach)
@@ -196,7 +198,7 @@ def demo(model: Path, seeds: list[int]) -> dict[str, object]:
             trace.window_centres_seconds, trace.window_scores, TrackerSettings(on, hop_seconds))]
         single = 0
         for lo, hi in events:
-            _, n = split_events([(lo, hi)], trace, on.on, reach, 0.25)
+            _, n = split_events([(lo, hi)], trace, on.on, reach, trace.local_span_seconds / 2)
             covered = sum(1 for a, b in every_call if a < hi + reach and b > lo - reach)
             single += int(n > 0 and covered <= 1)
         loud_count = count(trace, loud, on, hop_seconds, loaded.metadata.window_seconds)

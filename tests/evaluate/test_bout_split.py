@@ -34,7 +34,8 @@ def study() -> ModuleType:
 
 def made_up(study: ModuleType, logits: list[float]) -> object:
     t = np.arange(len(logits)) * 0.05
-    return study.Traces(np.zeros(0), np.zeros(0), t, np.asarray(logits, np.float32), 60.0)
+    return study.Traces(np.zeros(0), np.zeros(0), t, np.asarray(logits, np.float32), 0.5,
+                        60.0)
 
 
 def test_an_event_with_two_runs_above_the_threshold_becomes_two_detections(
@@ -86,6 +87,7 @@ def test_two_calls_of_a_bout_are_one_event_and_two_local_runs_each_on_its_call(
                             TrackerSettings(thresholds, 0.25))
     assert len(events) == 1  # the windows cannot tell the two calls apart
     event = (events[0].start_seconds, events[0].end_seconds)
+    assert trace.local_span_seconds == pytest.approx(0.5)
     detections, n_split = study.split_events([event], trace, thresholds.on, 0.875, 0.25)
     assert n_split == 1 and len(detections) == 2
     for (lo, hi), (call_lo, call_hi) in zip(detections, calls, strict=True):
