@@ -13,7 +13,9 @@ threshold, as a new deployment would be.
 
 Background recordings (noise only, another site) are grouped as well (by the date in their
 names) and dealt to the outer folds in turn: a fold never trains on the background it counts
-false alarms on, so those false alarms are out of sample too.
+false alarms on, so those false alarms are out of sample too. An outer fold's own training
+background is dealt again to its inner folds, so the false alarms that choose its threshold
+are counted on background as well, not on a quarter of an hour of annotated audio alone.
 
 The pooled recall gets a percentile interval from a block bootstrap (calls cluster in time,
 so whole minutes of held-out audio are resampled, not single calls).
@@ -93,23 +95,49 @@ def block_splits(recordings: Sequence[Recording], noise: Sequence[Recording],
 def inner_splits(recordings: Sequence[Recording], noise: Sequence[Recording],
                  group_of: dict[str, str]) -> list[Split]:
     """The inner folds of an outer fold's training data: by its groups when there are two
-    or more, else by recording, else by time block."""
+    or more, else by recording, else by time block. Each also holds out its share of the
+    background (:func:`with_background`), as the outer folds do."""
     if len({group_of[r.source] for r in recordings}) >= 2:
-        return group_splits(recordings, noise, group_of)
-    if len(recordings) >= 2:
-        return group_splits(recordings, noise, {r.source: Path(r.source).name
-                                                for r in recordings})
-    return block_splits(recordings, noise)
+        splits = group_splits(recordings, noise, group_of)
+    elif len(recordings) >= 2:
+        splits = group_splits(recordings, noise, {r.source: Path(r.source).name
+                                                  for r in recordings})
+    else:
+        splits = block_splits(recordings, noise)
+    return with_background(splits, noise)
 
 
-def deal_noise(noise: Sequence[Recording], groups: Sequence[str]) -> dict[str, list[Recording]]:
-    """Background recordings dealt to the outer ``groups`` in turn, {outer group: the
-    background it holds out}: whole days of background (the date in the name) when there
-    are as many days as groups, else single recordings; none when there are not more
-    recordings than groups (every fold keeps some background to train on)."""
+def with_background(splits: Sequence[Split], noise: Sequence[Recording]) -> list[Split]:
+    """``splits`` that also judge a share of ``noise`` (dealt by :func:`deal_noise`, one
+    recording or day each) and do not train on it, so an inner fold counts false alarms on
+    background it never heard as well as on its annotated audio (a quarter of an hour of it
+    alone makes one false alarm 4 per hour). Unchanged when there is less background than
+    splits: every inner model keeps the rest to train on."""
+    dealt = deal_noise(noise, [s.name for s in splits], spare=0)
+    out = []
+    for split in splits:
+        held_noise = dealt[split.name]
+        if not held_noise:
+            out.append(split)
+            continue
+        sources = {r.source for r in held_noise}
+        train = replace(split.train, train=tuple(e for e in split.train.train
+                                                 if e.source not in sources))
+        out.append(replace(split, train=train, held=split.held + tuple(
+            (r, (0.0, r.end_seconds)) for r in held_noise)))
+    return out
+
+
+def deal_noise(noise: Sequence[Recording], groups: Sequence[str], spare: int = 1
+               ) -> dict[str, list[Recording]]:
+    """Background recordings dealt to ``groups`` in turn, {group: the background it holds
+    out}: whole days of background (the date in the name) when there are as many days as
+    groups, else single recordings; none when there are fewer than ``len(groups) + spare``
+    recordings (the outer folds keep one spare; every fold keeps some background to train
+    on)."""
     from detector.evaluate.recordings import day_of
 
-    if len(noise) < len(groups) + 1:
+    if len(noise) < max(len(groups) + spare, 2):
         return {g: [] for g in groups}
     days = sorted({day_of(Path(r.source)) for r in noise})
     by_name = sorted(noise, key=lambda r: Path(r.source).name)

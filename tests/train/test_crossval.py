@@ -228,6 +228,16 @@ def test_nested_selection_never_sees_the_judged_day(nested_days: Path,
     assert trained[0] | trained[1] | judged[0] | judged[1] <= day29 | {
         "BG_2000-05-23_00-00-00.wav", "BG_2000-05-23_00-15-00.wav"}
     assert not (trained[4] & (day28 | {"BG_2000-05-19_00-00-00.wav"}))
+    # the first fold's two inner splits each judge one of its training background
+    # recordings too, and their models never trained on it; the second fold trains on one
+    # background recording, too few to deal to two inner splits
+    bg23 = ["BG_2000-05-23_00-00-00.wav", "BG_2000-05-23_00-15-00.wav"]
+    assert [sorted(j - day29) for j in judged[:2]] == [[bg23[0]], [bg23[1]]]
+    assert bg23[0] not in trained[0] and bg23[1] in trained[0]
+    assert bg23[1] not in trained[1] and bg23[0] in trained[1]
+    assert "BG_2000-05-19_00-00-00.wav" in trained[2] & trained[3]
+    assert cv.folds[0].nested is not None and cv.folds[0].nested.inner.hours == \
+        pytest.approx(3 * SECONDS / 3600)  # one recording in two blocks, two background
     assert judged[2] == day28 and judged[3] == {"BG_2000-05-19_00-00-00.wav"}
     # the background's false alarms count in the fold's curve, its hours too
     assert cv.folds[0].curve[0].hours == pytest.approx(3 * SECONDS / 3600)
