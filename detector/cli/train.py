@@ -86,7 +86,7 @@ def train(
     nested: Annotated[bool, typer.Option(
         help="With --cross-validate: judge each held-out group at a threshold chosen on "
              "inner folds of its training data only, and hold out a share of the --noise "
-             "recordings in each fold as extra negatives.")] = False,
+             "recordings in each fold (inner folds included) as extra negatives.")] = False,
     cross_validate: Annotated[str | None, typer.Option(
         help="day or recording: one model per held-out day (or recording) trained on the "
              "others, the on-threshold chosen on the pooled out-of-fold events "
