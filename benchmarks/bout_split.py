@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from machine import REPO, SHIPPED_MODEL, machine
 
+from detector.core.intervals import Interval
 from detector.evaluate.measures import match_events, tracker_events, window_reach_seconds
+from detector.model.platt import logit
 from detector.stream.events import Thresholds, TrackerSettings, hysteresis
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -41,7 +43,6 @@ BACKGROUND = SHARED_DATA / "background"
 HOP_SAMPLES = 500  # 0.25 s, listen's hop
 DEMO_SECONDS = 1800.0  # the README demo's half hour
 DEMO_MIN_SNR_DB = 5.0
-Interval = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,6 @@ def traces(module: torch.jit.ScriptModule, audio: np.ndarray, rate_hz: int) -> T
                   len(audio) / rate_hz)
 
 
-def logit(p: float) -> float:
-    return math.log(p / (1 - p))
-
-
 def split_events(events: list[Interval], trace: Traces, on: float, reach_seconds: float,
                  local_half_seconds: float) -> tuple[list[Interval], int]:
     """(detections, events split): each event with two or more runs of the local score at
@@ -106,18 +103,12 @@ def split_events(events: list[Interval], trace: Traces, on: float, reach_seconds
 
 
 def read_calls(wav: Path) -> list[Interval]:
-    table = wav.with_name(wav.stem + ".Table.1.selections.txt")
-    if not table.exists():
-        return []
-    rows = [line.split("\t") for line in table.read_text().splitlines()[1:] if line.strip()]
-    return sorted((float(r[3]), float(r[4])) for r in rows if r[7].strip() == "upcall")
+    """The upcalls of the expert tables beside ``wav`` (none for a background recording)."""
+    from detector.annotations.layouts import is_expert_table_of, read_selections
 
-
-def read_audio(wav: Path) -> tuple[np.ndarray, int]:
-    import soundfile
-
-    audio, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
-    return audio[:, 0], rate
+    tables = [t for t in wav.parent.glob(f"{wav.stem}*.selections.txt")
+              if is_expert_table_of(t, wav)]
+    return sorted(c for t in tables for c in read_selections(t, "upcall")[0])
 
 
 def count(trace: Traces, calls: list[Interval], thresholds: Thresholds, hop_seconds: float,
@@ -143,6 +134,7 @@ def add(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
 
 
 def held_out_days(model: Path) -> list[dict[str, object]]:
+    from detector.annotations.datasets import read_audio
     from detector.model.artifact import load_model, read_metadata
     from detector.model.platt import of_metadata
 
@@ -161,9 +153,9 @@ def held_out_days(model: Path) -> list[dict[str, object]]:
         row: dict[str, object] = {"day": fold["group"], "nested_on": round(nested_on, 4)}
         for name, on in (("at_model_threshold", shipped.on), ("nested", nested_on)):
             total: dict[str, int] = {}
+            rate = loaded.metadata.sample_rate_hz  # read_audio resamples to the model's rate
             for wav in [*recordings, *background]:
-                audio, rate = read_audio(wav)
-                trace = traces(loaded.module, audio, rate)
+                trace = traces(loaded.module, read_audio(wav), rate)
                 total = add(total, count(trace, read_calls(wav), hysteresis(on, shipped),
                                          HOP_SAMPLES / rate, loaded.metadata.window_seconds))
             row[name] = total
@@ -176,8 +168,8 @@ def demo(model: Path, seeds: list[int]) -> dict[str, object]:
     its first half hour: events split, and those covering a single placed upcall."""
     from detector.live.daemon import SYNTHETIC_RATE_HZ
     from detector.model.artifact import load_model
-    from detector.sources.replay import SYNTHETIC_EPOCH_SECONDS
-    from detector.sources.synthetic import NOISE_LEVEL_DBFS, SyntheticHydrophone
+    from detector.sources.replay import SyntheticSource
+    from detector.sources.synthetic import NOISE_LEVEL_DBFS
 
     loaded = load_model(model)
     rate = SYNTHETIC_RATE_HZ
@@ -187,7 +179,9 @@ def demo(model: Path, seeds: list[int]) -> dict[str, object]:
     reach = window_reach_seconds(loaded.metadata.window_seconds, hop_seconds)
     total: dict[str, int] = {}
     for seed in seeds:
-        phone = SyntheticHydrophone(rate, SYNTHETIC_EPOCH_SECONDS, seed=seed * 1_000_003)
+        # the first hour of channel 1, as listen --device synthetic --seed SEED renders it
+        phone = SyntheticSource(rate_hz=rate, block_frames=rate, speed=0,
+                                seed=seed).hydrophone(0, 0)
         audio = phone.chunk(0, int(DEMO_SECONDS * rate))
         placed = [c for c in phone.upcalls if c.end_sample <= len(audio)]
         loud = [(c.start_sample / rate, c.end_sample / rate) for c in placed
